@@ -1,0 +1,125 @@
+package merger
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Rule names a hot table: which column identifies a row and which column
+// holds the stock that concurrent statements decrement.
+type Rule struct {
+	Schema string // database the table lives in
+	Table  string
+	Key    string // key column (one column, compared with =)
+	Stock  string // integer stock column
+}
+
+// String formats the rule as ParseRule reads it: DB.TABLE:KEYCOL:STOCKCOL.
+func (r Rule) String() string {
+	return fmt.Sprintf("%s.%s:%s:%s", r.Schema, r.Table, r.Key, r.Stock)
+}
+
+// ParseRule reads a rule written as DB.TABLE:KEYCOL:STOCKCOL.
+func ParseRule(s string) (Rule, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return Rule{}, fmt.Errorf("hot rule %q: want DB.TABLE:KEYCOL:STOCKCOL", s)
+	}
+	db, table, ok := strings.Cut(parts[0], ".")
+	r := Rule{Schema: db, Table: table, Key: parts[1], Stock: parts[2]}
+	if !ok || r.Schema == "" || r.Table == "" || r.Key == "" || r.Stock == "" || strings.Contains(table, ".") {
+		return Rule{}, fmt.Errorf("hot rule %q: want DB.TABLE:KEYCOL:STOCKCOL", s)
+	}
+	return r, nil
+}
+
+// Op is the change a mergeable statement makes to the stock column.
+type Op int
+
+const (
+	// Decrement is SET stock = stock - amount.
+	Decrement Op = iota + 1
+	// Increment is SET stock = stock + amount (a restock).
+	Increment
+)
+
+// GuardKind is the condition besides key = k in a mergeable WHERE clause.
+type GuardKind int
+
+const (
+	// GuardNone: WHERE key = k.
+	GuardNone GuardKind = iota
+	// GuardAtLeast: AND stock >= value.
+	GuardAtLeast
+	// GuardDiffNonNegative: AND stock - amount >= 0 (the same amount as SET).
+	GuardDiffNonNegative
+	// GuardPositive: AND stock > 0.
+	GuardPositive
+)
+
+// Operand is a value in a statement: a parameter slot or a constant.
+type Operand struct {
+	// Param is the index into the request's Args, or -1 for Const.
+	Param int
+	// Const is the constant's value when Param is -1: int64, uint64,
+	// float64, string or nil (SQL NULL).
+	Const any
+}
+
+// Value returns the operand's value for one execution.
+func (o Operand) Value(args []any) any {
+	if o.Param < 0 {
+		return o.Const
+	}
+	return args[o.Param]
+}
+
+// Assignment is an extra `col = value` in the SET list besides the stock.
+type Assignment struct {
+	Column string
+	Value  Operand
+}
+
+// Statement is the parsed shape of a mergeable UPDATE: everything but the
+// values of its parameter slots. One Statement serves every execution of the
+// same shape (a prepared statement, or text queries that differ only in
+// literals), so it is immutable once the Matcher returns it.
+type Statement struct {
+	Rule Rule
+	// SQL is the statement with a ? for every parameter slot, as the general
+	// (savepoint) path may execute it with Args.
+	SQL string
+	// Digest identifies the shape (literals stripped), for the ledger.
+	Digest string
+	// NumParams is how many Args an execution carries.
+	NumParams int
+
+	Key    Operand // compared with Rule.Key
+	Op     Op
+	Amount Operand // the amount SET adds or subtracts
+	Guard  GuardKind
+	// GuardValue is the right side of GuardAtLeast.
+	GuardValue Operand
+	// Extra lists further SET assignments, in statement order.
+	Extra []Assignment
+}
+
+// Request is one client's execution of a mergeable statement.
+type Request struct {
+	Stmt *Statement
+	// Args are the values of the parameter slots: int64, uint64, float64,
+	// string, []byte or nil.
+	Args []any
+	// Text, when set, is the exact text the client sent (COM_QUERY). The
+	// general path runs it verbatim, so literals keep their SQL types.
+	Text string
+	// ConnID is the client's connection id, recorded in the ledger.
+	ConnID uint32
+}
+
+// Outcome is what a serial execution would have reported to the client.
+type Outcome struct {
+	Matched  uint64 // rows the WHERE clause found (affected rows under CLIENT_FOUND_ROWS)
+	Changed  uint64 // rows actually changed (affected rows otherwise)
+	Warnings uint16
+}
