@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/pingcap/errors"
+)
+
+var noDeadline time.Time
+
+// backendConn is a session's pinned connection to the server, past its
+// handshake, used as a raw packet stream.
+type backendConn struct {
+	*packetIO
+	connID uint32
+	status uint16 // status flags of the handshake's OK packet
+}
+
+// dialBackend opens a TCP connection to the backend and reads its greeting;
+// the handshake is finished by authBackend once the client has logged in.
+func dialBackend(ctx context.Context, addr string) (net.Conn, greeting, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, greeting{}, err
+	}
+	g, err := readGreeting(ctx, conn)
+	if err != nil {
+		conn.Close()
+		return nil, greeting{}, err
+	}
+	return conn, g, nil
+}
+
+// backendOptionalCaps are the client capabilities that change what the
+// server sends; the backend connection asks for exactly the ones the client
+// negotiated with the proxy, so packets pass through unchanged.
+var backendOptionalCaps = []uint32{
+	mysql.CLIENT_FOUND_ROWS, mysql.CLIENT_IGNORE_SPACE, mysql.CLIENT_MULTI_STATEMENTS,
+	mysql.CLIENT_MULTI_RESULTS, mysql.CLIENT_PS_MULTI_RESULTS, mysql.CLIENT_LOCAL_FILES,
+}
+
+// authBackend completes the backend handshake on conn (whose greeting g was
+// already read) with the client's credentials, database, collation,
+// capabilities and connection attributes.
+func authBackend(ctx context.Context, conn net.Conn, g greeting, u User, resp handshakeResponse) (*backendConn, error) {
+	rc := &collationConn{replayConn: replayConn{Conn: conn, pending: g.raw}, collation: resp.collation}
+	dialer := func(context.Context, string, string) (net.Conn, error) { return rc, nil }
+	configure := func(c *client.Conn) error {
+		for _, flag := range backendOptionalCaps {
+			if resp.capability&flag != 0 {
+				if err := c.SetCapability(flag); err != nil {
+					return err
+				}
+			} else {
+				c.UnsetCapability(flag)
+			}
+		}
+		// Layout-changing capabilities the proxy does not parse.
+		c.UnsetCapability(mysql.CLIENT_DEPRECATE_EOF)
+		c.UnsetCapability(mysql.CLIENT_QUERY_ATTRIBUTES)
+		c.UnsetCapability(mysql.CLIENT_SESSION_TRACK)
+		c.UnsetCapability(mysql.CLIENT_COMPRESS)
+		attrs := map[string]string{"_proxy": "hotrow"}
+		for k, v := range resp.attrs {
+			attrs[k] = v
+		}
+		c.SetAttributes(attrs)
+		return nil
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	db := resp.db
+	if db == "" {
+		db = u.DefaultSchema
+	}
+	c, err := client.ConnectWithDialer(ctx, "tcp", "", u.Name, u.Password, db, dialer, configure)
+	if err != nil {
+		return nil, errors.Cause(err)
+	}
+	_ = conn.SetDeadline(noDeadline)
+	status := uint16(0)
+	if c.IsAutoCommit() {
+		status |= statusAutocommit
+	}
+	return &backendConn{packetIO: newPacketIO(rc), connID: g.connID, status: status}, nil
+}
+
+// collationConn rewrites the collation byte of the handshake response that
+// go-mysql's client writes, so the backend session gets exactly the
+// client's collation id (go-mysql only knows MySQL's collation names).
+type collationConn struct {
+	replayConn
+	collation uint8
+	written   bool
+}
+
+func (c *collationConn) Write(b []byte) (int, error) {
+	// The first write is the handshake response: 4-byte header, 4 bytes
+	// capabilities, 4 bytes max packet size, then the collation id.
+	if !c.written && len(b) > 12 {
+		c.written = true
+		b[12] = c.collation
+	}
+	return c.Conn.Write(b)
+}

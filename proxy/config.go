@@ -1,0 +1,157 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/hotrow/hotrow/merger"
+)
+
+// User is an account clients log in with; the proxy opens the session's
+// backend connection with the same credentials (as ProxySQL's mysql_users).
+type User struct {
+	Name     string `toml:"name"`
+	Password string `toml:"password"`
+	// DefaultSchema is used when the client names no database.
+	DefaultSchema string `toml:"default_schema"`
+}
+
+// Config is the proxy's configuration. Build it with DefaultConfig, adjust,
+// then Validate.
+type Config struct {
+	// Listen is the client-facing address, e.g. 127.0.0.1:6033.
+	Listen string `toml:"listen"`
+	// Backend is the MySQL/MariaDB server's host:port.
+	Backend string `toml:"backend"`
+	Users   []User `toml:"users"`
+	// AuthPlugin is offered to clients first: mysql_native_password or
+	// caching_sha2_password. Clients answering with the other are served too.
+	AuthPlugin string `toml:"auth_plugin"`
+	// MaxPacketSize bounds one client packet, like max_allowed_packet.
+	MaxPacketSize int `toml:"max_packet_size"`
+	// ConnectTimeout bounds dialing and authenticating to the backend.
+	ConnectTimeout duration `toml:"connect_timeout"`
+	// DrainTimeout bounds how long shutdown waits for running statements.
+	DrainTimeout duration `toml:"drain_timeout"`
+	// HotRules name the tables whose stock updates are merged.
+	HotRules []string `toml:"hot_rules"`
+	// MergeUser is the user whose sessions are merged and whose
+	// credentials run the merged batches; empty: the first user.
+	MergeUser string `toml:"merge_user"`
+	// MaxBatch and MetaSchema tune the merger (see package merger).
+	MaxBatch   int    `toml:"max_batch"`
+	MetaSchema string `toml:"meta_schema"`
+}
+
+// duration is a time.Duration that reads "5s" from TOML.
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	d.Duration = v
+	return err
+}
+
+// DefaultConfig returns a configuration with every default filled in.
+func DefaultConfig() Config {
+	return Config{
+		Listen:         "127.0.0.1:6033",
+		AuthPlugin:     mysql.AUTH_NATIVE_PASSWORD,
+		MaxPacketSize:  64 << 20,
+		ConnectTimeout: duration{5 * time.Second},
+		DrainTimeout:   duration{10 * time.Second},
+	}
+}
+
+// LoadFile merges a TOML configuration file into c. Keys absent from the
+// file keep their values.
+func (c *Config) LoadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	md, err := toml.Decode(string(b), c)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return fmt.Errorf("config %s: unknown keys %v", path, und)
+	}
+	return nil
+}
+
+// ParseUser reads NAME:PASSWORD (the password may contain colons).
+func ParseUser(s string) (User, error) {
+	name, pw, ok := strings.Cut(s, ":")
+	if !ok || name == "" {
+		return User{}, fmt.Errorf("user %q: want NAME:PASSWORD", s)
+	}
+	return User{Name: name, Password: pw}, nil
+}
+
+// Rules parses HotRules.
+func (c *Config) Rules() ([]merger.Rule, error) {
+	rules := make([]merger.Rule, 0, len(c.HotRules))
+	for _, s := range c.HotRules {
+		r, err := merger.ParseRule(s)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, r)
+	}
+	return rules, nil
+}
+
+// MergeAccount returns the user whose sessions are merged and whose
+// credentials run the merged batches.
+func (c *Config) MergeAccount() (User, bool) {
+	for _, u := range c.Users {
+		if c.MergeUser == "" || u.Name == c.MergeUser {
+			return u, true
+		}
+	}
+	return User{}, false
+}
+
+// Validate checks the configuration and reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen %q: %w", c.Listen, err))
+	}
+	if _, _, err := net.SplitHostPort(c.Backend); err != nil {
+		errs = append(errs, fmt.Errorf("backend %q: want HOST:PORT", c.Backend))
+	}
+	if len(c.Users) == 0 {
+		errs = append(errs, errors.New("no users: give at least one --user NAME:PASSWORD"))
+	}
+	seen := map[string]bool{}
+	for _, u := range c.Users {
+		if seen[u.Name] {
+			errs = append(errs, fmt.Errorf("user %q configured twice", u.Name))
+		}
+		seen[u.Name] = true
+	}
+	if c.AuthPlugin != mysql.AUTH_NATIVE_PASSWORD && c.AuthPlugin != mysql.AUTH_CACHING_SHA2_PASSWORD {
+		errs = append(errs, fmt.Errorf("auth plugin %q: want %s or %s", c.AuthPlugin, mysql.AUTH_NATIVE_PASSWORD, mysql.AUTH_CACHING_SHA2_PASSWORD))
+	}
+	if c.MaxPacketSize < 1024 {
+		errs = append(errs, fmt.Errorf("max packet size %d: want at least 1024", c.MaxPacketSize))
+	}
+	if _, err := c.Rules(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.HotRules) > 0 {
+		if _, ok := c.MergeAccount(); !ok {
+			errs = append(errs, fmt.Errorf("merge user %q is not a configured user", c.MergeUser))
+		}
+	}
+	return errors.Join(errs...)
+}

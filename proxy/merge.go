@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/hotrow/hotrow/merger"
+)
+
+// errClientGone: the client disconnected while its merged request waited.
+var errClientGone = errors.New("client disconnected while its statement was queued")
+
+// aLongTimeAgo is a read deadline that has passed: it wakes a blocked read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// canMerge reports whether the session's next hot statement may be merged:
+// a merger runs, the session is eligible, and it is in autocommit mode
+// outside any transaction.
+func (s *session) canMerge() bool {
+	return s.srv.merger != nil && s.mergeable &&
+		s.status&statusAutocommit != 0 && s.status&statusInTrans == 0
+}
+
+// mergeCandidate is the cheap test before matching: an UPDATE on a
+// session that may merge.
+func (s *session) mergeCandidate(query string) bool {
+	return s.srv.merger != nil && s.mergeable && startsWithUpdate(query)
+}
+
+func startsWithUpdate(q string) bool {
+	i := 0
+	for i < len(q) && (q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r') {
+		i++
+	}
+	return len(q)-i > 6 && containsFold([]byte(q[i:i+6]), "update")
+}
+
+// mergeText merges a COM_QUERY that is a hot statement; handled is false
+// when the query must pass through.
+func (s *session) mergeText(ctx context.Context, query string) (handled bool, err error) {
+	if !s.canMerge() || !startsWithUpdate(query) {
+		return false, nil
+	}
+	db, err := s.currentDB()
+	if err != nil {
+		return true, err
+	}
+	st, args, ok := s.srv.matcher.MatchText(db, query)
+	if !ok {
+		return false, nil
+	}
+	return true, s.merge(ctx, merger.Request{Stmt: st, Args: args, Text: query, ConnID: s.connID})
+}
+
+// merge runs a request through the merger and answers the client with the
+// OK packet the server would have sent, or the error it would have raised.
+func (s *session) merge(ctx context.Context, req merger.Request) error {
+	out, err := s.doWatched(ctx, req)
+	if err != nil {
+		if errors.Is(err, errClientGone) {
+			return err
+		}
+		return s.writeErr(toMySQLError(err))
+	}
+	affected := out.Changed
+	if s.capability&mysql.CLIENT_FOUND_ROWS != 0 {
+		affected = out.Matched
+	}
+	s.outBuf = appendOK(s.outBuf[:0], affected, 0, s.status, out.Warnings,
+		rowsInfo(out.Matched, out.Changed, out.Warnings))
+	if err := s.client.writePacket(s.outBuf); err != nil {
+		return err
+	}
+	return s.flushClient()
+}
+
+// doWatched calls the merger while watching the client connection: a
+// client that disconnects while its request is still queued is dropped
+// from the batch (the merger applies requests already in a batch).
+func (s *session) doWatched(ctx context.Context, req merger.Request) (merger.Outcome, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Peek blocks until the client sends or goes away; the deadline
+		// below wakes it once the merger has answered.
+		if _, err := s.client.r.Peek(1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			cancel(errClientGone)
+		}
+	}()
+	out, err := s.srv.merger.Do(ctx, req)
+	_ = s.conn.SetReadDeadline(aLongTimeAgo)
+	<-done
+	_ = s.conn.SetReadDeadline(noDeadline)
+	if err != nil && context.Cause(ctx) == errClientGone {
+		return out, errClientGone
+	}
+	return out, err
+}
+
+// currentDB returns the session's default database, asking the backend
+// when a statement may have changed it.
+func (s *session) currentDB() (string, error) {
+	if s.dbKnown {
+		return s.db, nil
+	}
+	db, err := s.queryDatabase()
+	if err != nil {
+		return "", err
+	}
+	s.db, s.dbKnown = db, true
+	return db, nil
+}
+
+// queryDatabase runs SELECT DATABASE() on the backend connection, between
+// the client's commands, without relaying anything to the client.
+func (s *session) queryDatabase() (string, error) {
+	s.be.resetSeq()
+	if err := s.be.writePacket(append([]byte{mysql.COM_QUERY}, "SELECT DATABASE()"...)); err != nil {
+		return "", s.lostBackend(err)
+	}
+	if err := s.be.flush(); err != nil {
+		return "", s.lostBackend(err)
+	}
+	var db string
+	for i := 0; ; i++ {
+		p, err := s.be.readPacket(s.rawBuf, 0)
+		if err != nil {
+			return "", s.lostBackend(err)
+		}
+		s.rawBuf = p
+		switch {
+		case len(p) > 0 && p[0] == headerErr:
+			return "", parseErr(p)
+		case i == 3: // column count, column, EOF, then the row
+			if p[0] != 0xFB { // NULL: no database
+				v, _, _, err := mysql.LengthEncodedString(p)
+				if err != nil {
+					return "", err
+				}
+				db = string(v)
+			}
+		case i > 3 && isEOF(p):
+			s.status = eofStatus(p)
+			return db, nil
+		case i > 4:
+			return "", fmt.Errorf("SELECT DATABASE(): %w", mysql.ErrMalformPacket)
+		}
+	}
+}

@@ -1,0 +1,326 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/hotrow/hotrow/merger"
+)
+
+// Server accepts client connections and runs a session for each.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	users   map[string]User
+	merger  Executor // nil: no merging
+	matcher Matcher  // nil: no merging
+
+	mu       sync.Mutex // guards the fields below
+	sessions map[*session]struct{}
+	ln       net.Listener
+	draining bool
+
+	wg sync.WaitGroup // one per session goroutine
+}
+
+// Matcher recognises mergeable statements (*merger.Matcher).
+type Matcher interface {
+	MatchText(defaultDB, query string) (*merger.Statement, []any, bool)
+	MatchPrepared(defaultDB, query string) (*merger.Statement, bool)
+}
+
+// Executor runs merged requests (*merger.Merger).
+type Executor interface {
+	Do(ctx context.Context, req merger.Request) (merger.Outcome, error)
+}
+
+// HotPath is what the proxy hands mergeable statements to. Its owner
+// closes the executor after the proxy's Shutdown.
+type HotPath struct {
+	Matcher  Matcher
+	Executor Executor
+}
+
+// New validates cfg. With hot nil every statement passes through.
+func New(cfg Config, log *slog.Logger, hot *HotPath) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, users: map[string]User{}, sessions: map[*session]struct{}{}}
+	for _, u := range cfg.Users {
+		s.users[u.Name] = u
+	}
+	if hot != nil {
+		s.matcher, s.merger = hot.Matcher, hot.Executor
+		u, _ := cfg.MergeAccount()
+		s.cfg.MergeUser = u.Name
+	}
+	return s, nil
+}
+
+// mergesFor reports whether sessions of user may be merged: only the merge
+// user's, whose privileges the merged batches run with.
+func (s *Server) mergesFor(user string) bool {
+	return s.merger != nil && user == s.cfg.MergeUser
+}
+
+// Serve accepts connections on ln until Shutdown or Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.ln = ln
+	s.mu.Unlock()
+	s.log.Info("proxy listening", "listen", ln.Addr().String(), "backend", s.cfg.Backend,
+		"hot_rules", len(s.cfg.HotRules))
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.isDraining() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				// Out of file descriptors: back off instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed, backing off", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if !s.startSession(conn) {
+			conn.Close()
+		}
+	}
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+func (s *Server) startSession(conn net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.wg.Add(1)
+	go s.serveConn(conn)
+	return true
+}
+
+// serveConn runs one client connection from handshake to close.
+func (s *Server) serveConn(conn net.Conn) {
+	defer s.wg.Done()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	sess := &session{srv: s, conn: conn, client: newPacketIO(conn), stmts: map[uint32]*preparedStmt{}}
+	log := s.log.With("client", conn.RemoteAddr().String())
+	if err := s.handshake(sess); err != nil {
+		log.Info("handshake failed", "err", err)
+		sess.close()
+		return
+	}
+	sess.log = log.With("conn_id", sess.connID, "user", sess.user.Name)
+	if !s.register(sess) {
+		sess.close()
+		return
+	}
+	defer s.unregister(sess)
+	err := sess.run(context.Background())
+	sess.close()
+	switch {
+	case err == nil, errors.Is(err, errQuit), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		sess.log.Debug("session closed")
+	default:
+		var be *backendError
+		if errors.As(err, &be) {
+			sess.log.Warn("backend connection lost; session closed", "err", err)
+		} else {
+			sess.log.Info("session closed", "err", err)
+		}
+	}
+}
+
+func (s *Server) register(sess *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.sessions[sess] = struct{}{}
+	return true
+}
+
+func (s *Server) unregister(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, sess)
+}
+
+// handshake greets the client with the backend's version and thread id,
+// authenticates it against the configured users, then logs in to the
+// backend with the same credentials.
+func (s *Server) handshake(sess *session) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout.Duration)
+	defer cancel()
+	_ = sess.conn.SetDeadline(time.Now().Add(s.cfg.ConnectTimeout.Duration))
+	defer sess.conn.SetDeadline(noDeadline)
+
+	beConn, g, err := dialBackend(ctx, s.cfg.Backend)
+	if err != nil {
+		var my *mysql.MyError
+		if !errors.As(err, &my) {
+			my = mysql.NewError(crConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (hotrow: %v)", s.cfg.Backend, err))
+		}
+		_ = sess.writeErr(my)
+		return fmt.Errorf("backend: %w", err)
+	}
+	closeBackend := true
+	defer func() {
+		if closeBackend {
+			beConn.Close()
+		}
+	}()
+
+	salt := mysql.RandomBuf(20)
+	offered := g.capability & proxyCapabilities
+	sess.outBuf = appendGreeting(sess.outBuf[:0], g, offered, salt, s.cfg.AuthPlugin)
+	if err := sess.client.writePacket(sess.outBuf); err != nil {
+		return err
+	}
+	if err := sess.client.flush(); err != nil {
+		return err
+	}
+	pkt, err := sess.client.readPacket(nil, 64<<10)
+	if err != nil {
+		return err
+	}
+	resp, err := parseHandshakeResponse(pkt, offered)
+	if err != nil {
+		_ = sess.writeErr(mysql.NewDefaultError(mysql.ER_HANDSHAKE_ERROR))
+		return err
+	}
+	user, known := s.users[resp.user]
+	plugin := resp.plugin
+	if plugin == "" {
+		plugin = mysql.AUTH_NATIVE_PASSWORD
+	}
+	if !supportedPlugin(plugin) {
+		// Ask the client to answer again with the plugin we verify.
+		plugin = s.cfg.AuthPlugin
+		sess.outBuf = append(append(append(sess.outBuf[:0], headerEOF), plugin...), 0)
+		sess.outBuf = append(append(sess.outBuf, salt...), 0)
+		if err := sess.client.writePacket(sess.outBuf); err != nil {
+			return err
+		}
+		if err := sess.client.flush(); err != nil {
+			return err
+		}
+		if resp.authData, err = sess.client.readPacket(nil, 4096); err != nil {
+			return err
+		}
+	}
+	if !known || !checkAuth(plugin, resp.authData, salt, user.Password) {
+		host, _, _ := net.SplitHostPort(sess.conn.RemoteAddr().String())
+		using := "YES"
+		if len(resp.authData) == 0 {
+			using = "NO"
+		}
+		_ = sess.writeErr(mysql.NewDefaultError(mysql.ER_ACCESS_DENIED_ERROR, resp.user, host, using))
+		return fmt.Errorf("access denied for user %q", resp.user)
+	}
+	if plugin == mysql.AUTH_CACHING_SHA2_PASSWORD && user.Password != "" {
+		// caching_sha2_password: "fast auth succeeded", then the OK.
+		if err := sess.client.writePacket([]byte{0x01, 0x03}); err != nil {
+			return err
+		}
+	}
+	okSeq := sess.client.seq
+
+	be, err := authBackend(ctx, beConn, g, user, resp)
+	if err != nil {
+		sess.client.seq = okSeq
+		var my *mysql.MyError
+		if !errors.As(err, &my) {
+			my = mysql.NewError(crConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (hotrow: %v)", s.cfg.Backend, err))
+		}
+		_ = sess.writeErr(my)
+		return fmt.Errorf("backend login: %w", err)
+	}
+	closeBackend = false
+	sess.be, sess.user, sess.connID = be, user, be.connID
+	sess.capability = resp.capability
+	sess.status = be.status
+	sess.db, sess.dbKnown = resp.db, true
+	if sess.db == "" {
+		sess.db = user.DefaultSchema
+	}
+	sess.mergeable = s.mergesFor(user.Name)
+	sess.client.seq = okSeq
+	sess.outBuf = appendOK(sess.outBuf[:0], 0, 0, sess.status, 0, "")
+	if err := sess.client.writePacket(sess.outBuf); err != nil {
+		return err
+	}
+	return sess.client.flush()
+}
+
+// Shutdown stops accepting, lets running statements finish, and closes
+// every session; after ctx ends it closes the rest at once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	for sess := range s.sessions {
+		sess.closeIfIdle()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("drain: %w; closing %d sessions", ctx.Err(), s.sessionCount())
+		s.mu.Lock()
+		for sess := range s.sessions {
+			sess.close()
+		}
+		s.mu.Unlock()
+		<-done
+	}
+	return err
+}
+
+// Close shuts down without waiting for running statements.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return s.Shutdown(ctx)
+}
+
+func (s *Server) sessionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}

@@ -1,0 +1,473 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// session is one client connection and its pinned backend connection.
+// Commands run one at a time on the session's goroutine: a command is read
+// from the client, forwarded to the backend (or merged), and the backend's
+// packets are relayed back unchanged while the proxy follows the response's
+// structure to know where it ends.
+type session struct {
+	srv    *Server
+	log    *slog.Logger
+	conn   net.Conn // client connection
+	client *packetIO
+	be     *backendConn
+
+	user       User
+	capability uint32 // negotiated with the client (and asked of the backend)
+	connID     uint32 // the backend's thread id, shown to the client
+
+	// status holds the server status flags of the last OK/EOF the backend
+	// sent (autocommit, in transaction): merging needs autocommit and no
+	// open transaction.
+	status uint16
+	// db is the session's default database; dbKnown is false after a
+	// statement that may have changed it (USE inside a query).
+	db      string
+	dbKnown bool
+	// mergeable is false for sessions whose statements must not be merged:
+	// users other than the merge user, or sessions that changed sql_mode
+	// (the merged batch runs with the server's default).
+	mergeable bool
+	stmts     map[uint32]*preparedStmt
+
+	cmdBuf []byte // client command, reused
+	rawBuf []byte // relayed packet, reused
+	conBuf []byte // continuation of a relayed packet, reused
+	outBuf []byte // packets the proxy builds, reused
+
+	mu    sync.Mutex // guards state
+	state sessionState
+}
+
+type sessionState int
+
+const (
+	stateIdle    sessionState = iota // waiting for the client's next command
+	stateBusy                        // running a command
+	stateClosing                     // closed by shutdown, or finished
+)
+
+// run serves commands until the client quits, an I/O error, or shutdown.
+func (s *session) run(ctx context.Context) error {
+	for {
+		s.client.resetSeq()
+		pkt, err := s.client.readPacket(s.cmdBuf, s.srv.cfg.MaxPacketSize)
+		if err != nil {
+			if errors.Is(err, errPacketTooLarge) {
+				_ = s.writeErr(mysql.NewDefaultError(mysql.ER_NET_PACKET_TOO_LARGE))
+			}
+			return err
+		}
+		s.cmdBuf = pkt
+		if len(pkt) == 0 {
+			return fmt.Errorf("empty command packet: %w", mysql.ErrMalformPacket)
+		}
+		if !s.begin() {
+			_ = s.writeErr(mysql.NewDefaultError(mysql.ER_SERVER_SHUTDOWN))
+			return nil
+		}
+		err = s.dispatch(ctx, pkt)
+		if !s.end() && err == nil {
+			return nil // shutdown arrived during the command
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// begin marks the session busy unless shutdown closed it.
+func (s *session) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == stateClosing {
+		return false
+	}
+	s.state = stateBusy
+	return true
+}
+
+// end marks the session idle and reports whether it may go on.
+func (s *session) end() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == stateClosing {
+		return false
+	}
+	s.state = stateIdle
+	return true
+}
+
+// closeIfIdle closes an idle session's client connection (unblocking its
+// read) and marks a busy one to stop after its command. Used by shutdown.
+func (s *session) closeIfIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == stateIdle {
+		s.conn.Close()
+	}
+	s.state = stateClosing
+}
+
+func (s *session) close() {
+	s.mu.Lock()
+	s.state = stateClosing
+	s.mu.Unlock()
+	s.conn.Close()
+	if s.be != nil {
+		s.be.conn.Close()
+	}
+}
+
+func (s *session) dispatch(ctx context.Context, pkt []byte) error {
+	switch cmd := pkt[0]; cmd {
+	case mysql.COM_QUIT:
+		return errQuit
+	case mysql.COM_QUERY:
+		if handled, err := s.mergeText(ctx, string(pkt[1:])); handled || err != nil {
+			return err
+		}
+		if err := s.forward(pkt, s.relayResult); err != nil {
+			return err
+		}
+		s.noteQuery(pkt[1:])
+		return nil
+	case mysql.COM_INIT_DB:
+		return s.forward(pkt, func() error {
+			ok, err := s.relayReply()
+			if ok {
+				s.db, s.dbKnown = string(pkt[1:]), true
+			}
+			return err
+		})
+	case mysql.COM_PING, mysql.COM_STATISTICS, mysql.COM_PROCESS_KILL, mysql.COM_DEBUG,
+		mysql.COM_REFRESH, mysql.COM_SET_OPTION:
+		return s.forward(pkt, s.relayReplyOnly)
+	case mysql.COM_RESET_CONNECTION:
+		return s.forward(pkt, func() error {
+			ok, err := s.relayReply()
+			if ok {
+				s.resetState()
+			}
+			return err
+		})
+	case mysql.COM_FIELD_LIST:
+		return s.forward(pkt, s.relayUntilEOF)
+	case mysql.COM_PROCESS_INFO:
+		return s.forward(pkt, s.relayResult)
+	case mysql.COM_STMT_PREPARE:
+		return s.prepare(pkt)
+	case mysql.COM_STMT_EXECUTE:
+		return s.execute(ctx, pkt)
+	case mysql.COM_STMT_FETCH:
+		return s.forward(pkt, s.relayUntilEOF)
+	case mysql.COM_STMT_SEND_LONG_DATA:
+		if st := s.stmt(pkt); st != nil {
+			st.longData = true
+		}
+		return s.forward(pkt, nil)
+	case mysql.COM_STMT_CLOSE:
+		if len(pkt) >= 5 {
+			delete(s.stmts, binary.LittleEndian.Uint32(pkt[1:]))
+		}
+		return s.forward(pkt, nil)
+	case mysql.COM_STMT_RESET:
+		if st := s.stmt(pkt); st != nil {
+			st.longData = false
+		}
+		return s.forward(pkt, s.relayReplyOnly)
+	case mysql.COM_CHANGE_USER:
+		// Re-authenticating both sides mid-session is not supported; the
+		// server closes a connection whose COM_CHANGE_USER fails, and so do we.
+		_ = s.writeErr(mysql.NewError(mysql.ER_NOT_SUPPORTED_YET,
+			"hotrow does not support COM_CHANGE_USER; open a new connection for another user"))
+		return errQuit
+	case mysql.COM_BINLOG_DUMP, mysql.COM_BINLOG_DUMP_GTID, mysql.COM_REGISTER_SLAVE,
+		mysql.COM_TABLE_DUMP:
+		return s.writeErr(mysql.NewError(mysql.ER_NOT_SUPPORTED_YET,
+			fmt.Sprintf("hotrow does not proxy replication commands (command 0x%02x); connect to the server directly", cmd)))
+	default:
+		return s.writeErr(mysql.NewDefaultError(mysql.ER_UNKNOWN_COM_ERROR))
+	}
+}
+
+// resetState follows a successful COM_RESET_CONNECTION: the server dropped
+// prepared statements and session variables.
+func (s *session) resetState() {
+	s.stmts = map[uint32]*preparedStmt{}
+	s.mergeable = s.srv.mergesFor(s.user.Name)
+}
+
+// noteQuery updates what the proxy knows of the session after a
+// pass-through query: the default database may have changed (USE), and so
+// may sql_mode, which the merged batches cannot follow.
+func (s *session) noteQuery(q []byte) {
+	if containsFold(q, "use") {
+		s.dbKnown = false
+	}
+	if s.mergeable && containsFold(q, "sql_mode") {
+		s.mergeable = false
+	}
+}
+
+// forward sends the client's command to the backend and relays the
+// response with relay (nil: the command has no response).
+func (s *session) forward(pkt []byte, relay func() error) error {
+	s.be.resetSeq()
+	if err := s.be.writePacket(pkt); err != nil {
+		return s.lostBackend(err)
+	}
+	if err := s.be.flush(); err != nil {
+		return s.lostBackend(err)
+	}
+	if relay == nil {
+		return nil
+	}
+	s.client.seq = s.be.seq
+	if err := relay(); err != nil {
+		return err
+	}
+	return s.flushClient()
+}
+
+// lostBackend tells the client the backend went away (2013, as a direct
+// connection would report) and ends the session.
+func (s *session) lostBackend(err error) error {
+	be := &backendError{err: err}
+	_ = s.writeErr(toMySQLError(be))
+	return be
+}
+
+func (s *session) flushClient() error {
+	if err := s.client.flush(); err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	return nil
+}
+
+// relayed describes one logical packet relayed from backend to client.
+type relayed struct {
+	header  byte
+	payload []byte // first protocol packet's payload; valid until the next relay
+	large   bool   // the logical packet spanned several protocol packets
+}
+
+// relay copies one logical packet from the backend to the client.
+func (s *session) relay() (relayed, error) {
+	raw, err := s.be.readRaw(s.rawBuf)
+	if err != nil {
+		return relayed{}, s.lostBackendMidResponse(err)
+	}
+	s.rawBuf = raw.buf
+	if err := s.client.writeRaw(raw); err != nil {
+		return relayed{}, fmt.Errorf("client: %w", err)
+	}
+	r := relayed{payload: raw.payload(), large: raw.more}
+	if len(r.payload) == 0 {
+		return r, fmt.Errorf("backend sent an empty packet: %w", mysql.ErrMalformPacket)
+	}
+	r.header = r.payload[0]
+	for raw.more {
+		if raw, err = s.be.readRaw(s.conBuf); err != nil {
+			return relayed{}, s.lostBackendMidResponse(err)
+		}
+		s.conBuf = raw.buf
+		if err := s.client.writeRaw(raw); err != nil {
+			return relayed{}, fmt.Errorf("client: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// lostBackendMidResponse ends the session when the backend fails while
+// its response is being relayed; a client that has heard nothing yet of
+// this response gets a 2013 error.
+func (s *session) lostBackendMidResponse(err error) error {
+	if s.client.w.Buffered() == 0 {
+		s.client.seq = s.be.seq
+		return s.lostBackend(err)
+	}
+	return &backendError{err: err}
+}
+
+func (s *session) isEOF(r relayed) bool { return !r.large && isEOF(r.payload) }
+
+// relayReply relays a one-packet reply (OK, ERR or EOF) and reports
+// whether it was OK, noting the status flags.
+func (s *session) relayReply() (bool, error) {
+	r, err := s.relay()
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case r.header == headerOK:
+		if ok, err := parseOK(r.payload); err == nil {
+			s.status = ok.status
+		}
+		return true, nil
+	case s.isEOF(r):
+		s.status = eofStatus(r.payload)
+	}
+	return false, nil
+}
+
+func (s *session) relayReplyOnly() error {
+	_, err := s.relayReply()
+	return err
+}
+
+// relayUntilEOF relays packets up to and including an EOF or ERR
+// (COM_FIELD_LIST, COM_STMT_FETCH).
+func (s *session) relayUntilEOF() error {
+	for {
+		r, err := s.relay()
+		if err != nil {
+			return err
+		}
+		if r.header == headerErr && !r.large {
+			return nil
+		}
+		if s.isEOF(r) {
+			s.status = eofStatus(r.payload)
+			return nil
+		}
+	}
+}
+
+// relayResult relays the response to COM_QUERY or COM_STMT_EXECUTE: OK,
+// ERR, a LOCAL INFILE exchange or a result set, repeated while the server
+// flags more results (multi-statements, stored procedures).
+func (s *session) relayResult() error {
+	for {
+		r, err := s.relay()
+		if err != nil {
+			return err
+		}
+		switch {
+		case r.header == headerOK && !r.large:
+			ok, err := parseOK(r.payload)
+			if err != nil {
+				return fmt.Errorf("backend OK packet: %w", err)
+			}
+			s.status = ok.status
+			if ok.status&statusMoreResults == 0 {
+				return nil
+			}
+		case r.header == headerErr && !r.large:
+			return nil
+		case r.header == headerLocalInfile && !r.large:
+			if err := s.relayInfile(); err != nil {
+				return err
+			}
+		default:
+			more, err := s.relayResultSet(r)
+			if err != nil || !more {
+				return err
+			}
+		}
+	}
+}
+
+// relayResultSet relays a result set after its column-count packet and
+// reports whether another result follows.
+func (s *session) relayResultSet(first relayed) (bool, error) {
+	cols, _, n := mysql.LengthEncodedInt(first.payload)
+	if n == 0 || first.large {
+		return false, fmt.Errorf("backend column count: %w", mysql.ErrMalformPacket)
+	}
+	for range cols {
+		if _, err := s.relay(); err != nil {
+			return false, err
+		}
+	}
+	// Column definitions end with an EOF; with a cursor (COM_STMT_EXECUTE)
+	// the rows come later through COM_STMT_FETCH.
+	eof, err := s.relay()
+	if err != nil {
+		return false, err
+	}
+	if !s.isEOF(eof) {
+		return false, fmt.Errorf("backend result set: no EOF after columns: %w", mysql.ErrMalformPacket)
+	}
+	if st := eofStatus(eof.payload); st&statusCursorExists != 0 {
+		s.status = st
+		return false, nil
+	}
+	for {
+		r, err := s.relay()
+		if err != nil {
+			return false, err
+		}
+		if r.header == headerErr && !r.large {
+			return false, nil
+		}
+		if s.isEOF(r) {
+			s.status = eofStatus(r.payload)
+			return s.status&statusMoreResults != 0, nil
+		}
+	}
+}
+
+// relayInfile passes the file a client sends for LOAD DATA LOCAL INFILE
+// to the backend, packet by packet, up to the empty packet that ends it.
+func (s *session) relayInfile() error {
+	if err := s.flushClient(); err != nil {
+		return err
+	}
+	s.client.seq = s.be.seq
+	for {
+		raw, err := s.client.readRaw(s.cmdBuf)
+		if err != nil {
+			return fmt.Errorf("client (local infile): %w", err)
+		}
+		s.cmdBuf = raw.buf
+		if err := s.be.writeRaw(raw); err != nil {
+			return &backendError{err: err}
+		}
+		if len(raw.payload()) == 0 {
+			break
+		}
+	}
+	if err := s.be.flush(); err != nil {
+		return &backendError{err: err}
+	}
+	s.client.seq = s.be.seq
+	return nil
+}
+
+// writeErr sends an ERR packet and flushes.
+func (s *session) writeErr(e *mysql.MyError) error {
+	s.outBuf = appendErr(s.outBuf[:0], e)
+	if err := s.client.writePacket(s.outBuf); err != nil {
+		return err
+	}
+	return s.flushClient()
+}
+
+// containsFold reports whether s contains the ASCII word sub (lower case),
+// ignoring case; it errs towards true.
+func containsFold(s []byte, sub string) bool {
+	n := len(sub)
+outer:
+	for i := 0; i+n <= len(s); i++ {
+		for j := 0; j < n; j++ {
+			if s[i+j]|0x20 != sub[j] {
+				continue outer
+			}
+		}
+		return true
+	}
+	return false
+}
