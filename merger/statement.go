@@ -51,7 +51,8 @@ const (
 	GuardNone GuardKind = iota
 	// GuardAtLeast: AND stock >= value.
 	GuardAtLeast
-	// GuardDiffNonNegative: AND stock - amount >= 0 (the same amount as SET).
+	// GuardDiffNonNegative: AND stock - value >= 0. Unlike GuardAtLeast it
+	// raises 1690 on an UNSIGNED stock column when value > stock.
 	GuardDiffNonNegative
 	// GuardPositive: AND stock > 0.
 	GuardPositive
@@ -98,7 +99,8 @@ type Statement struct {
 	Op     Op
 	Amount Operand // the amount SET adds or subtracts
 	Guard  GuardKind
-	// GuardValue is the right side of GuardAtLeast.
+	// GuardValue is e in GuardAtLeast (stock >= e) and GuardDiffNonNegative
+	// (stock - e >= 0); e there need not be the same slot as Amount.
 	GuardValue Operand
 	// Extra lists further SET assignments, in statement order.
 	Extra []Assignment
