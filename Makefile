@@ -1,0 +1,24 @@
+# hotrow — see README.md.
+GO      ?= go
+BIN     := bin/hotrow
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: build test demo lint deps bench
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/hotrow
+
+# Every test, with the race detector, against a real MariaDB the tests start.
+test: deps
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+# A flash sale direct and through hotrow on a self-provisioned MariaDB.
+demo: deps build
+	./$(BIN) demo
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+deps:
+	@scripts/install-deps.sh
