@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/binary"
 	"net"
 	"time"
 
@@ -48,7 +49,8 @@ var backendOptionalCaps = []uint32{
 // already read) with the client's credentials, database, collation,
 // capabilities and connection attributes.
 func authBackend(ctx context.Context, conn net.Conn, g greeting, u User, resp handshakeResponse) (*backendConn, error) {
-	rc := &collationConn{replayConn: replayConn{Conn: conn, pending: g.raw}, collation: resp.collation}
+	rc := &collationConn{replayConn: replayConn{Conn: conn, pending: g.raw}, collation: resp.collation,
+		interactive: resp.capability&mysql.CLIENT_INTERACTIVE != 0, extCapability: resp.extCapability}
 	dialer := func(context.Context, string, string) (net.Conn, error) { return rc, nil }
 	configure := func(c *client.Conn) error {
 		for _, flag := range backendOptionalCaps {
@@ -91,21 +93,36 @@ func authBackend(ctx context.Context, conn net.Conn, g greeting, u User, resp ha
 	return &backendConn{packetIO: newPacketIO(rc), connID: g.connID, status: status}, nil
 }
 
-// collationConn rewrites the collation byte of the handshake response that
-// go-mysql's client writes, so the backend session gets exactly the
-// client's collation id (go-mysql only knows MySQL's collation names).
+// collationConn rewrites the handshake response that go-mysql's client
+// writes, so the backend session gets exactly the client's collation id
+// (go-mysql only knows MySQL's collation names), CLIENT_INTERACTIVE (the
+// session's wait_timeout is then interactive_timeout) and MariaDB
+// extended capabilities (go-mysql knows neither).
 type collationConn struct {
 	replayConn
-	collation uint8
-	written   bool
+	collation     uint8
+	interactive   bool
+	extCapability uint32
+	written       bool
 }
 
 func (c *collationConn) Write(b []byte) (int, error) {
 	// The first write is the handshake response: 4-byte header, 4 bytes
-	// capabilities, 4 bytes max packet size, then the collation id.
-	if !c.written && len(b) > 12 {
+	// capabilities, 4 bytes max packet size, the collation id, 19 reserved
+	// bytes, then MariaDB's extended capabilities, read by the server when
+	// CLIENT_LONG_PASSWORD (CLIENT_MYSQL) is clear.
+	if !c.written && len(b) >= 36 {
 		c.written = true
 		b[12] = c.collation
+		caps := binary.LittleEndian.Uint32(b[4:])
+		if c.interactive {
+			caps |= mysql.CLIENT_INTERACTIVE
+		}
+		if c.extCapability != 0 {
+			caps &^= mysql.CLIENT_LONG_PASSWORD
+			binary.LittleEndian.PutUint32(b[32:], c.extCapability)
+		}
+		binary.LittleEndian.PutUint32(b[4:], caps)
 	}
 	return c.Conn.Write(b)
 }

@@ -7,8 +7,8 @@ import (
 	"io"
 	"net"
 
-	driver "github.com/go-sql-driver/mysql"
 	"github.com/go-mysql-org/go-mysql/mysql"
+	driver "github.com/go-sql-driver/mysql"
 	pingcap "github.com/pingcap/errors"
 )
 

@@ -22,8 +22,10 @@ type greeting struct {
 	version    string
 	connID     uint32
 	capability uint32
-	charset    uint8
-	status     uint16
+	// extCapability holds a MariaDB server's extended capabilities.
+	extCapability uint32
+	charset       uint8
+	status        uint16
 }
 
 func parseGreeting(raw []byte) (greeting, error) {
@@ -53,18 +55,26 @@ func parseGreeting(raw []byte) (greeting, error) {
 	g.charset = p[pos+2]
 	g.status = binary.LittleEndian.Uint16(p[pos+3:])
 	g.capability |= uint32(binary.LittleEndian.Uint16(p[pos+5:])) << 16
+	// Then the auth data length, 6 reserved bytes, and MariaDB's
+	// extended capabilities.
+	if ext := pos + 7 + 1 + 6; g.capability&mysql.CLIENT_LONG_PASSWORD == 0 && ext+4 <= len(p) {
+		g.extCapability = binary.LittleEndian.Uint32(p[ext:])
+	}
 	return g, nil
 }
 
 // handshakeResponse is what a client answers to the greeting.
 type handshakeResponse struct {
 	capability uint32
-	collation  uint8
-	user       string
-	authData   []byte
-	db         string
-	plugin     string
-	attrs      map[string]string
+	// extCapability holds the MariaDB extended capabilities the client
+	// asked for, of those the proxy offered.
+	extCapability uint32
+	collation     uint8
+	user          string
+	authData      []byte
+	db            string
+	plugin        string
+	attrs         map[string]string
 }
 
 // errSSLRequested: the client asked for TLS, which the proxy does not offer.
@@ -83,6 +93,9 @@ func parseHandshakeResponse(p []byte, offered uint32) (handshakeResponse, error)
 		return r, errors.New("client does not speak protocol 4.1")
 	}
 	r.collation = p[8]
+	if offered&mysql.CLIENT_LONG_PASSWORD == 0 && binary.LittleEndian.Uint32(p)&mysql.CLIENT_LONG_PASSWORD == 0 {
+		r.extCapability = binary.LittleEndian.Uint32(p[28:]) & proxyExtCapabilities
+	}
 	pos := 32
 	user, n, err := cString(p[pos:])
 	if err != nil {
@@ -91,12 +104,11 @@ func parseHandshakeResponse(p []byte, offered uint32) (handshakeResponse, error)
 	r.user, pos = user, pos+n
 	switch {
 	case r.capability&mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0:
-		l, _, n := mysql.LengthEncodedInt(p[pos:])
-		pos += n
-		if pos+int(l) > len(p) || n == 0 {
+		auth, n, ok := lenEncBytes(p[pos:])
+		if !ok {
 			return r, mysql.ErrMalformPacket
 		}
-		r.authData, pos = p[pos:pos+int(l)], pos+int(l)
+		r.authData, pos = auth, pos+n
 	case r.capability&mysql.CLIENT_SECURE_CONNECTION != 0:
 		if pos >= len(p) || pos+1+int(p[pos]) > len(p) {
 			return r, mysql.ErrMalformPacket
@@ -142,20 +154,19 @@ func cString(p []byte) (string, int, error) {
 }
 
 func parseAttrs(p []byte) (map[string]string, error) {
-	total, _, n := mysql.LengthEncodedInt(p)
-	if n == 0 || n+int(total) > len(p) {
+	p, _, ok := lenEncBytes(p)
+	if !ok {
 		return nil, mysql.ErrMalformPacket
 	}
-	p = p[n : n+int(total)]
 	attrs := map[string]string{}
 	for len(p) > 0 {
 		var kv [2]string
 		for i := range kv {
-			l, _, n := mysql.LengthEncodedInt(p)
-			if n == 0 || n+int(l) > len(p) {
+			v, n, ok := lenEncBytes(p)
+			if !ok {
 				return nil, mysql.ErrMalformPacket
 			}
-			kv[i], p = string(p[n:n+int(l)]), p[n+int(l):]
+			kv[i], p = string(v), p[n:]
 		}
 		attrs[kv[0]] = kv[1]
 	}
@@ -175,7 +186,8 @@ func appendGreeting(b []byte, g greeting, capability uint32, salt []byte, plugin
 	b = binary.LittleEndian.AppendUint16(b, g.status)
 	b = binary.LittleEndian.AppendUint16(b, uint16(capability>>16))
 	b = append(b, byte(len(salt)+1))
-	b = append(b, make([]byte, 10)...)
+	b = append(b, make([]byte, 6)...)
+	b = binary.LittleEndian.AppendUint32(b, g.extCapability&proxyExtCapabilities)
 	b = append(b, salt[8:]...)
 	b = append(b, 0)
 	b = append(b, plugin...)

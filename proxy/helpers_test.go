@@ -3,9 +3,12 @@ package proxy
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,4 +94,187 @@ func open(t testing.TB, db *testdb.DB, addr string, mutate ...func(*driver.Confi
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// target is one way to reach the test server: directly or through the
+// proxy. Each target has its own database so that the same statements can
+// run on both; the two names have the same length, so transcripts compare
+// after swapping one for the other.
+type target struct {
+	name string
+	db   *testdb.DB
+	addr string
+}
+
+// targets returns a direct target and one through a fresh proxy.
+func targets(t testing.TB, mutate ...func(*Config)) (direct, proxied target, p *testProxy) {
+	t.Helper()
+	dd, pd := testdb.New(t), testdb.New(t)
+	p = startProxy(t, pd, mutate...)
+	return target{name: "direct", db: dd, addr: dd.Addr}, target{name: "proxy", db: pd, addr: p.Addr}, p
+}
+
+// normalize replaces the target's database name by a placeholder.
+func (tg target) normalize(s string) string { return strings.ReplaceAll(s, tg.db.Name, "<db>") }
+
+// compareLines fails the test at the first line where got (through the
+// proxy) differs from want (direct).
+func compareLines(t testing.TB, want, got []string) {
+	t.Helper()
+	for i := range max(len(want), len(got)) {
+		var w, g string
+		if i < len(want) {
+			w = want[i]
+		}
+		if i < len(got) {
+			g = got[i]
+		}
+		if w != g {
+			t.Fatalf("line %d differs\ndirect: %s\nproxy:  %s", i, w, g)
+		}
+	}
+}
+
+// describeErr formats an error with the fields a client sees.
+func describeErr(err error) string {
+	var my *driver.MySQLError
+	if errors.As(err, &my) {
+		return fmt.Sprintf("ERR %d %s %s", my.Number, string(my.SQLState[:]), my.Message)
+	}
+	return "ERR " + err.Error()
+}
+
+// queryer is what *sql.DB, *sql.Conn and *sql.Tx have in common.
+type queryer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// describeExec runs an Exec and describes its result.
+func describeExec(ctx context.Context, q queryer, query string, args ...any) string {
+	res, err := q.ExecContext(ctx, query, args...)
+	if err != nil {
+		return "exec: " + describeErr(err)
+	}
+	n, err1 := res.RowsAffected()
+	id, err2 := res.LastInsertId()
+	return fmt.Sprintf("exec: affected=%d last_insert_id=%d %v %v", n, id, err1, err2)
+}
+
+// describeQuery runs a Query and describes every result set: column
+// metadata as database/sql reports it, then every row.
+func describeQuery(ctx context.Context, q queryer, query string, args ...any) []string {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return []string{"query: " + describeErr(err)}
+	}
+	defer rows.Close()
+	var out []string
+	for set := 0; ; set++ {
+		types, err := rows.ColumnTypes()
+		if err != nil {
+			return append(out, "columns: "+describeErr(err))
+		}
+		for _, ct := range types {
+			nullable, nok := ct.Nullable()
+			prec, scale, dok := ct.DecimalSize()
+			length, lok := ct.Length()
+			out = append(out, fmt.Sprintf("set %d column %s %s nullable=%v/%v decimal=%d,%d/%v length=%d/%v scan=%v",
+				set, ct.Name(), ct.DatabaseTypeName(), nullable, nok, prec, scale, dok, length, lok, ct.ScanType()))
+		}
+		vals := make([]sql.RawBytes, len(types))
+		ptrs := make([]any, len(vals))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		for rows.Next() {
+			if err := rows.Scan(ptrs...); err != nil {
+				return append(out, "scan: "+describeErr(err))
+			}
+			row := make([]string, len(vals))
+			for i, v := range vals {
+				if v == nil {
+					row[i] = "NULL"
+				} else {
+					row[i] = fmt.Sprintf("%q", v)
+				}
+			}
+			out = append(out, fmt.Sprintf("set %d row %s", set, strings.Join(row, " ")))
+		}
+		if err := rows.Err(); err != nil {
+			return append(out, "rows: "+describeErr(err))
+		}
+		if !rows.NextResultSet() {
+			if err := rows.Err(); err != nil {
+				out = append(out, "next result: "+describeErr(err))
+			}
+			return out
+		}
+	}
+}
+
+// step is one statement of a scenario: an Exec, or a Query when query is
+// set, with its arguments.
+type step struct {
+	sql   string
+	args  []any
+	query bool
+}
+
+func execStep(sql string, args ...any) step  { return step{sql: sql, args: args} }
+func queryStep(sql string, args ...any) step { return step{sql: sql, args: args, query: true} }
+
+// runSteps runs steps in order on one connection and returns the
+// normalized transcript.
+func runSteps(t testing.TB, tg target, q queryer, steps []step) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []string
+	for _, s := range steps {
+		out = append(out, "> "+s.sql)
+		if s.query {
+			out = append(out, describeQuery(ctx, q, s.sql, s.args...)...)
+		} else {
+			out = append(out, describeExec(ctx, q, s.sql, s.args...))
+		}
+	}
+	for i := range out {
+		out[i] = tg.normalize(out[i])
+	}
+	return out
+}
+
+// conn returns one connection of a pool on tg, for session-scoped steps.
+func (tg target) conn(t testing.TB, mutate ...func(*driver.Config)) *sql.Conn {
+	t.Helper()
+	pool := open(t, tg.db, tg.addr, mutate...)
+	c, err := pool.Conn(context.Background())
+	if err != nil {
+		t.Fatalf("%s: %v", tg.name, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// driverModes are the go-sql-driver/mysql configurations every scenario
+// runs in: text protocol with client-side interpolation, and server-side
+// prepared statements (binary protocol).
+var driverModes = []struct {
+	name   string
+	mutate func(*driver.Config)
+}{
+	{"text", func(c *driver.Config) { c.InterpolateParams = true }},
+	{"prepared", func(c *driver.Config) { c.InterpolateParams = false }},
+}
+
+// processCount counts the server threads of user whose database is db.
+func processCount(t testing.TB, root *sql.DB, user, db string) int {
+	t.Helper()
+	var n int
+	err := root.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ? AND DB = ?", user, db).Scan(&n)
+	if err != nil {
+		t.Fatalf("processlist: %v", err)
+	}
+	return n
 }

@@ -29,8 +29,9 @@ const (
 // byte-exact. Not in the set, and so never negotiated on either side:
 // SSL and compression (not yet supported), CLIENT_DEPRECATE_EOF,
 // CLIENT_SESSION_TRACK and CLIENT_QUERY_ATTRIBUTES (they change packet
-// layouts the proxy parses), and MariaDB's extended capabilities (the
-// proxy announces CLIENT_LONG_PASSWORD, so clients speak the MySQL dialect).
+// layouts the proxy parses). CLIENT_LONG_PASSWORD is offered when the
+// backend offers it: a MariaDB server clears it and then negotiates its
+// extended capabilities (proxyExtCapabilities).
 const proxyCapabilities = mysql.CLIENT_LONG_PASSWORD | mysql.CLIENT_FOUND_ROWS |
 	mysql.CLIENT_LONG_FLAG | mysql.CLIENT_CONNECT_WITH_DB | mysql.CLIENT_ODBC |
 	mysql.CLIENT_LOCAL_FILES | mysql.CLIENT_IGNORE_SPACE | mysql.CLIENT_PROTOCOL_41 |
@@ -39,25 +40,80 @@ const proxyCapabilities = mysql.CLIENT_LONG_PASSWORD | mysql.CLIENT_FOUND_ROWS |
 	mysql.CLIENT_MULTI_RESULTS | mysql.CLIENT_PS_MULTI_RESULTS | mysql.CLIENT_PLUGIN_AUTH |
 	mysql.CLIENT_CONNECT_ATTRS | mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
 
+// MariaDB's extended capabilities (the upper 32 bits of its 64-bit flags)
+// travel in the greeting's and the handshake response's reserved bytes
+// when the CLIENT_LONG_PASSWORD bit (MariaDB's CLIENT_MYSQL) is clear, as a
+// MariaDB server announces it. proxyExtCapabilities are the ones passed
+// through: MARIADB_CLIENT_EXTENDED_TYPE_INFO only adds the type's format
+// (e.g. json) to column definitions, which the proxy relays without
+// reading. The others (progress reports, bulk execution, cached metadata)
+// change the responses the proxy follows and are not offered.
+const (
+	mariadbExtendedTypeInfo = 1 << 3
+	proxyExtCapabilities    = mariadbExtendedTypeInfo
+)
+
 // okInfo is what the proxy reads from an OK packet.
 type okInfo struct {
 	affectedRows, insertID uint64
 	status, warnings       uint16
 }
 
+// lenEncInt reads a length-encoded integer off the front of p; n is its
+// width in bytes. ok is false when p is too short or starts with the NULL
+// (0xFB) or reserved (0xFF) marker. Unlike mysql.LengthEncodedInt it never
+// reads past p, so it is safe on packets from the network.
+func lenEncInt(p []byte) (v uint64, n int, ok bool) {
+	if len(p) == 0 {
+		return 0, 0, false
+	}
+	switch p[0] {
+	case 0xfb, 0xff:
+		return 0, 0, false
+	case 0xfc:
+		n = 3
+	case 0xfd:
+		n = 4
+	case 0xfe:
+		n = 9
+	default:
+		return uint64(p[0]), 1, true
+	}
+	if len(p) < n {
+		return 0, 0, false
+	}
+	for i := n - 1; i >= 1; i-- {
+		v = v<<8 | uint64(p[i])
+	}
+	return v, n, true
+}
+
+// lenEncBytes reads a length-encoded string off the front of p and
+// returns it and the bytes consumed.
+func lenEncBytes(p []byte) ([]byte, int, bool) {
+	l, n, ok := lenEncInt(p)
+	if !ok || l > uint64(len(p)-n) {
+		return nil, 0, false
+	}
+	end := n + int(l)
+	return p[n:end], end, true
+}
+
 // parseOK reads an OK packet (header 0x00, or 0xFE closing a result set
 // with CLIENT_DEPRECATE_EOF, which the proxy never negotiates).
 func parseOK(p []byte) (okInfo, error) {
 	var ok okInfo
-	pos := 1
-	var n int
-	ok.affectedRows, _, n = mysql.LengthEncodedInt(p[pos:])
-	pos += n
-	if pos > len(p) {
+	if len(p) < 1 {
 		return ok, mysql.ErrMalformPacket
 	}
-	ok.insertID, _, n = mysql.LengthEncodedInt(p[pos:])
-	pos += n
+	pos := 1
+	for _, v := range []*uint64{&ok.affectedRows, &ok.insertID} {
+		x, n, valid := lenEncInt(p[pos:])
+		if !valid {
+			return ok, mysql.ErrMalformPacket
+		}
+		*v, pos = x, pos+n
+	}
 	if pos+4 > len(p) {
 		return ok, mysql.ErrMalformPacket
 	}
@@ -86,6 +142,12 @@ func appendOK(b []byte, affected, insertID uint64, status, warnings uint16, info
 	b = mysql.AppendLengthEncodedInteger(b, insertID)
 	b = binary.LittleEndian.AppendUint16(b, status)
 	b = binary.LittleEndian.AppendUint16(b, warnings)
+	if info == "" {
+		return b
+	}
+	// The server sends the info as a length-encoded string (libmariadb
+	// reads it so, with or without CLIENT_SESSION_TRACK).
+	b = mysql.AppendLengthEncodedInteger(b, uint64(len(info)))
 	return append(b, info...)
 }
 

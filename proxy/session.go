@@ -65,6 +65,7 @@ func (s *session) run(ctx context.Context) error {
 		s.client.resetSeq()
 		pkt, err := s.client.readPacket(s.cmdBuf, s.srv.cfg.MaxPacketSize)
 		if err != nil {
+			s.quitBackend()
 			if errors.Is(err, errPacketTooLarge) {
 				_ = s.writeErr(mysql.NewDefaultError(mysql.ER_NET_PACKET_TOO_LARGE))
 			}
@@ -72,14 +73,17 @@ func (s *session) run(ctx context.Context) error {
 		}
 		s.cmdBuf = pkt
 		if len(pkt) == 0 {
+			s.quitBackend()
 			return fmt.Errorf("empty command packet: %w", mysql.ErrMalformPacket)
 		}
 		if !s.begin() {
+			s.quitBackend()
 			_ = s.writeErr(mysql.NewDefaultError(mysql.ER_SERVER_SHUTDOWN))
 			return nil
 		}
 		err = s.dispatch(ctx, pkt)
 		if !s.end() && err == nil {
+			s.quitBackend()
 			return nil // shutdown arrived during the command
 		}
 		if err != nil {
@@ -134,16 +138,17 @@ func (s *session) close() {
 func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 	switch cmd := pkt[0]; cmd {
 	case mysql.COM_QUIT:
+		s.quitBackend()
 		return errQuit
 	case mysql.COM_QUERY:
-		if handled, err := s.mergeText(ctx, string(pkt[1:])); handled || err != nil {
-			return err
+		if s.canMerge() { // spares pass-through queries the string copy
+			if handled, err := s.mergeText(ctx, string(pkt[1:])); handled || err != nil {
+				return err
+			}
 		}
-		if err := s.forward(pkt, s.relayResult); err != nil {
-			return err
-		}
+		// Before forwarding: a LOCAL INFILE exchange reuses pkt's buffer.
 		s.noteQuery(pkt[1:])
-		return nil
+		return s.forward(pkt, s.relayResult)
 	case mysql.COM_INIT_DB:
 		return s.forward(pkt, func() error {
 			ok, err := s.relayReply()
@@ -200,6 +205,17 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 			fmt.Sprintf("hotrow does not proxy replication commands (command 0x%02x); connect to the server directly", cmd)))
 	default:
 		return s.writeErr(mysql.NewDefaultError(mysql.ER_UNKNOWN_COM_ERROR))
+	}
+}
+
+// quitBackend sends COM_QUIT on the backend connection, idle between
+// commands, before the session closes it: the server then ends the
+// session cleanly instead of counting an aborted connection and logging
+// a warning. Errors do not matter, the connection is closed next.
+func (s *session) quitBackend() {
+	s.be.resetSeq()
+	if s.be.writePacket([]byte{mysql.COM_QUIT}) == nil {
+		_ = s.be.flush()
 	}
 }
 
@@ -383,8 +399,8 @@ func (s *session) relayResult() error {
 // relayResultSet relays a result set after its column-count packet and
 // reports whether another result follows.
 func (s *session) relayResultSet(first relayed) (bool, error) {
-	cols, _, n := mysql.LengthEncodedInt(first.payload)
-	if n == 0 || first.large {
+	cols, _, ok := lenEncInt(first.payload)
+	if !ok || first.large {
 		return false, fmt.Errorf("backend column count: %w", mysql.ErrMalformPacket)
 	}
 	for range cols {
@@ -456,14 +472,18 @@ func (s *session) writeErr(e *mysql.MyError) error {
 	return s.flushClient()
 }
 
-// containsFold reports whether s contains the ASCII word sub (lower case),
-// ignoring case; it errs towards true.
+// containsFold reports whether s contains sub (lower-case ASCII), ignoring
+// the case of ASCII letters; it errs towards true.
 func containsFold(s []byte, sub string) bool {
 	n := len(sub)
 outer:
 	for i := 0; i+n <= len(s); i++ {
 		for j := 0; j < n; j++ {
-			if s[i+j]|0x20 != sub[j] {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != sub[j] {
 				continue outer
 			}
 		}

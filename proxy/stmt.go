@@ -227,11 +227,11 @@ func decodeBinaryValue(typ byte, unsigned bool, p []byte) (any, []byte, bool) {
 	case mysql.MYSQL_TYPE_DECIMAL, mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_VARCHAR,
 		mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING, mysql.MYSQL_TYPE_TINY_BLOB,
 		mysql.MYSQL_TYPE_MEDIUM_BLOB, mysql.MYSQL_TYPE_LONG_BLOB, mysql.MYSQL_TYPE_BLOB:
-		n, isNull, w := mysql.LengthEncodedInt(p)
-		if isNull || w == 0 || uint64(len(p)-w) < n {
+		v, n, ok := lenEncBytes(p)
+		if !ok {
 			return nil, nil, false
 		}
-		return string(p[w : w+int(n)]), p[w+int(n):], true
+		return string(v), p[n:], true
 	}
 	return nil, nil, false
 }

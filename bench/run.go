@@ -1,0 +1,494 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Side names.
+const (
+	Direct = "direct"
+	Proxy  = "proxy"
+)
+
+// Target is one side's way to the database.
+type Target struct {
+	// DSN is a go-sql-driver/mysql DSN; its database name is replaced by
+	// Config.Database.
+	DSN string
+	// PID is the local process whose CPU is reported for this side (the
+	// proxy), 0 for none.
+	PID int
+}
+
+// Config is one bench run.
+type Config struct {
+	Direct, Proxy Target
+	// DBPID is the database server's local process id for CPU accounting,
+	// 0 when it is not a local process.
+	DBPID     int
+	Scenarios []Scenario
+	Clients   []int
+	// Duration is the measured window of every side; Warmup runs before it
+	// on the same connections and is not measured.
+	Duration, Warmup time.Duration
+	// Database is created if needed and holds the bench tables.
+	Database string
+	// Progress, when set, hears when each side begins and ends.
+	Progress Progress
+	Log      *slog.Logger
+}
+
+// Progress follows a run; ProgressBar implements it.
+type Progress interface {
+	Begin(label string, planned time.Duration)
+	End()
+}
+
+// DefaultDatabase holds the bench tables unless told otherwise.
+const DefaultDatabase = "hotrow_bench"
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.Direct.DSN == "" || c.Proxy.DSN == "":
+		return errors.New("bench: both a direct and a proxy DSN are needed")
+	case len(c.Scenarios) == 0:
+		return errors.New("bench: no scenario")
+	case len(c.Clients) == 0:
+		return errors.New("bench: no client count")
+	case c.Duration <= 0 || c.Warmup < 0:
+		return errors.New("bench: duration must be positive and warm-up not negative")
+	case c.Database == "":
+		return errors.New("bench: no database name")
+	}
+	for _, n := range c.Clients {
+		if n < 1 {
+			return fmt.Errorf("bench: client count %d < 1", n)
+		}
+	}
+	return nil
+}
+
+// Plan is the wall time the measured and warm-up windows of the run take
+// (sell-out scenarios may end sooner).
+func (c *Config) Plan() time.Duration {
+	return time.Duration(2*len(c.Scenarios)*len(c.Clients)) * (c.Duration + c.Warmup)
+}
+
+// Run runs every scenario at every client count, direct and through the
+// proxy, and returns the report. An error means the run could not be made;
+// failed correctness checks are in the report (Report.Failed).
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	admin, err := openAdmin(ctx, cfg.Direct.DSN, cfg.Database)
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close()
+	rep := &Report{
+		Started:  time.Now().UTC(),
+		CPUs:     runtime.NumCPU(),
+		Duration: cfg.Duration.String(),
+		Warmup:   cfg.Warmup.String(),
+	}
+	if rep.Server, err = serverInfo(ctx, admin); err != nil {
+		return nil, err
+	}
+	if !rep.Server.Durable() {
+		log.Warn("the server is not durable: figures are not comparable with BENCHMARKS.md",
+			"sync_binlog", rep.Server.SyncBinlog, "innodb_flush_log_at_trx_commit", rep.Server.FlushLogAtTrxCommit, "log_bin", rep.Server.LogBin)
+	}
+	cell := 0
+	for i := range cfg.Scenarios {
+		sc := &cfg.Scenarios[i]
+		for _, clients := range cfg.Clients {
+			// Alternate which side goes first, so that neither always runs
+			// on a fresher (or more fragmented) server.
+			order := []string{Direct, Proxy}
+			if cell%2 == 1 {
+				order = []string{Proxy, Direct}
+			}
+			cell++
+			c := Cell{Scenario: sc.Name, Clients: clients}
+			for _, side := range order {
+				t := cfg.Direct
+				if side == Proxy {
+					t = cfg.Proxy
+				}
+				label := fmt.Sprintf("%s × %d %s", sc.Name, clients, side)
+				if cfg.Progress != nil {
+					cfg.Progress.Begin(label, cfg.Warmup+cfg.Duration)
+				}
+				res, err := runSide(ctx, cfg, admin, sc, clients, side, t)
+				if cfg.Progress != nil {
+					cfg.Progress.End()
+				}
+				if err != nil {
+					return rep, fmt.Errorf("%s: %w", label, err)
+				}
+				log.Info("side done", "scenario", sc.Name, "clients", clients, "side", side,
+					"ops_per_s", int(res.Throughput), "p99_ms", math.Round(res.Latency.P99*100)/100, "check", res.Check)
+				if side == Direct {
+					c.Direct = res
+				} else {
+					c.Proxy = res
+				}
+			}
+			c.Ratio = ratios(c.Direct, c.Proxy)
+			rep.Cells = append(rep.Cells, c)
+		}
+	}
+	return rep, nil
+}
+
+// openAdmin opens a direct pool on the bench database, creating it.
+func openAdmin(ctx context.Context, dsn, database string) (*sql.DB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("direct DSN: %w", err)
+	}
+	cfg.DBName = ""
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return nil, err
+	}
+	_, err = db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+database+"`")
+	db.Close()
+	if err != nil {
+		return nil, fmt.Errorf("create database %s: %w", database, err)
+	}
+	return openSide(dsn, database, false, 4)
+}
+
+// openSide opens the pool of one side: clients connections at most, text
+// protocol with client-side interpolation unless prepared.
+func openSide(dsn, database string, prepared bool, clients int) (*sql.DB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cfg.DBName = database
+	cfg.InterpolateParams = !prepared
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	// A hung statement ends the run with its outcome in doubt rather than
+	// blocking it for ever.
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = time.Minute
+	}
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(clients)
+	db.SetMaxIdleConns(clients)
+	return db, nil
+}
+
+// runSide resets the tables, runs the warm-up and the measured window of
+// one side and checks the result.
+func runSide(ctx context.Context, cfg Config, admin *sql.DB, sc *Scenario, clients int, side string, t Target) (*SideResult, error) {
+	s, err := startSide(ctx, admin, t.DSN, cfg.Database, sc, clients)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+
+	cs := make([]*worker, clients)
+	var wg sync.WaitGroup
+	for i := range cs {
+		cs[i] = s.newWorker()
+		wg.Go(func() { cs[i].run(ctx) })
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	stopAndWait := func() { s.stop.Store(true); <-done }
+
+	if !sleepOrDone(ctx, done, cfg.Warmup) {
+		stopAndWait()
+		return nil, fmt.Errorf("warm-up ended early: %w", context.Cause(ctx))
+	}
+	res := &SideResult{Side: side, Clients: clients}
+	proxyCPU, dbCPU, selfCPU := startCPU(t.PID), startCPU(cfg.DBPID), startCPU(os.Getpid())
+	start := time.Now()
+	s.measuring.Store(true)
+	res.Timeline = sample(ctx, s, start, cfg.Duration, done)
+	stopAndWait()
+	wall := time.Since(start)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("interrupted: %w", context.Cause(ctx))
+	}
+
+	var hist Histogram
+	res.Errors = map[string]int64{}
+	for _, c := range cs {
+		hist.Merge(&c.hist)
+		for k, n := range c.errors {
+			res.Errors[k] += n
+		}
+	}
+	res.Ops = int64(hist.Count())
+	res.Seconds = wall.Seconds()
+	res.Throughput = float64(res.Ops) / wall.Seconds()
+	res.Latency = latencyOf(&hist)
+	res.Granted = s.granted.Load()
+	if at := s.soldOutAt.Load(); at != 0 {
+		res.SoldOutSeconds = time.Unix(0, at).Sub(start).Seconds()
+	}
+	res.CPU = CPU{Proxy: proxyCPU.percent(wall), DB: dbCPU.percent(wall), Bench: selfCPU.percent(wall)}
+	if side == Direct {
+		res.CPU.Proxy = -1
+	}
+	if res.Violations, err = sc.check(ctx, admin, s.tally); err != nil {
+		return nil, fmt.Errorf("check: %w", err)
+	}
+	res.Check = "ok"
+	if len(res.Violations) > 0 {
+		res.Check = "FAILED"
+	}
+	if sc.SellOut && res.SoldOutSeconds == 0 {
+		res.Check += " (not sold out)"
+	}
+	return res, nil
+}
+
+// startSide resets the scenario's tables (over admin, a direct pool on
+// the bench database) and opens the side's pool on dsn, with its prepared
+// statements when the scenario uses them. close releases them.
+func startSide(ctx context.Context, admin *sql.DB, dsn, database string, sc *Scenario, clients int) (*sideRun, error) {
+	if err := sc.reset(ctx, admin); err != nil {
+		return nil, err
+	}
+	db, err := openSide(dsn, database, sc.Prepared, clients)
+	if err != nil {
+		return nil, err
+	}
+	s := &sideRun{sc: sc, db: db, tally: newTally(sc.SKUs)}
+	if sc.Keys == ZipfKeys {
+		s.zipf = NewZipf(sc.SKUs, sc.ZipfS)
+	}
+	if sc.Prepared {
+		s.prep = map[string]*sql.Stmt{}
+		for _, q := range []string{decrementSQL, restockSQL, selectSQL} {
+			st, err := db.PrepareContext(ctx, q)
+			if err != nil {
+				s.close()
+				return nil, fmt.Errorf("prepare %q: %w", q, err)
+			}
+			s.prep[q] = st
+		}
+	}
+	return s, nil
+}
+
+func (s *sideRun) close() {
+	for _, st := range s.prep {
+		st.Close()
+	}
+	s.db.Close()
+}
+
+// newWorker returns a client of the side with its own random source.
+func (s *sideRun) newWorker() *worker {
+	return &worker{s: s, r: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), errors: map[string]int64{}}
+}
+
+// sleepOrDone waits d; false when ctx ended or the clients returned first.
+func sleepOrDone(ctx context.Context, done <-chan struct{}, d time.Duration) bool {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-ctx.Done():
+	case <-done:
+	}
+	return false
+}
+
+// timelineStep is the sampling interval of SideResult.Timeline.
+const timelineStep = 100 * time.Millisecond
+
+// sample records the side's progress until d has passed (or the clients
+// stopped on their own: sold out) and returns the samples.
+func sample(ctx context.Context, s *sideRun, start time.Time, d time.Duration, done <-chan struct{}) []Sample {
+	tk := time.NewTicker(timelineStep)
+	defer tk.Stop()
+	end := time.NewTimer(d)
+	defer end.Stop()
+	var out []Sample
+	for {
+		select {
+		case <-tk.C:
+			out = append(out, Sample{T: time.Since(start).Seconds(), Ops: s.ops.Load(), Granted: s.granted.Load()})
+			if s.stop.Load() {
+				return out
+			}
+		case <-end.C:
+			return out
+		case <-done:
+			return out
+		case <-ctx.Done():
+			return out
+		}
+	}
+}
+
+func latencyOf(h *Histogram) Latency {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return Latency{P50: ms(h.Quantile(0.5)), P95: ms(h.Quantile(0.95)), P99: ms(h.Quantile(0.99)), Max: ms(h.Max()), Mean: ms(h.Mean())}
+}
+
+func ratios(d, p *SideResult) Ratio {
+	div := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	return Ratio{Throughput: div(p.Throughput, d.Throughput), P99: div(p.Latency.P99, d.Latency.P99)}
+}
+
+// serverInfo reads the version and the durability settings.
+func serverInfo(ctx context.Context, db *sql.DB) (Server, error) {
+	var s Server
+	err := db.QueryRowContext(ctx, "SELECT @@version, @@sync_binlog, @@innodb_flush_log_at_trx_commit, @@log_bin, @@max_connections").
+		Scan(&s.Version, &s.SyncBinlog, &s.FlushLogAtTrxCommit, &s.LogBin, &s.MaxConnections)
+	if err != nil {
+		return s, fmt.Errorf("read server settings: %w", err)
+	}
+	return s, nil
+}
+
+// Server describes the database the run measured.
+type Server struct {
+	Version             string `json:"version"`
+	SyncBinlog          int    `json:"sync_binlog"`
+	FlushLogAtTrxCommit int    `json:"innodb_flush_log_at_trx_commit"`
+	LogBin              int    `json:"log_bin"`
+	MaxConnections      int    `json:"max_connections"`
+}
+
+// Durable reports whether every commit is fsynced to binlog and redo log,
+// the settings hotrow is measured with.
+func (s Server) Durable() bool {
+	return s.SyncBinlog == 1 && s.FlushLogAtTrxCommit == 1 && s.LogBin == 1
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	// Command is the command line that produced the report, if known.
+	Command  string    `json:"command,omitempty"`
+	Started  time.Time `json:"started"`
+	CPUs     int       `json:"cpus"`
+	Duration string    `json:"duration"`
+	Warmup   string    `json:"warmup"`
+	Server   Server    `json:"server"`
+	Cells    []Cell    `json:"cells"`
+}
+
+// Failed reports whether any correctness check failed.
+func (r *Report) Failed() bool {
+	for _, c := range r.Cells {
+		for _, s := range []*SideResult{c.Direct, c.Proxy} {
+			if s != nil && len(s.Violations) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Cell is one scenario at one client count, both sides.
+type Cell struct {
+	Scenario string      `json:"scenario"`
+	Clients  int         `json:"clients"`
+	Direct   *SideResult `json:"direct"`
+	Proxy    *SideResult `json:"proxy"`
+	Ratio    Ratio       `json:"ratio"`
+}
+
+// Ratio compares the proxy with direct (proxy / direct).
+type Ratio struct {
+	Throughput float64 `json:"throughput"`
+	P99        float64 `json:"p99"`
+}
+
+// SideResult is one side of a cell.
+type SideResult struct {
+	Side    string `json:"side"`
+	Clients int    `json:"clients"`
+	// Ops counts statements (transactions for hot-tx) completed in the
+	// measured window, Seconds is its length, Throughput their quotient.
+	Ops        int64   `json:"ops"`
+	Seconds    float64 `json:"seconds"`
+	Throughput float64 `json:"ops_per_sec"`
+	Latency    Latency `json:"latency_ms"`
+	// Errors counts failed statements of the measured window by MySQL
+	// error number (or driver error class).
+	Errors map[string]int64 `json:"errors"`
+	// Granted counts units granted in the measured window.
+	Granted int64 `json:"granted"`
+	// SoldOutSeconds is, for sell-out scenarios, the time from the start of
+	// the sale to the grant of the last unit (0: not sold out).
+	SoldOutSeconds float64 `json:"sold_out_seconds,omitempty"`
+	CPU            CPU     `json:"cpu_percent"`
+	// Check is "ok" or "FAILED"; Violations says what was wrong.
+	Check      string   `json:"check"`
+	Violations []string `json:"violations,omitempty"`
+	Timeline   []Sample `json:"timeline,omitempty"`
+}
+
+// ErrorCount is the total of Errors.
+func (s *SideResult) ErrorCount() int64 {
+	var n int64
+	for v := range maps.Values(s.Errors) {
+		n += v
+	}
+	return n
+}
+
+// Latency holds latency figures in milliseconds.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P95  float64 `json:"p95"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// CPU holds CPU use in percent of one core over the measured window; -1
+// means not measured (not a local process).
+type CPU struct {
+	Proxy float64 `json:"proxy"`
+	DB    float64 `json:"db"`
+	Bench float64 `json:"bench"`
+}
+
+// Sample is the cumulative progress of the measured window at time T
+// (seconds since its start).
+type Sample struct {
+	T       float64 `json:"t"`
+	Ops     int64   `json:"ops"`
+	Granted int64   `json:"granted"`
+}

@@ -1,0 +1,202 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/hotrow/hotrow/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+// shortConfig is every scenario, briefly, at a few clients.
+func shortConfig(t *testing.T, database string) Config {
+	t.Helper()
+	scs := Scenarios()
+	for i := range scs {
+		if scs[i].SellOut {
+			scs[i].Stock = 300
+		}
+	}
+	return Config{
+		Scenarios: scs,
+		Clients:   []int{8},
+		Duration:  400 * time.Millisecond,
+		Warmup:    100 * time.Millisecond,
+		Database:  database,
+		Log:       testLogger(t),
+	}
+}
+
+// TestRunDirectVsDirect runs the whole suite with the plain server on
+// both sides: the load generator's own checks must pass there.
+func TestRunDirectVsDirect(t *testing.T) {
+	db := testdb.New(t)
+	cfg := shortConfig(t, db.Name)
+	cfg.Direct = Target{DSN: db.Server.DSN("")}
+	cfg.Proxy = cfg.Direct
+	if db.Local != nil {
+		cfg.DBPID = db.Local.PID()
+	}
+	rep := runAndCheck(t, cfg)
+	if db.Local != nil && rep.Cells[0].Direct.CPU.DB < 0 {
+		t.Error("database CPU not measured for a local server")
+	}
+}
+
+// TestRunThroughProxy runs the suite through a proxy child built from
+// this tree.
+func TestRunThroughProxy(t *testing.T) {
+	db := testdb.New(t)
+	bin := buildHotrow(t)
+	ctx := context.Background()
+	p, err := StartProxy(ctx, ProxyOptions{
+		Binary: bin, Backend: db.Addr, User: db.User, Password: db.Password,
+		HotRules: []string{HotRule(db.Name)},
+	}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("proxy log:\n%s", tail(p.LogPath))
+		}
+	})
+	cfg := shortConfig(t, db.Name)
+	cfg.Direct = Target{DSN: db.Server.DSN("")}
+	cfg.Proxy = Target{DSN: p.DSN(db.User, db.Password), PID: p.PID()}
+	rep := runAndCheck(t, cfg)
+	if rep.Cells[0].Proxy.CPU.Proxy < 0 {
+		t.Error("proxy CPU not measured for the proxy child")
+	}
+}
+
+func runAndCheck(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", b.String())
+	if rep.Failed() {
+		t.Fatal("correctness check failed")
+	}
+	if len(rep.Cells) != len(cfg.Scenarios) {
+		t.Fatalf("%d cells, want %d", len(rep.Cells), len(cfg.Scenarios))
+	}
+	for _, c := range rep.Cells {
+		for _, s := range []*SideResult{c.Direct, c.Proxy} {
+			if s.Ops == 0 || s.Latency.P99 <= 0 {
+				t.Errorf("%s %s: %d ops, p99 %v ms: nothing measured", c.Scenario, s.Side, s.Ops, s.Latency.P99)
+			}
+			if n := s.ErrorCount(); n > 0 {
+				t.Errorf("%s %s: errors %v", c.Scenario, s.Side, s.Errors)
+			}
+			if c.Scenario == "flash-sale" && s.SoldOutSeconds == 0 {
+				t.Errorf("%s %s: not sold out (granted %d)", c.Scenario, s.Side, s.Granted)
+			}
+		}
+	}
+	return rep
+}
+
+// TestCheckDetectsViolations changes the stock behind the clients' back:
+// the check must see the lost grant and the oversell.
+func TestCheckDetectsViolations(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	sc := Scenarios()[0]
+	sc.Stock = 5
+	s, err := startSide(ctx, db.Open(t), db.Server.DSN(""), db.Name, &sc, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	w := s.newWorker()
+	for range 3 {
+		if err := w.step(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := db.Open(t)
+	if bad, err := sc.check(ctx, admin, s.tally); err != nil || len(bad) > 0 {
+		t.Fatalf("clean run: violations %v, err %v", bad, err)
+	}
+	tests := []struct {
+		name, stmt, want string
+	}{
+		{"lost grant", "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1", "want initial 5 + net -3"},
+		{"oversell", "UPDATE inventory SET stock = -1 WHERE sku_id = 1", "oversold"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := admin.ExecContext(ctx, tt.stmt); err != nil {
+				t.Fatal(err)
+			}
+			bad, err := sc.check(ctx, admin, s.tally)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bad) == 0 || !strings.Contains(strings.Join(bad, "\n"), tt.want) {
+				t.Fatalf("violations %q, want one with %q", bad, tt.want)
+			}
+		})
+	}
+}
+
+// buildHotrow builds the hotrow binary of this tree into a temp dir.
+func buildHotrow(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "hotrow")
+	out, err := exec.Command(goTool(), "build", "-o", bin, "github.com/hotrow/hotrow/cmd/hotrow").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build ./cmd/hotrow: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func goTool() string { return filepath.Join(runtime.GOROOT(), "bin", "go") }
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// tWriter sends log lines to t.Log.
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// openDSN is a small helper for tests that need a pool on a DSN.
+func openDSN(t testing.TB, dsn, database string) *sql.DB {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DBName = database
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}

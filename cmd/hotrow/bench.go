@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/hotrow/hotrow/bench"
+)
+
+func benchMain(args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: hotrow bench [flags]
+
+Runs each scenario at each client count twice in the same run — directly
+against the database and through the proxy — one side after the other, each
+with a warm-up, and prints throughput, latency percentiles, errors by MySQL
+code, CPU of the proxy, the database and the load generator (from /proc,
+when they are local processes), and the proxy/direct ratios. Every side
+resets its tables first and checks afterwards that stock + granted = initial
+(no oversell, no lost grant); the exit status is non-zero when a check fails.
+
+Where the database comes from:
+  --direct DSN        an existing server (a superuser DSN, e.g.
+                      "root:pw@tcp(10.0.0.5:3306)/"); the tables go to --database
+  --testcontainers    a container started with testcontainers-go from --image
+  (neither)           a throw-away local MariaDB with durable settings
+Where the proxy comes from:
+  --proxy DSN         a running hotrow in front of that server (with a hot rule
+                      for DATABASE.inventory:sku_id:stock)
+  (none)              this binary's "hotrow proxy" as a child process
+
+Scenarios (--scenario, comma-separated, or "all"):
+`)
+		for _, s := range bench.Scenarios() {
+			fmt.Fprintf(fs.Output(), "  %-13s %s\n", s.Name, s.Summary)
+		}
+		fmt.Fprintf(fs.Output(), "\nFlags:\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), `
+Examples:
+  hotrow bench --scenario hot --clients 256 --duration 10s
+  hotrow bench --scenario hot,zipf --clients 1,16,64,256,1024 --chart out/sweep.png --json out/sweep.json
+  hotrow bench --testcontainers --scenario flash-sale --clients 256
+`)
+	}
+	var o benchOptions
+	o.register(fs)
+	direct := fs.String("direct", "", "`DSN` of an existing server (superuser); default: provision one")
+	proxyDSN := fs.String("proxy", "", "`DSN` of a running proxy in front of --direct; default: start one as a child")
+	scenarios := fs.String("scenario", "hot", "scenario `names`, comma-separated, or all")
+	clients := fs.String("clients", "256", "client counts, comma-separated (`N[,N...]`); several make a sweep")
+	duration := fs.Duration("duration", 10*time.Second, "measured window of each side (sell-out scenarios stop earlier when sold out)")
+	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured warm-up of each side on the same connections")
+	tc := fs.Bool("testcontainers", false, "run the database in a container (testcontainers-go; Ryuk is disabled unless TESTCONTAINERS_RYUK_DISABLED is set)")
+	image := fs.String("image", bench.DefaultImage, "container `image` for --testcontainers: the local image scripts/build-mariadb-image.sh builds, or e.g. mariadb:11.4, mysql:8.4 with --pull")
+	pull := fs.Bool("pull", false, "allow pulling --image from a registry")
+	flashStock := fs.Int64("flash-stock", bench.DefaultFlashStock, "initial stock of the flash-sale scenario")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *proxyDSN != "" && *direct == "" {
+		return errors.New("--proxy needs --direct (the server behind it)")
+	}
+	scs, err := bench.LookupScenarios(*scenarios)
+	if err != nil {
+		return err
+	}
+	for i := range scs {
+		if scs[i].SellOut {
+			scs[i].Stock = *flashStock
+		}
+	}
+	counts, err := parseCounts(*clients)
+	if err != nil {
+		return err
+	}
+	_, err = o.run(bench.EnvOptions{
+		DirectDSN: *direct, ProxyDSN: *proxyDSN,
+		Testcontainers: *tc, Image: *image, Pull: *pull,
+	}, bench.Config{Scenarios: scs, Clients: counts, Duration: *duration, Warmup: *warmup},
+		"hotrow bench "+redactDSNs(args))
+	return err
+}
+
+// benchOptions are the flags bench and demo share, and what they do.
+type benchOptions struct {
+	jsonPath, chartPath string
+	database            string
+	logLevel            slog.Level
+	proxyArgs           listFlag
+}
+
+func (o *benchOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.jsonPath, "json", o.jsonPath, "write the full report (with timelines) as JSON to `file`")
+	fs.StringVar(&o.chartPath, "chart", o.chartPath, "draw the report to `file` (.png, .svg or .pdf)")
+	fs.StringVar(&o.database, "database", bench.DefaultDatabase, "`database` for the bench tables (inventory, orders); it is reset by every side")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	fs.Var(&o.proxyArgs, "proxy-arg", "extra `flag` for the proxy child (repeatable), e.g. --proxy-arg=--max-batch=512")
+}
+
+// run provisions both sides, runs cfg, prints the table and writes the
+// JSON and the chart. It returns an error when a correctness check failed.
+func (o *benchOptions) run(envOpts bench.EnvOptions, cfg bench.Config, command string) (*bench.Report, error) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	logOut := io.Writer(os.Stderr)
+	if isTerminal(os.Stderr) {
+		bar := bench.NewProgressBar(os.Stderr, cfg.Plan())
+		defer bar.Close()
+		cfg.Progress, logOut = bar, bar
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: o.logLevel}))
+
+	if envOpts.ProxyDSN == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		envOpts.ProxyBinary = exe
+	}
+	envOpts.Database, envOpts.ProxyArgs = o.database, o.proxyArgs
+	env, err := bench.Provision(ctx, envOpts, log)
+	if err != nil {
+		return nil, err
+	}
+	defer env.Close()
+
+	cfg.Direct, cfg.Proxy, cfg.DBPID, cfg.Database, cfg.Log = env.Direct, env.Proxy, env.DBPID, o.database, log
+	log.Info("running", "scenarios", len(cfg.Scenarios), "client_counts", len(cfg.Clients), "sides", 2, "planned", cfg.Plan())
+	rep, err := bench.Run(ctx, cfg)
+	if bar, ok := cfg.Progress.(*bench.ProgressBar); ok {
+		bar.Close() // before printing the table
+	}
+	if err != nil {
+		if env.ProxyProcess != nil {
+			log.Error("run failed; see the proxy log", "path", env.ProxyProcess.LogPath)
+		}
+		return nil, err
+	}
+	rep.Command = command
+	fmt.Println()
+	if err := bench.WriteTable(os.Stdout, rep); err != nil {
+		return nil, err
+	}
+	if o.jsonPath != "" {
+		if err := bench.WriteJSON(o.jsonPath, rep); err != nil {
+			return nil, err
+		}
+		fmt.Printf("\nreport: %s\n", o.jsonPath)
+	}
+	if o.chartPath != "" {
+		if err := bench.WriteChart(o.chartPath, rep); err != nil {
+			return nil, err
+		}
+		fmt.Printf("chart:  %s\n", o.chartPath)
+	}
+	if rep.Failed() {
+		return rep, errors.New("correctness check failed (see CHECK FAILED above)")
+	}
+	return rep, nil
+}
+
+// parseCounts parses "1,16,64".
+func parseCounts(list string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--clients: %q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// redactDSNs joins args with the passwords of --direct and --proxy DSNs
+// masked, for the report.
+func redactDSNs(args []string) string {
+	out := slices.Clone(args)
+	for i, a := range out {
+		name, val, inline := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !inline && i > 0 {
+			name, val = strings.TrimLeft(args[i-1], "-"), a
+		}
+		if name != "direct" && name != "proxy" {
+			continue
+		}
+		if cfg, err := mysql.ParseDSN(val); err == nil && cfg.Passwd != "" {
+			cfg.Passwd = "xxx"
+			out[i] = strings.TrimSuffix(a, val) + cfg.FormatDSN()
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hotrow/hotrow/bench"
+)
+
+func demoMain(args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: hotrow demo [flags]
+
+A flash sale, the same one twice: directly against MariaDB and through
+hotrow. It starts a throw-away local MariaDB (Debian's mariadb-server, with
+sync_binlog=1 and innodb_flush_log_at_trx_commit=1) and this binary's proxy,
+lets --clients buyers compete for --stock units, prints both sides next to
+each other, checks that exactly --stock units were sold and none oversold,
+and draws the chart. It takes about a minute.
+
+`)
+		fs.PrintDefaults()
+	}
+	o := benchOptions{}
+	o.register(fs)
+	out := fs.String("out", "out", "`directory` for demo.png and demo.json (unless --chart/--json say otherwise)")
+	clients := fs.Int("clients", 256, "concurrent buyers")
+	stock := fs.Int64("stock", 40000, "units on sale")
+	limit := fs.Duration("max-duration", 30*time.Second, "longest a side may sell before it is stopped")
+	warmup := fs.Duration("warmup", 2*time.Second, "warm-up of each side (on another row)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.chartPath == "" {
+		o.chartPath = filepath.Join(*out, "demo.png")
+	}
+	if o.jsonPath == "" {
+		o.jsonPath = filepath.Join(*out, "demo.json")
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	sale, err := bench.LookupScenarios("flash-sale")
+	if err != nil {
+		return err
+	}
+	sale[0].Stock = *stock
+	fmt.Printf("hotrow demo: a flash sale of %d units to %d concurrent buyers, direct and through hotrow\n", *stock, *clients)
+	rep, err := o.run(bench.EnvOptions{}, bench.Config{
+		Scenarios: sale, Clients: []int{*clients}, Duration: *limit, Warmup: *warmup,
+	}, "hotrow demo "+redactDSNs(args))
+	if rep == nil {
+		return err
+	}
+	fmt.Println()
+	bench.WriteSaleSummary(os.Stdout, rep.Cells[0], *stock)
+	fmt.Printf(`
+Where to look next:
+  %s        the picture: throughput and units sold over time, both sides
+  %s       every figure, with 100 ms timelines
+  BENCHMARKS.md       method and the full suite (hot, zipf, cold, mixed, ...)
+  hotrow bench --help run any scenario or a concurrency sweep, on this machine,
+                      your own server (--direct DSN) or a container (--testcontainers)
+  hotrow proxy --help put hotrow in front of your own database
+`, o.chartPath, o.jsonPath)
+	return err
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof" // profiles on --debug-addr
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	driver "github.com/go-sql-driver/mysql"
+
+	"github.com/hotrow/hotrow/merger"
+	"github.com/hotrow/hotrow/proxy"
+)
+
+// listFlag collects a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func proxyMain(args []string) error {
+	cfg := proxy.DefaultConfig()
+	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: hotrow proxy --backend HOST:PORT --user NAME:PASSWORD [flags]
+
+Runs the MySQL-protocol proxy. Applications point their DSN at --listen and
+change nothing else: every statement passes through to --backend on a
+connection pinned to the client session, except autocommit stock updates of
+tables named by --hot-rule, which are merged into group-committed batches.
+
+Flags given on the command line override the --config file.
+
+`)
+		fs.PrintDefaults()
+	}
+	configFile := fs.String("config", "", "TOML `file` with the same settings (listen, backend, users = [{name, password, default_schema}], hot_rules, ...)")
+	listen := fs.String("listen", cfg.Listen, "client-facing `address`")
+	backend := fs.String("backend", "", "MySQL/MariaDB server `host:port`")
+	var users, rules listFlag
+	fs.Var(&users, "user", "client account `NAME:PASSWORD` (repeatable); the backend session opens with the same credentials")
+	fs.Var(&rules, "hot-rule", "merge stock updates of `DB.TABLE:KEYCOL:STOCKCOL` (repeatable)")
+	mergeUser := fs.String("merge-user", "", "user whose sessions are merged and whose credentials run merged batches (default: the first --user)")
+	maxBatch := fs.Int("max-batch", cfg.MaxBatch, "most requests merged into one transaction")
+	metaSchema := fs.String("meta-schema", cfg.MetaSchema, "database for hotrow's ledger and batch markers")
+	authPlugin := fs.String("auth-plugin", cfg.AuthPlugin, "auth plugin offered to clients: mysql_native_password or caching_sha2_password")
+	maxPacket := fs.Int("max-packet-size", cfg.MaxPacketSize, "largest client packet in `bytes` (like max_allowed_packet)")
+	drain := fs.Duration("drain-timeout", cfg.DrainTimeout.Duration, "on SIGTERM/SIGINT, how long running statements may finish")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	debugAddr := fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback `address` (e.g. 127.0.0.1:6060); off when empty")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	if *configFile != "" {
+		if err := cfg.LoadFile(*configFile); err != nil {
+			return err
+		}
+	}
+	// Command-line flags win over the file.
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.Listen = *listen
+		case "backend":
+			cfg.Backend = *backend
+		case "merge-user":
+			cfg.MergeUser = *mergeUser
+		case "max-batch":
+			cfg.MaxBatch = *maxBatch
+		case "meta-schema":
+			cfg.MetaSchema = *metaSchema
+		case "auth-plugin":
+			cfg.AuthPlugin = *authPlugin
+		case "max-packet-size":
+			cfg.MaxPacketSize = *maxPacket
+		case "drain-timeout":
+			cfg.DrainTimeout.Duration = *drain
+		}
+	})
+	for _, u := range users {
+		pu, err := proxy.ParseUser(u)
+		if err != nil {
+			return err
+		}
+		cfg.Users = append(cfg.Users, pu)
+	}
+	cfg.HotRules = append(cfg.HotRules, rules...)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hot, closeHot, err := startMerger(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeHot()
+	srv, err := proxy.New(cfg, log, hot)
+	if err != nil {
+		return err
+	}
+	if *debugAddr != "" {
+		if err := serveDebug(*debugAddr, log); err != nil {
+			srv.Close()
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		srv.Close()
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining sessions", "drain_timeout", cfg.DrainTimeout.Duration)
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout.Duration)
+	defer cancel()
+	start := time.Now()
+	err = srv.Shutdown(dctx)
+	<-served
+	log.Info("shut down", "took", time.Since(start).Round(time.Millisecond), "err", err)
+	return err
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// startMerger starts the merger when cfg names hot rules; it runs merged
+// batches with the merge user's credentials. closeHot waits for in-flight
+// batches and must run after the proxy has shut down.
+func startMerger(ctx context.Context, cfg proxy.Config, log *slog.Logger) (hot *proxy.HotPath, closeHot func(), err error) {
+	closeHot = func() {}
+	if len(cfg.HotRules) == 0 {
+		return nil, closeHot, nil
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, closeHot, err
+	}
+	rules, _ := cfg.Rules()
+	u, _ := cfg.MergeAccount()
+	dsn := driver.NewConfig()
+	dsn.User, dsn.Passwd, dsn.Net, dsn.Addr = u.Name, u.Password, "tcp", cfg.Backend
+	mc := merger.DefaultConfig()
+	mc.DSN = dsn.FormatDSN()
+	if cfg.MaxBatch > 0 {
+		mc.MaxBatch = cfg.MaxBatch
+	}
+	if cfg.MetaSchema != "" {
+		mc.MetaSchema = cfg.MetaSchema
+	}
+	m, err := merger.New(ctx, mc, log.With("component", "merger"))
+	if err != nil {
+		return nil, closeHot, fmt.Errorf("start merger: %w", err)
+	}
+	closeHot = func() {
+		if err := m.Close(); err != nil {
+			log.Error("closing merger", "err", err)
+		}
+	}
+	return &proxy.HotPath{Matcher: merger.NewMatcher(rules), Executor: m}, closeHot, nil
+}
+
+// serveDebug exposes net/http/pprof for profiling a running proxy.
+func serveDebug(addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--debug-addr: %w", err)
+	}
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	go func() { _ = http.Serve(ln, nil) }()
+	return nil
+}

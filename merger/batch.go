@@ -1,0 +1,868 @@
+package merger
+
+import (
+	"context"
+	"math"
+	"strconv"
+	"time"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/hotrow/hotrow/schema"
+)
+
+// attempt is how one try at running a batch ended.
+type attempt int
+
+const (
+	// attemptDone: outcomes are final and delivered.
+	attemptDone attempt = iota
+	// attemptRetry: nothing was applied; run the requests again.
+	attemptRetry
+)
+
+// loneAttempts is how often a lone request is retried after errors that
+// belong to its transaction (deadlock, lock wait timeout ...) before the
+// client gets the server's error.
+const loneAttempts = 3
+
+// executor runs the batches of one row on one backend connection. It is
+// owned by the row's worker goroutine; its buffers are reused.
+type executor struct {
+	m *Merger
+	b *backend // nil until needed and after the connection failed
+
+	outs  []Outcome
+	errs  []error
+	after []int64 // fast path: stock after request i (bits of a uint64 on UNSIGNED columns)
+	reqs  []Request
+	id    []byte // current batch id
+	key   []byte // current key as ledger text
+	stock []byte // general path: stock after, as text, for all requests
+	ends  []int  // general path: end of request i's stock text in stock
+}
+
+func (x *executor) close() {
+	if x.b != nil {
+		x.m.pool.put(x.b, false)
+		x.b = nil
+	}
+}
+
+// conn returns the executor's backend, connecting (with backoff while the
+// server is unreachable) until deadline.
+func (x *executor) conn(deadline time.Time) (*backend, error) {
+	if x.b != nil {
+		return x.b, nil
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		b, err := x.m.pool.get(ctx)
+		if err == nil {
+			x.b = b
+			return b, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// drop closes a backend whose connection failed.
+func (x *executor) drop() {
+	if x.b != nil {
+		x.m.pool.put(x.b, true)
+		x.b = nil
+	}
+}
+
+// rollback ends the open transaction after a failed attempt.
+func (x *executor) rollback() {
+	if x.b == nil {
+		return
+	}
+	if _, err := x.b.c.Execute("ROLLBACK"); err != nil {
+		x.drop()
+	}
+}
+
+func (x *executor) before(step Step) {
+	if h := x.m.cfg.Hooks.Before; h != nil && x.b != nil {
+		h(step, x.b.id)
+	}
+}
+
+// execute runs a batch to final outcomes for every request: as one
+// transaction when it has several requests, then, if that failed before
+// COMMIT, one by one, so that one bad request cannot fail the others.
+func (x *executor) execute(batch []*waiter) {
+	deadline := time.Now().Add(x.m.cfg.ResolveTimeout)
+	if len(batch) > 1 {
+		if x.runBatch(batch, deadline) == attemptDone {
+			return
+		}
+		x.m.stats.retries.Add(1)
+	}
+	for _, w := range batch {
+		x.runLone(w, deadline)
+	}
+}
+
+// newBatchID sets x.id to a batch id unique across instances.
+func (x *executor) newBatchID() {
+	x.id = append(x.id[:0], x.m.idPrefix...)
+	x.id = strconv.AppendUint(x.id, x.m.batchSeq.Add(1), 10)
+}
+
+// finish reports a batch with final outcomes and delivers them.
+func (x *executor) finish(p Path, batch []*waiter, committed bool) {
+	m := x.m
+	m.stats.batch(p, len(batch))
+	if committed {
+		m.stats.commits.Add(1)
+	}
+	if h := m.cfg.Hooks.Executed; h != nil {
+		x.reqs = x.reqs[:0]
+		for _, w := range batch {
+			x.reqs = append(x.reqs, w.req)
+		}
+		h(Executed{BatchID: string(x.id), Path: p, Requests: x.reqs, Outcomes: x.outs[:len(batch)], Errs: x.errs[:len(batch)]})
+		clear(x.reqs)
+	}
+	for i, w := range batch {
+		deliver(w, x.outs[i], x.errs[i])
+	}
+	clear(x.errs)
+}
+
+func (x *executor) reset(n int) {
+	x.outs = append(x.outs[:0], make([]Outcome, n)...)
+	if cap(x.errs) < n {
+		x.errs = make([]error, n)
+	}
+	x.errs = x.errs[:n]
+	x.newBatchID()
+}
+
+// table returns the hot table's metadata; ok is false when it cannot be
+// read (the general path then lets the server report any problem).
+func (x *executor) table(r Rule) (schema.Table, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t, err := x.m.tables.Get(ctx, r.Schema, r.Table, r.Key, r.Stock)
+	return t, err == nil
+}
+
+// runBatch runs several requests in one transaction: a locking read of
+// the row, then the fast path when every request can be evaluated in Go
+// without any error, else the general path.
+func (x *executor) runBatch(batch []*waiter, deadline time.Time) attempt {
+	b, err := x.conn(deadline)
+	if err != nil {
+		return attemptRetry
+	}
+	first := &batch[0].req
+	rule := first.Stmt.Rule
+	t, ok := x.table(rule)
+	fast := ok && t.Integer && t.KeyUnique && !t.UpdateTriggers
+	for i := 0; fast && i < len(batch); i++ {
+		_, _, fast = fastOperands(&batch[i].req, t.Unsigned)
+	}
+	x.reset(len(batch))
+	keyVal := first.Stmt.Key.Value(first.Args)
+	x.key = appendText(x.key[:0], keyVal)
+
+	x.before(StepBegin)
+	b.sql = append(b.sql[:0], "START TRANSACTION; SELECT "...)
+	b.sql = appendIdent(b.sql, rule.Stock)
+	b.sql = x.appendFromKey(b.sql, rule, keyVal)
+	b.sql = append(b.sql, " FOR UPDATE"...)
+	var stock any
+	var field *gomysql.Field
+	found := false
+	failed, err := b.run(func(i int, r *gomysql.Result) {
+		if i == 1 && r.Resultset != nil && len(r.Fields) == 1 && r.RowNumber() > 0 {
+			found, field = true, r.Fields[0]
+			stock, _ = r.GetValue(0, 0)
+		}
+	})
+	if failed >= 0 {
+		x.failed(err)
+		return attemptRetry
+	}
+	if fast && !found {
+		// No row: every request matches nothing and changes nothing.
+		return x.commitNothing(PathFast, batch, deadline)
+	}
+	if fast && x.simulate(batch, t, stock, field) {
+		return x.commitFast(batch, t, rule, keyVal, deadline)
+	}
+	return x.runGeneral(batch, rule, keyVal, deadline)
+}
+
+// failed handles an error of a statement before COMMIT: a lost connection
+// is dropped (the server rolls the transaction back), otherwise the
+// transaction is rolled back here.
+func (x *executor) failed(err error) {
+	if serverError(err) == nil {
+		x.drop()
+		return
+	}
+	x.rollback()
+}
+
+// commitNothing ends a batch that changed nothing.
+func (x *executor) commitNothing(p Path, batch []*waiter, deadline time.Time) attempt {
+	if _, err := x.b.c.Execute("COMMIT"); err != nil {
+		x.failed(err)
+		return attemptRetry
+	}
+	x.finish(p, batch, false)
+	return attemptDone
+}
+
+// fastOperands returns the amount and guard value of a request the fast
+// path can evaluate exactly: no extra assignments, non-negative integer
+// operands of a type that keeps the server's arithmetic signed on signed
+// columns (a uint64 parameter makes it unsigned).
+func fastOperands(r *Request, unsigned bool) (amount, guard int64, ok bool) {
+	st := r.Stmt
+	if len(st.Extra) > 0 || (st.Op != Decrement && st.Op != Increment) {
+		return 0, 0, false
+	}
+	if amount, ok = fastInt(st.Amount.Value(r.Args), unsigned); !ok {
+		return 0, 0, false
+	}
+	switch st.Guard {
+	case GuardNone, GuardPositive:
+	case GuardAtLeast, GuardDiffNonNegative:
+		if guard, ok = fastInt(st.GuardValue.Value(r.Args), unsigned); !ok {
+			return 0, 0, false
+		}
+	default:
+		return 0, 0, false
+	}
+	return amount, guard, true
+}
+
+func fastInt(v any, unsigned bool) (int64, bool) {
+	switch v := v.(type) {
+	case int64:
+		return v, v >= 0
+	case uint64:
+		return int64(v), unsigned && v <= math.MaxInt64
+	}
+	return 0, false
+}
+
+// integerRange is the range of an integer column from its result field.
+func integerRange(f *gomysql.Field) (lo int64, hi uint64, unsigned, ok bool) {
+	var bits uint
+	switch f.Type {
+	case gomysql.MYSQL_TYPE_TINY:
+		bits = 8
+	case gomysql.MYSQL_TYPE_SHORT:
+		bits = 16
+	case gomysql.MYSQL_TYPE_INT24:
+		bits = 24
+	case gomysql.MYSQL_TYPE_LONG:
+		bits = 32
+	case gomysql.MYSQL_TYPE_LONGLONG:
+		bits = 64
+	default:
+		return 0, 0, false, false
+	}
+	if f.Flag&gomysql.UNSIGNED_FLAG != 0 {
+		if bits == 64 {
+			return 0, math.MaxUint64, true, true
+		}
+		return 0, 1<<bits - 1, true, true
+	}
+	return -1 << (bits - 1), 1<<(bits-1) - 1, false, true
+}
+
+// simulate evaluates the batch's requests in arrival order on the locked
+// stock value, filling x.outs and x.after. It returns false when any
+// request would raise an error or leave the column's range (the server
+// must then evaluate it: general path).
+func (x *executor) simulate(batch []*waiter, t schema.Table, stock any, f *gomysql.Field) bool {
+	lo, hi, unsigned, ok := integerRange(f)
+	if !ok || unsigned != t.Unsigned {
+		x.m.tables.Forget(t.Schema, t.Name)
+		return false
+	}
+	x.after = x.after[:0]
+	if unsigned {
+		v, ok := stock.(uint64)
+		if !ok {
+			return false
+		}
+		for i, w := range batch {
+			a, g, _ := fastOperands(&w.req, true)
+			ua, ug := uint64(a), uint64(g)
+			pass := true
+			switch w.req.Stmt.Guard {
+			case GuardAtLeast:
+				pass = v >= ug
+			case GuardDiffNonNegative:
+				if ug > v {
+					return false // stock - e raises 1690 on UNSIGNED
+				}
+			case GuardPositive:
+				pass = v > 0
+			}
+			if pass {
+				if w.req.Stmt.Op == Decrement {
+					if ua > v {
+						return false
+					}
+					v -= ua
+				} else {
+					if ua > hi || v > hi-ua {
+						return false
+					}
+					v += ua
+				}
+				x.outs[i] = Outcome{Matched: 1, Changed: b2u(a != 0)}
+			}
+			x.after = append(x.after, int64(v))
+		}
+		return true
+	}
+	v, ok := stock.(int64)
+	if !ok {
+		return false
+	}
+	for i, w := range batch {
+		a, g, _ := fastOperands(&w.req, false)
+		pass := true
+		switch w.req.Stmt.Guard {
+		case GuardAtLeast:
+			pass = v >= g
+		case GuardDiffNonNegative:
+			if v < math.MinInt64+g {
+				return false
+			}
+			pass = v-g >= 0
+		case GuardPositive:
+			pass = v > 0
+		}
+		if pass {
+			if w.req.Stmt.Op == Decrement {
+				if v < math.MinInt64+a || v-a < lo {
+					return false
+				}
+				v -= a
+			} else {
+				if v > math.MaxInt64-a || v+a > int64(hi) {
+					return false
+				}
+				v += a
+			}
+			x.outs[i] = Outcome{Matched: 1, Changed: b2u(a != 0)}
+		}
+		x.after = append(x.after, v)
+	}
+	return true
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// appendFromKey appends " FROM `schema`.`table` WHERE `key` = k".
+func (x *executor) appendFromKey(b []byte, r Rule, key any) []byte {
+	b = append(b, " FROM "...)
+	b = appendTable(b, r.Schema, r.Table)
+	b = append(b, " WHERE "...)
+	b = appendIdent(b, r.Key)
+	b = append(b, " = "...)
+	return appendValue(b, key, x.b.nbe)
+}
+
+// appendLedgerHead appends the ledger INSERT up to its VALUES.
+func (x *executor) appendLedgerHead(b []byte) []byte {
+	b = append(b, "INSERT INTO "...)
+	b = append(b, x.m.metaIdent...)
+	b = append(b, "."+schema.LedgerTable+
+		" (batch_id, table_schema, table_name, key_value, digest, conn_id, seq, delta, stock_after) "...)
+	return b
+}
+
+// appendLedgerPrefix appends a ledger row's columns up to conn_id:
+// 'batch', 'schema', 'table', 'key', 'digest', conn_id.
+func (x *executor) appendLedgerPrefix(b []byte, r *Request) []byte {
+	nbe := x.b.nbe
+	b = appendQuoted(b, string(x.id), nbe)
+	b = append(b, ',')
+	b = appendQuoted(b, r.Stmt.Rule.Schema, nbe)
+	b = append(b, ',')
+	b = appendQuoted(b, r.Stmt.Rule.Table, nbe)
+	b = append(b, ',')
+	b = appendQuoted(b, string(clip(x.key, 0, schema.MaxKey)), nbe)
+	b = append(b, ',')
+	b = appendQuoted(b, x.m.ledgerDigest(r.Stmt), nbe)
+	b = append(b, ',')
+	b = strconv.AppendUint(b, uint64(r.ConnID), 10)
+	return b
+}
+
+// appendDelta appends the request's signed change to the stock as a
+// quoted literal (the amount as given, negated for a decrement).
+func (x *executor) appendDelta(b []byte, r *Request) []byte {
+	start := len(b)
+	b = append(b, '\'')
+	v := r.Stmt.Amount.Value(r.Args)
+	if r.Stmt.Op == Decrement {
+		switch n := v.(type) {
+		case int64:
+			if n >= 0 {
+				b = append(b, '-')
+			} else {
+				v = uint64(-n) // -MinInt64 wraps to the right magnitude
+			}
+		default:
+			b = append(b, '-')
+		}
+	}
+	text := appendText(nil, v)
+	if len(text) > 0 && text[0] == '-' && r.Stmt.Op == Decrement && b[len(b)-1] == '-' {
+		b, text = b[:len(b)-1], text[1:]
+	}
+	b = append(b, clip(text, 0, schema.MaxDelta-1)...)
+	tmp := appendQuoted(nil, string(b[start+1:]), x.b.nbe)
+	return append(b[:start], tmp...)
+}
+
+// appendMarker appends the marker INSERT of the current batch.
+func (x *executor) appendMarker(b []byte, requests int, granted string) []byte {
+	b = append(b, "INSERT INTO "...)
+	b = append(b, x.m.metaIdent...)
+	b = append(b, "."+schema.BatchesTable+" (batch_id, instance_id, requests, granted) VALUES ("...)
+	b = appendQuoted(b, string(x.id), x.b.nbe)
+	b = append(b, ',')
+	b = appendQuoted(b, x.m.cfg.InstanceID, x.b.nbe)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, int64(requests), 10)
+	b = append(b, ',')
+	b = append(b, granted...)
+	return append(b, ')')
+}
+
+// commitFast writes the simulated batch: one UPDATE to the final stock,
+// one multi-row ledger INSERT, the marker and COMMIT, in one round trip.
+func (x *executor) commitFast(batch []*waiter, t schema.Table, r Rule, keyVal any, deadline time.Time) attempt {
+	b := x.b
+	granted, changed := 0, false
+	for i := range batch {
+		granted += int(x.outs[i].Matched)
+		changed = changed || x.outs[i].Changed > 0
+	}
+	if granted == 0 {
+		return x.commitNothing(PathFast, batch, deadline)
+	}
+	unsigned := t.Unsigned
+	x.before(StepUpdate)
+	b.sql = b.sql[:0]
+	stmts := 0
+	if changed {
+		b.sql = append(b.sql, "UPDATE "...)
+		b.sql = appendTable(b.sql, r.Schema, r.Table)
+		b.sql = append(b.sql, " SET "...)
+		b.sql = appendIdent(b.sql, r.Stock)
+		b.sql = append(b.sql, " = "...)
+		b.sql = appendStock(b.sql, x.after[len(x.after)-1], unsigned)
+		b.sql = append(b.sql, " WHERE "...)
+		b.sql = appendIdent(b.sql, r.Key)
+		b.sql = append(b.sql, " = "...)
+		b.sql = appendValue(b.sql, keyVal, b.nbe)
+		b.sql = append(b.sql, "; "...)
+		stmts++
+	}
+	b.sql = x.appendLedgerHead(b.sql)
+	b.sql = append(b.sql, "VALUES "...)
+	sep := false
+	for i, w := range batch {
+		if x.outs[i].Matched == 0 {
+			continue
+		}
+		if sep {
+			b.sql = append(b.sql, ',')
+		}
+		sep = true
+		b.sql = append(b.sql, '(')
+		b.sql = x.appendLedgerPrefix(b.sql, &w.req)
+		b.sql = append(b.sql, ',')
+		b.sql = strconv.AppendInt(b.sql, int64(i), 10)
+		b.sql = append(b.sql, ',')
+		b.sql = x.appendDelta(b.sql, &w.req)
+		b.sql = append(b.sql, ',')
+		b.sql = appendStock(b.sql, x.after[i], unsigned)
+		b.sql = append(b.sql, ')')
+	}
+	b.sql = append(b.sql, "; "...)
+	b.sql = x.appendMarker(b.sql, len(batch), strconv.Itoa(granted))
+	b.sql = append(b.sql, "; COMMIT"...)
+	commitIdx := stmts + 2
+	x.before(StepCommit)
+	failed, err := b.run(func(int, *gomysql.Result) {})
+	return x.afterCommit(PathFast, batch, failed, commitIdx, err, deadline)
+}
+
+// afterCommit settles a batch whose last round trip carried COMMIT at
+// statement index commitIdx.
+func (x *executor) afterCommit(p Path, batch []*waiter, failed, commitIdx int, err error, deadline time.Time) attempt {
+	if failed < 0 {
+		x.finish(p, batch, true)
+		return attemptDone
+	}
+	if se := serverError(err); se != nil && failed < commitIdx {
+		x.rollback()
+		return attemptRetry
+	}
+	oldID := x.b.id
+	x.drop()
+	committed, _, rerr := x.resolve(oldID, deadline)
+	switch {
+	case rerr != nil:
+		for i := range batch {
+			x.outs[i], x.errs[i] = Outcome{}, ErrOutcomeUnknown
+		}
+		x.m.log.Error("batch commit outcome unknown", "batch_id", string(x.id), "requests", len(batch), "err", rerr)
+		x.finish(p, batch, false)
+		return attemptDone
+	case committed:
+		x.finish(p, batch, true)
+		return attemptDone
+	}
+	return attemptRetry
+}
+
+func appendStock(b []byte, v int64, unsigned bool) []byte {
+	if unsigned {
+		return strconv.AppendUint(b, uint64(v), 10)
+	}
+	return strconv.AppendInt(b, v, 10)
+}
+
+// runGeneral executes each request's own statement inside the batch
+// transaction (already holding the row lock), after a savepoint, and
+// takes its outcome from the server; a request that fails is rolled back
+// to its savepoint and the batch goes on.
+func (x *executor) runGeneral(batch []*waiter, r Rule, keyVal any, deadline time.Time) attempt {
+	b := x.b
+	clear(x.outs)
+	x.stock, x.ends = x.stock[:0], x.ends[:0]
+	x.before(StepUpdate)
+	for start := 0; start < len(batch); {
+		b.sql = b.sql[:0]
+		// base is the index of request start's SAVEPOINT.
+		base := 0
+		if start > 0 {
+			b.sql = append(b.sql, "ROLLBACK TO SAVEPOINT hotrow; "...)
+			base++
+		}
+		if b.db != r.Schema {
+			b.sql = append(b.sql, "USE "...)
+			b.sql = appendIdent(b.sql, r.Schema)
+			b.sql = append(b.sql, "; "...)
+			base++
+		}
+		for _, w := range batch[start:] {
+			b.sql = append(b.sql, "SAVEPOINT hotrow; "...)
+			b.sql = x.appendStatement(b.sql, &w.req)
+			b.sql = append(b.sql, "; SELECT "...)
+			b.sql = appendIdent(b.sql, r.Stock)
+			b.sql = x.appendFromKey(b.sql, r, keyVal)
+			b.sql = append(b.sql, "; "...)
+		}
+		b.sql = b.sql[:len(b.sql)-2]
+		failed, err := b.run(func(i int, res *gomysql.Result) {
+			if i == base-1 && b.db != r.Schema {
+				b.db = r.Schema
+			}
+			if i < base {
+				return
+			}
+			j := start + (i-base)/3
+			switch (i - base) % 3 {
+			case 1:
+				x.outs[j] = statementOutcome(res)
+			case 2:
+				if res.Resultset != nil && res.RowNumber() > 0 {
+					s, _ := res.GetString(0, 0)
+					x.stock = append(x.stock, s...)
+				}
+				x.ends = append(x.ends, len(x.stock))
+			}
+		})
+		if failed < 0 {
+			break
+		}
+		se := serverError(err)
+		if failed < base || se == nil || batchLevel(se) || (failed-base)%3 != 1 {
+			x.failed(err)
+			return attemptRetry
+		}
+		j := start + (failed-base)/3
+		x.outs[j], x.errs[j] = Outcome{}, se
+		x.ends = append(x.ends, len(x.stock))
+		start = j + 1
+		if start == len(batch) {
+			if _, err := b.c.Execute("ROLLBACK TO SAVEPOINT hotrow"); err != nil {
+				x.failed(err)
+				return attemptRetry
+			}
+		}
+	}
+	granted := 0
+	b.sql = x.appendLedgerHead(b.sql[:0])
+	b.sql = append(b.sql, "VALUES "...)
+	for i, w := range batch {
+		if x.outs[i].Matched == 0 {
+			continue
+		}
+		if granted > 0 {
+			b.sql = append(b.sql, ',')
+		}
+		granted++
+		b.sql = append(b.sql, '(')
+		b.sql = x.appendLedgerPrefix(b.sql, &w.req)
+		b.sql = append(b.sql, ',')
+		b.sql = strconv.AppendInt(b.sql, int64(i), 10)
+		b.sql = append(b.sql, ',')
+		b.sql = x.appendDelta(b.sql, &w.req)
+		b.sql = append(b.sql, ',')
+		from := 0
+		if i > 0 {
+			from = x.ends[i-1]
+		}
+		b.sql = appendQuoted(b.sql, string(clip(x.stock[:x.ends[i]], from, schema.MaxDelta)), b.nbe)
+		b.sql = append(b.sql, ')')
+	}
+	if granted == 0 {
+		return x.commitNothing(PathGeneral, batch, deadline)
+	}
+	b.sql = append(b.sql, "; "...)
+	b.sql = x.appendMarker(b.sql, len(batch), strconv.Itoa(granted))
+	b.sql = append(b.sql, "; COMMIT"...)
+	x.before(StepCommit)
+	failed, err := b.run(func(int, *gomysql.Result) {})
+	return x.afterCommit(PathGeneral, batch, failed, 2, err, deadline)
+}
+
+// appendStatement appends the request's statement: the client's text
+// verbatim when it has one, else the statement with its arguments.
+func (x *executor) appendStatement(b []byte, r *Request) []byte {
+	if r.Text != "" {
+		b = append(b, trimStatement(r.Text)...)
+	} else {
+		b = appendInterpolated(b, r.Stmt.SQL, r.Args, x.b.nbe)
+	}
+	// A trailing -- or # comment must not swallow the next statement.
+	return append(b, '\n')
+}
+
+// trimStatement drops trailing blanks and semicolons, which would make an
+// empty statement inside a multi-statement round trip.
+func trimStatement(s string) string {
+	for len(s) > 0 {
+		switch s[len(s)-1] {
+		case ' ', '\t', '\n', '\r', ';':
+			s = s[:len(s)-1]
+			continue
+		}
+		break
+	}
+	return s
+}
+
+// statementOutcome reads an UPDATE's outcome from its OK packet.
+func statementOutcome(r *gomysql.Result) Outcome {
+	out := Outcome{Warnings: r.Warnings}
+	var ok bool
+	if out.Matched, out.Changed, ok = parseInfo(r.StatusMessage); !ok {
+		// No info: affected rows are found rows (CLIENT_FOUND_ROWS).
+		out.Matched, out.Changed = r.AffectedRows, r.AffectedRows
+	}
+	return out
+}
+
+// runLone runs one request until it has a final outcome: one round trip
+// of BEGIN, the statement, its ledger row (INSERT ... SELECT when
+// ROW_COUNT() > 0), the marker and COMMIT. It retries while the backend
+// is unreachable or the transaction failed, up to the deadline.
+func (x *executor) runLone(w *waiter, deadline time.Time) {
+	batch := []*waiter{w}
+	var lastErr error
+	for n := 1; ; n++ {
+		var res attempt
+		res, lastErr = x.loneAttempt(batch, deadline)
+		if res == attemptDone {
+			return
+		}
+		se := serverError(lastErr)
+		if time.Now().After(deadline) || se != nil && n >= loneAttempts {
+			if se == nil {
+				lastErr = ErrNotApplied
+			} else {
+				lastErr = se
+			}
+			x.reset(1)
+			x.errs[0] = lastErr
+			x.finish(PathLone, batch, false)
+			return
+		}
+		time.Sleep(time.Duration(n) * 20 * time.Millisecond)
+	}
+}
+
+func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, error) {
+	b, err := x.conn(deadline)
+	if err != nil {
+		return attemptRetry, err
+	}
+	r := &batch[0].req
+	rule := r.Stmt.Rule
+	x.reset(1)
+	keyVal := r.Stmt.Key.Value(r.Args)
+	x.key = appendText(x.key[:0], keyVal)
+	b.sql = b.sql[:0]
+	base := 0
+	useDB := b.db != rule.Schema
+	if useDB {
+		b.sql = append(b.sql, "USE "...)
+		b.sql = appendIdent(b.sql, rule.Schema)
+		b.sql = append(b.sql, "; "...)
+		base = 1
+	}
+	b.sql = append(b.sql, "START TRANSACTION; "...)
+	b.sql = x.appendStatement(b.sql, r)
+	b.sql = append(b.sql, "; "...)
+	b.sql = x.appendLedgerHead(b.sql)
+	b.sql = append(b.sql, "SELECT "...)
+	b.sql = x.appendLedgerPrefix(b.sql, r)
+	b.sql = append(b.sql, ",0,"...)
+	b.sql = x.appendDelta(b.sql, r)
+	b.sql = append(b.sql, ","...)
+	b.sql = appendIdent(b.sql, rule.Stock)
+	b.sql = x.appendFromKey(b.sql, rule, keyVal)
+	b.sql = append(b.sql, " AND ROW_COUNT() > 0; "...)
+	b.sql = x.appendMarker(b.sql, 1, "ROW_COUNT()")
+	b.sql = append(b.sql, "; COMMIT"...)
+	stmtIdx, commitIdx := base+1, base+4
+	gotOutcome := false
+	x.before(StepBegin)
+	x.before(StepUpdate)
+	x.before(StepCommit)
+	failed, err := b.run(func(i int, res *gomysql.Result) {
+		switch {
+		case useDB && i == 0:
+			b.db = rule.Schema
+		case i == stmtIdx:
+			x.outs[0], gotOutcome = statementOutcome(res), true
+		}
+	})
+	if failed < 0 {
+		x.finish(PathLone, batch, x.outs[0].Matched > 0)
+		return attemptDone, nil
+	}
+	se := serverError(err)
+	switch {
+	case se != nil && failed < base:
+		// USE failed: the client would get this error too.
+		x.errs[0] = se
+		x.finish(PathLone, batch, false)
+		return attemptDone, nil
+	case se != nil && failed == stmtIdx && !batchLevel(se):
+		x.rollback()
+		x.errs[0] = se
+		x.finish(PathLone, batch, false)
+		return attemptDone, nil
+	case se != nil && failed < commitIdx:
+		x.rollback()
+		return attemptRetry, se
+	}
+	oldID := b.id
+	x.drop()
+	committed, granted, rerr := x.resolve(oldID, deadline)
+	switch {
+	case rerr != nil:
+		x.errs[0] = ErrOutcomeUnknown
+	case !committed:
+		return attemptRetry, err
+	case !gotOutcome:
+		// Committed, but the statement's OK was lost with the connection:
+		// the marker tells whether it matched; whether it changed the row
+		// is known only for plain integer changes.
+		amount, _, ok := fastOperands(r, true)
+		if !ok {
+			x.errs[0] = ErrOutcomeUnknown
+			break
+		}
+		x.outs[0] = Outcome{Matched: granted, Changed: granted * b2u(amount != 0)}
+	}
+	x.finish(PathLone, batch, committed)
+	return attemptDone, nil
+}
+
+// resolve decides whether the batch x.id committed after its connection
+// oldID was lost during COMMIT: on a new connection it kills oldID (if it
+// still exists), then reads the batch's marker with a locking read, which
+// waits until the old transaction is rolled back or committed. It retries
+// while the server is unreachable, until deadline.
+func (x *executor) resolve(oldID uint32, deadline time.Time) (committed bool, granted uint64, err error) {
+	m := x.m
+	m.stats.resolved.Add(1)
+	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		committed, granted, err = x.lookupMarker(oldID, deadline)
+		if err == nil || time.Now().After(deadline) {
+			return committed, granted, err
+		}
+		time.Sleep(backoff)
+	}
+}
+
+func (x *executor) lookupMarker(oldID uint32, deadline time.Time) (bool, uint64, error) {
+	m := x.m
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	b, err := m.pool.dial(ctx)
+	if err != nil {
+		return false, 0, err
+	}
+	defer b.c.Close()
+	q := "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = " + strconv.FormatUint(uint64(oldID), 10) +
+		" AND USER = SUBSTRING_INDEX(USER(), '@', 1)"
+	r, err := b.c.Execute(q)
+	if err != nil {
+		return false, 0, err
+	}
+	if n, _ := r.GetInt(0, 0); n > 0 {
+		if _, err := b.c.Execute("KILL CONNECTION " + strconv.FormatUint(uint64(oldID), 10)); err != nil {
+			if se := serverError(err); se == nil || se.Number != 1094 { // 1094: unknown thread
+				return false, 0, err
+			}
+		}
+	}
+	b.sql = append(b.sql[:0], "SELECT granted FROM "...)
+	b.sql = append(b.sql, m.metaIdent...)
+	b.sql = append(b.sql, "."+schema.BatchesTable+" WHERE batch_id = "...)
+	b.sql = appendQuoted(b.sql, string(x.id), b.nbe)
+	b.sql = append(b.sql, " LOCK IN SHARE MODE"...)
+	r, err = b.c.Execute(string(b.sql))
+	if err != nil {
+		return false, 0, err
+	}
+	if r.RowNumber() == 0 {
+		return false, 0, nil
+	}
+	granted, _ := r.GetUint(0, 0)
+	return true, granted, nil
+}

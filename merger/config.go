@@ -1,0 +1,196 @@
+package merger
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/hotrow/hotrow/schema"
+)
+
+// Config tunes a Merger. Start from DefaultConfig.
+type Config struct {
+	// DSN is the go-sql-driver/mysql DSN of the backend user that runs
+	// merged batches (its database part is ignored).
+	DSN string
+	// MetaSchema is the database of hotrow's own tables.
+	MetaSchema string
+	// InstanceID is unique per proxy instance; batch ids embed it. ASCII
+	// letters, digits, '.', '_' and '-', at most 48 bytes.
+	InstanceID string
+	// MaxBatch is the most requests one batch transaction carries.
+	MaxBatch int
+	// MaxQueue bounds the requests waiting for one key, MaxQueueTotal
+	// those waiting for all keys; beyond them Do returns ErrQueueFull.
+	MaxQueue      int
+	MaxQueueTotal int
+	// QueueTimeout is how long a request may wait for its batch to start
+	// before it fails with ErrLockWaitTimeout. 0: the server's
+	// innodb_lock_wait_timeout, read at start.
+	QueueTimeout time.Duration
+	// PoolSize is the most backend connections, hence the most keys whose
+	// batches run at the same time.
+	PoolSize int
+	// ResolveTimeout bounds how long a batch keeps retrying while the
+	// backend is unreachable, and how long an uncertain COMMIT is looked
+	// up before the requests fail with ErrOutcomeUnknown.
+	ResolveTimeout time.Duration
+	// Hooks are fault-injection and observation points for tests.
+	Hooks Hooks
+}
+
+// DefaultConfig returns the defaults: batches of up to 256 requests, 4,096
+// waiting requests per key and 65,536 in all, 32 backend connections.
+func DefaultConfig() Config {
+	return Config{
+		MetaSchema:     "hotrow",
+		InstanceID:     defaultInstanceID(),
+		MaxBatch:       256,
+		MaxQueue:       4096,
+		MaxQueueTotal:  65536,
+		PoolSize:       32,
+		ResolveTimeout: 60 * time.Second,
+	}
+}
+
+func defaultInstanceID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	id := sanitizeID(host)
+	if len(id) > 24 {
+		id = id[:24]
+	}
+	return id + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b)
+}
+
+// sanitizeID keeps the characters an instance id may hold.
+func sanitizeID(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if validIDByte(s[i]) {
+			b = append(b, s[i])
+		}
+	}
+	if len(b) == 0 {
+		return "hotrow"
+	}
+	return string(b)
+}
+
+func validIDByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+}
+
+// maxInstanceID leaves room in a batch id for the batch counter.
+const maxInstanceID = 48
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	if _, err := mysql.ParseDSN(c.DSN); err != nil {
+		return fmt.Errorf("merger: DSN: %w", err)
+	}
+	if c.MetaSchema == "" {
+		return errors.New("merger: MetaSchema is empty")
+	}
+	if c.InstanceID == "" || len(c.InstanceID) > maxInstanceID || sanitizeID(c.InstanceID) != c.InstanceID {
+		return fmt.Errorf("merger: InstanceID %q: want 1-%d of [A-Za-z0-9._-]", c.InstanceID, maxInstanceID)
+	}
+	if maxInstanceID+1+13+1+20 > schema.MaxBatchID { // id, '-', start time, '-', counter
+		return errors.New("merger: batch ids do not fit the ledger")
+	}
+	switch {
+	case c.MaxBatch < 1:
+		return fmt.Errorf("merger: MaxBatch %d < 1", c.MaxBatch)
+	case c.MaxQueue < 1:
+		return fmt.Errorf("merger: MaxQueue %d < 1", c.MaxQueue)
+	case c.MaxQueueTotal < c.MaxQueue:
+		return fmt.Errorf("merger: MaxQueueTotal %d < MaxQueue %d", c.MaxQueueTotal, c.MaxQueue)
+	case c.QueueTimeout < 0:
+		return fmt.Errorf("merger: QueueTimeout %v < 0", c.QueueTimeout)
+	case c.PoolSize < 1:
+		return fmt.Errorf("merger: PoolSize %d < 1", c.PoolSize)
+	case c.ResolveTimeout <= 0:
+		return fmt.Errorf("merger: ResolveTimeout %v <= 0", c.ResolveTimeout)
+	}
+	return nil
+}
+
+// Step is a point in a batch's life where Hooks.Before runs.
+type Step int
+
+// The steps of a batch, in order.
+const (
+	// StepBegin: before the transaction starts (and the fast path's lock).
+	StepBegin Step = iota + 1
+	// StepUpdate: before the statements that change the row.
+	StepUpdate
+	// StepCommit: before the round trip that carries COMMIT.
+	StepCommit
+)
+
+func (s Step) String() string {
+	switch s {
+	case StepBegin:
+		return "begin"
+	case StepUpdate:
+		return "update"
+	case StepCommit:
+		return "commit"
+	}
+	return "step(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Path is how a batch was executed.
+type Path int
+
+// The execution paths.
+const (
+	// PathLone: one request, one multi-statement round trip.
+	PathLone Path = iota + 1
+	// PathFast: lock read, guards evaluated in Go, one UPDATE by the total.
+	PathFast
+	// PathGeneral: a savepoint and the statement itself per request.
+	PathGeneral
+)
+
+func (p Path) String() string {
+	switch p {
+	case PathLone:
+		return "lone"
+	case PathFast:
+		return "fast"
+	case PathGeneral:
+		return "general"
+	}
+	return "path(" + strconv.Itoa(int(p)) + ")"
+}
+
+// Hooks are test-only observation and fault-injection points. They run on
+// the batch's goroutine; nil hooks cost nothing.
+type Hooks struct {
+	// Before runs before each step of every attempt with the backend
+	// connection's id (CONNECTION_ID()). It may kill that connection,
+	// also concurrently with the step, to inject a failure there.
+	Before func(step Step, connID uint32)
+	// Executed runs once per batch whose outcomes are final (committed, or
+	// changing nothing), before they are delivered, in execution order per
+	// key. Its slices are only valid during the call.
+	Executed func(b Executed)
+}
+
+// Executed describes a batch that reached its final outcomes.
+type Executed struct {
+	BatchID  string
+	Path     Path
+	Requests []Request
+	Outcomes []Outcome
+	// Errs[i] is the server error request i got, nil when it succeeded.
+	Errs []error
+}

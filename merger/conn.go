@@ -1,0 +1,174 @@
+package merger
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-sql-driver/mysql"
+)
+
+// backend is one connection of the merger's pool. It speaks through
+// go-mysql's client rather than database/sql: a merged batch needs the
+// server's "Rows matched: N  Changed: M  Warnings: W" info of every
+// UPDATE (go-mysql exposes it as Result.StatusMessage under
+// CLIENT_SESSION_TRACK; go-sql-driver drops it) and one result per
+// statement of a multi-statement round trip.
+type backend struct {
+	c  *client.Conn
+	id uint32 // CONNECTION_ID()
+	// nbe is true when the session's sql_mode has NO_BACKSLASH_ESCAPES.
+	nbe bool
+	// db is the session's default database.
+	db string
+	// sql is the statement buffer, reused across batches.
+	sql []byte
+}
+
+// connPool hands out backends; at most size exist at once.
+type connPool struct {
+	dsn         *mysql.Config
+	readTimeout time.Duration
+	tokens      chan struct{} // one per backend that may exist
+
+	mu     sync.Mutex
+	idle   []*backend // guarded by mu
+	closed bool       // guarded by mu
+}
+
+func newConnPool(dsn *mysql.Config, size int, readTimeout time.Duration) *connPool {
+	return &connPool{dsn: dsn, readTimeout: readTimeout, tokens: make(chan struct{}, size)}
+}
+
+// get returns an idle backend or dials one, waiting while size backends
+// are in use.
+func (p *connPool) get(ctx context.Context) (*backend, error) {
+	select {
+	case p.tokens <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		b := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return b, nil
+	}
+	p.mu.Unlock()
+	b, err := p.dial(ctx)
+	if err != nil {
+		<-p.tokens
+		return nil, err
+	}
+	return b, nil
+}
+
+// put returns b to the pool; a broken backend is closed instead.
+func (p *connPool) put(b *backend, broken bool) {
+	p.mu.Lock()
+	if broken || p.closed {
+		p.mu.Unlock()
+		_ = b.c.Close()
+	} else {
+		p.idle = append(p.idle, b)
+		p.mu.Unlock()
+	}
+	<-p.tokens
+}
+
+// close closes the idle backends; backends in use close when put back.
+func (p *connPool) close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = nil, true
+	p.mu.Unlock()
+	for _, b := range idle {
+		_ = b.c.Close()
+	}
+}
+
+// dial opens a backend outside the pool's accounting (resolution uses it
+// directly, so that it never waits for a pool slot).
+func (p *connPool) dial(ctx context.Context) (*backend, error) {
+	timeout := p.dsn.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	c, err := client.ConnectWithContext(ctx, p.dsn.Addr, p.dsn.User, p.dsn.Passwd, "", timeout, func(c *client.Conn) error {
+		c.ReadTimeout, c.WriteTimeout = p.readTimeout, timeout
+		for _, capability := range []uint32{gomysql.CLIENT_MULTI_STATEMENTS, gomysql.CLIENT_FOUND_ROWS, gomysql.CLIENT_SESSION_TRACK} {
+			if err := c.SetCapability(capability); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("merger: connect to %s: %w", p.dsn.Addr, err)
+	}
+	if c.GetServerVersion() == "" || !c.HasCapability(gomysql.CLIENT_SESSION_TRACK) {
+		_ = c.Close()
+		return nil, fmt.Errorf("merger: %s does not support CLIENT_SESSION_TRACK (needs MySQL 5.7+ or MariaDB 10.2+)", p.dsn.Addr)
+	}
+	if err := c.SetCharset("utf8mb4"); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("merger: SET NAMES utf8mb4: %w", err)
+	}
+	r, err := c.Execute("SELECT @@SESSION.sql_mode")
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("merger: read sql_mode: %w", err)
+	}
+	mode, _ := r.GetString(0, 0)
+	return &backend{c: c, id: c.GetConnectionID(), nbe: strings.Contains(mode, "NO_BACKSLASH_ESCAPES")}, nil
+}
+
+// run sends b.sql as one multi-statement round trip and calls fn with the
+// result of each statement in order. failed is the index of the statement
+// that got an error (the server ran none after it) and err its error;
+// failed is -1 when every statement succeeded. An error that is not a
+// server error means the connection is lost: the statements from failed
+// on may or may not have run.
+func (b *backend) run(fn func(i int, r *gomysql.Result)) (failed int, err error) {
+	failed = -1
+	i := 0
+	_, sendErr := b.c.ExecuteMultiple(unsafe.String(unsafe.SliceData(b.sql), len(b.sql)), func(r *gomysql.Result, e error) {
+		if e != nil {
+			failed, err = i, e
+			return
+		}
+		fn(i, r)
+		i++
+	})
+	if sendErr != nil {
+		return 0, sendErr
+	}
+	return failed, err
+}
+
+// parseInfo reads matched and changed rows from an UPDATE's info,
+// "Rows matched: N  Changed: M  Warnings: W" (the numbers in that order
+// whatever the server's message language).
+func parseInfo(info string) (matched, changed uint64, ok bool) {
+	var nums [2]uint64
+	n := 0
+	for i := 0; i < len(info) && n < 2; {
+		if c := info[i]; c < '0' || c > '9' {
+			i++
+			continue
+		}
+		var v uint64
+		for ; i < len(info) && info[i] >= '0' && info[i] <= '9'; i++ {
+			v = v*10 + uint64(info[i]-'0')
+		}
+		nums[n] = v
+		n++
+	}
+	return nums[0], nums[1], n == 2
+}

@@ -1,0 +1,189 @@
+package merger
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"sync"
+	"testing"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/hotrow/hotrow/internal/testdb"
+)
+
+// genRequest makes a random mergeable statement on inv: decrements with
+// each guard kind, restocks, zero and oversized quantities, a missing key,
+// extra assignments and decimal amounts (mixed only), as text or prepared.
+func genRequest(t *testing.T, f *fixture, rng *rand.Rand, id uint32, mixed bool) Request {
+	skus := []string{"a", "a", "a", "b", "zz"}
+	sku := skus[rng.IntN(len(skus))]
+	n := int64(rng.IntN(8))
+	if rng.IntN(10) == 0 {
+		n = int64(20 + rng.IntN(30)) // more than the stock
+	}
+	guards := []string{"", " AND stock >= %d", " AND stock - %d >= 0", " AND stock > 0"}
+	guard := guards[rng.IntN(len(guards))]
+	if !mixed && guard == "" {
+		guard = guards[1+rng.IntN(len(guards)-1)] // unguarded could underflow UNSIGNED
+	}
+	op, extra := "-", ""
+	switch r := rng.IntN(20); {
+	case r < 3:
+		op = "+"
+	case mixed && r < 6:
+		extra = fmt.Sprintf(", note = 'n%d'", id)
+	}
+	amount := fmt.Sprint(n)
+	if mixed && rng.IntN(12) == 0 {
+		amount = fmt.Sprintf("%d.5", n)
+	}
+	if rng.IntN(3) == 0 && amount == fmt.Sprint(n) {
+		// prepared: ? for the amount, key and guard value
+		q := "UPDATE inv SET stock = stock " + op + " ?" + extra + " WHERE sku = ?"
+		args := []any{n, sku}
+		switch guard {
+		case guards[1]:
+			q += " AND stock >= ?"
+			args = append(args, n)
+		case guards[2]:
+			q += " AND stock - ? >= 0"
+			args = append(args, n)
+		case guards[3]:
+			q += guard
+		}
+		return f.prepared(t, q, id, args...)
+	}
+	q := "UPDATE inv SET stock = stock " + op + " " + amount + extra + " WHERE sku = '" + sku + "'"
+	if guard != "" && guard != guards[3] {
+		q += fmt.Sprintf(guard, n)
+	} else {
+		q += guard
+	}
+	return f.text(t, q, id)
+}
+
+// runDirect executes r on c the way its client would: the text over
+// COM_QUERY, a prepared statement with its arguments.
+func runDirect(c *client.Conn, r Request) (Outcome, error) {
+	var res *gomysql.Result
+	var err error
+	if r.Text != "" {
+		res, err = c.Execute(r.Text)
+	} else {
+		res, err = c.Execute(r.Stmt.SQL, r.Args...)
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	return statementOutcome(res), nil
+}
+
+func tableRows(t *testing.T, c *client.Conn) [][]any {
+	t.Helper()
+	res, err := c.Execute("SELECT sku, stock, sold, note FROM inv ORDER BY sku")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := make([][]any, res.RowNumber())
+	for i := range rows {
+		for j := range 4 {
+			v, _ := res.GetValue(i, j)
+			if b, ok := v.([]byte); ok {
+				v = string(b)
+			}
+			rows[i] = append(rows[i], v)
+		}
+	}
+	return rows
+}
+
+// TestDifferential submits seeded random requests concurrently, replays
+// them directly in the order the merger executed them on a copy of the
+// table, and requires every outcome, error and the final rows to match.
+func TestDifferential(t *testing.T) {
+	for _, tc := range []struct {
+		name, stockType string
+		mixed           bool
+	}{
+		{"unsigned-fast", "INT UNSIGNED", false},
+		{"signed-fast", "INT", false},
+		{"unsigned-mixed", "INT UNSIGNED", true},
+		{"signed-mixed", "BIGINT", true},
+		{"tinyint-mixed", "TINYINT", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for seed := range uint64(6) {
+				t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { differential(t, tc.stockType, tc.mixed, seed) })
+			}
+		})
+	}
+}
+
+func differential(t *testing.T, stockType string, mixed bool, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, uint64(len(stockType))))
+	rows := map[string]int64{"a": int64(rng.IntN(40)), "b": int64(rng.IntN(10))}
+	f := newFixture(t, stockType, rows, func(c *Config) { c.MaxBatch = 1 + rng.IntN(64) })
+	replay := testdb.New(t)
+	replay.Exec(t, fmt.Sprintf(invDDL, stockType))
+	for sku, v := range rows {
+		replay.Exec(t, fmt.Sprintf("INSERT INTO inv (sku, stock) VALUES ('%s', %d)", sku, v))
+	}
+
+	const goroutines, perG = 16, 10
+	reqs := make([]Request, goroutines*perG)
+	for i := range reqs {
+		reqs[i] = genRequest(t, f, rng, uint32(i+1), mixed)
+	}
+	got := make([]result, len(reqs))
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := g; i < len(reqs); i += goroutines {
+				out, err := f.m.Do(context.Background(), reqs[i])
+				got[i] = toResult(out, err, f.db.Name)
+			}
+		})
+	}
+	wg.Wait()
+
+	c := direct(t, f.db, replay.Name)
+	seen := make([]bool, len(reqs))
+	f.mu.Lock()
+	order := f.order
+	f.mu.Unlock()
+	for _, b := range order {
+		for k, r := range b.Requests {
+			i := int(r.ConnID) - 1
+			if seen[i] {
+				t.Fatalf("request %d executed twice", i)
+			}
+			seen[i] = true
+			out, err := runDirect(c, r)
+			want := toResult(out, err, replay.Name)
+			if got[i] != want {
+				t.Errorf("request %d (%s batch %s #%d) %q %v:\n merged %+v\n direct %+v",
+					i, b.Path, b.BatchID, k, r.Text, r.Args, got[i], want)
+			}
+			if hook := toResult(b.Outcomes[k], b.Errs[k], f.db.Name); hook != got[i] {
+				t.Errorf("request %d: hook saw %+v, client %+v", i, hook, got[i])
+			}
+		}
+	}
+	for i, s := range seen {
+		if !s {
+			t.Fatalf("request %d never executed (result %+v)", i, got[i])
+		}
+	}
+	merged := tableRows(t, direct(t, f.db, f.db.Name))
+	if want := tableRows(t, c); !reflect.DeepEqual(merged, want) {
+		t.Fatalf("final rows differ:\n merged %v\n direct %v", merged, want)
+	}
+	s := f.m.Stats()
+	t.Logf("batches %d (lone %d fast %d general %d) retries %d", s.Batches, s.LonePath, s.FastPath, s.GeneralPath, s.Retries)
+	if !mixed && s.FastPath == 0 {
+		t.Errorf("fast-only sequence never took the fast path: %+v", s)
+	}
+}

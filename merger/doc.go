@@ -1,0 +1,70 @@
+// Package merger turns concurrent hot-row stock UPDATEs into group-committed
+// batch transactions whose every outcome equals a serial execution.
+//
+// A Matcher (match.go) recognises mergeable statements and returns their
+// shape as a *Statement; the proxy wraps each execution in a Request and
+// calls Merger.Do, which returns the Outcome (matched, changed, warnings)
+// or the error the client would have got from the server directly.
+//
+//	m, err := merger.New(ctx, cfg, log)
+//	out, err := m.Do(ctx, merger.Request{Stmt: st, Args: args, Text: query, ConnID: id})
+//
+// # Queues
+//
+// Requests queue per row: (rule table, key value). A row with no batch in
+// flight starts a worker goroutine at once (a lone request waits for
+// nothing); while its batch runs, arrivals queue in an explicit FIFO; when
+// it ends, everything queued (up to MaxBatch) forms the next batch. The
+// worker exits when its queue is empty. Queues are bounded per row
+// (MaxQueue) and globally (MaxQueueTotal): beyond, ErrQueueFull. A request
+// whose ctx ends while queued is dropped (Do returns ctx.Err()); one that
+// waited longer than QueueTimeout fails with ErrLockWaitTimeout (checked
+// when its batch forms); one already in a batch is applied and recorded.
+//
+// # Execution paths
+//
+//   - Lone (batch of one): one multi-statement round trip: START
+//     TRANSACTION; the statement (the client's text verbatim, or the
+//     prepared statement with its arguments as literals); the ledger row as
+//     INSERT ... SELECT ... WHERE ROW_COUNT() > 0; the marker; COMMIT.
+//   - Fast: START TRANSACTION + SELECT stock ... FOR UPDATE; guards and
+//     changes evaluated in Go in arrival order; then one UPDATE to the final
+//     value, one multi-row ledger INSERT, the marker and COMMIT in one
+//     round trip. Only for integer stock columns with a unique key and no
+//     UPDATE triggers, requests without extra assignments whose operands are
+//     non-negative integers, and only when no request would raise an error
+//     or leave the column's range.
+//   - General: after the same locking read, per request a SAVEPOINT, the
+//     statement itself and a read of the stock, pipelined in one round trip;
+//     outcomes come from the server's "Rows matched: N  Changed: M" info. A
+//     request that fails gets the server's error, is rolled back to its
+//     savepoint, and the batch goes on. Then the ledger, the marker, COMMIT.
+//
+// # Invariants
+//
+//   - Serial equivalence: outcomes and the final row equal executing the
+//     batch's requests one by one in arrival order.
+//   - Nothing before COMMIT: outcomes are delivered only after the batch's
+//     COMMIT returned (or when the batch changed nothing).
+//   - A batch that fails before COMMIT is rolled back and its requests run
+//     again one by one (lone), so one bad request cannot fail the others;
+//     lone requests retry with backoff while the server is unreachable, up
+//     to ResolveTimeout, then fail with ErrNotApplied.
+//   - An uncertain COMMIT (connection lost while COMMIT may have run) is
+//     resolved on a new connection: KILL the old connection if it still
+//     exists, then a locking read of the batch's marker, which waits for
+//     the old transaction to end. Present: outcomes are delivered; absent:
+//     the requests run again. Never applied twice; success is reported
+//     only for durable changes. If the marker cannot be read within
+//     ResolveTimeout, ErrOutcomeUnknown.
+//   - One ledger row per request that matched its row (granted), in the
+//     batch's transaction; (batch id, seq) is its idempotency key. Batch
+//     ids embed the instance id and the process start time.
+//   - Every error Do returns is a *mysql.MySQLError (go-sql-driver) with
+//     the code, SQL state and message the client must see, or ctx.Err()
+//     for a dropped request.
+//   - Concurrency: Merger.mu guards the queues; each row's worker owns its
+//     executor and backend; Close waits for every worker.
+//   - The hot path does not log and allocates little: batch SQL is built
+//     in buffers reused per backend.
+package merger

@@ -1,0 +1,304 @@
+package merger
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/hotrow/hotrow/schema"
+)
+
+// Merger queues mergeable requests per row and runs each queue as a
+// sequence of batch transactions (group commit). See the package doc for
+// its invariants.
+type Merger struct {
+	cfg    Config
+	log    *slog.Logger
+	meta   *sql.DB // DDL, metadata and start-up queries
+	tables *schema.Cache
+	pool   *connPool
+	// metaIdent is the quoted MetaSchema, ready to splice into SQL.
+	metaIdent string
+	// idPrefix starts every batch id: the instance id and this process's
+	// start time, so that ids stay unique across instances and restarts
+	// of an instance that keeps its configured id.
+	idPrefix string
+
+	batchSeq atomic.Uint64
+	digests  sync.Map // *Statement -> string, the ledger's digest
+	stats    counters
+
+	mu     sync.Mutex
+	queues map[queueKey]*keyQueue // guarded by mu; an entry while its worker runs
+	queued int                    // guarded by mu; requests waiting in all queues
+	closed bool                   // guarded by mu
+	// workers counts the running key workers; Close waits for them.
+	workers sync.WaitGroup
+
+	closeOnce sync.Once
+}
+
+// queueKey identifies a row: the rule's table and the key value. Values
+// of different Go types are different keys; both queues then serialise on
+// the row lock, which keeps them correct.
+type queueKey struct {
+	rule Rule
+	key  any
+}
+
+// keyQueue is the FIFO of one row's waiting requests.
+type keyQueue struct {
+	key     queueKey
+	waiting []*waiter // guarded by Merger.mu; arrival order from head
+	head    int       // guarded by Merger.mu
+}
+
+func (q *keyQueue) lenLocked() int { return len(q.waiting) - q.head }
+
+// takeLocked moves up to n waiting requests into batch, in arrival order.
+func (q *keyQueue) takeLocked(batch []*waiter, n int) []*waiter {
+	end := min(q.head+n, len(q.waiting))
+	for _, w := range q.waiting[q.head:end] {
+		w.state = stateBatched
+		batch = append(batch, w)
+	}
+	clear(q.waiting[q.head:end])
+	q.head = end
+	if q.head == len(q.waiting) {
+		q.waiting, q.head = q.waiting[:0], 0
+	}
+	return batch
+}
+
+// removeLocked takes w out of the queue (its client went away).
+func (q *keyQueue) removeLocked(w *waiter) {
+	for i := q.head; i < len(q.waiting); i++ {
+		if q.waiting[i] == w {
+			copy(q.waiting[i:], q.waiting[i+1:])
+			q.waiting[len(q.waiting)-1] = nil
+			q.waiting = q.waiting[:len(q.waiting)-1]
+			return
+		}
+	}
+}
+
+// waiter carries one request through its queue and batch.
+type waiter struct {
+	req  Request
+	enq  time.Time
+	done chan struct{} // receives once out and err are final
+	out  Outcome
+	err  error
+	// state is guarded by Merger.mu while the request waits.
+	state int
+}
+
+const (
+	stateQueued = iota + 1
+	stateBatched
+)
+
+var waiterPool = sync.Pool{New: func() any { return &waiter{done: make(chan struct{}, 1)} }}
+
+// New opens the merger's pool on cfg.DSN, ensures hotrow's tables in
+// cfg.MetaSchema and reads the server's innodb_lock_wait_timeout when
+// cfg.QueueTimeout is 0.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	dsn, _ := mysql.ParseDSN(cfg.DSN)
+	metaDSN := dsn.Clone()
+	metaDSN.DBName = ""
+	meta, err := sql.Open("mysql", metaDSN.FormatDSN())
+	if err != nil {
+		return nil, fmt.Errorf("merger: %w", err)
+	}
+	meta.SetMaxOpenConns(4)
+	if err := schema.Ensure(ctx, meta, cfg.MetaSchema); err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("merger: %w", err)
+	}
+	var lockWait int
+	if err := meta.QueryRowContext(ctx, "SELECT @@innodb_lock_wait_timeout").Scan(&lockWait); err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("merger: read innodb_lock_wait_timeout: %w", err)
+	}
+	if cfg.QueueTimeout == 0 {
+		cfg.QueueTimeout = time.Duration(lockWait) * time.Second
+	}
+	// A batch statement may wait for the row lock as long as the server
+	// lets it; a read that takes longer means the connection is gone.
+	readTimeout := time.Duration(lockWait)*time.Second + 30*time.Second
+	m := &Merger{
+		cfg:       cfg,
+		log:       log,
+		meta:      meta,
+		tables:    schema.NewCache(meta),
+		pool:      newConnPool(dsn, cfg.PoolSize, readTimeout),
+		metaIdent: schema.QuoteIdent(cfg.MetaSchema),
+		idPrefix:  cfg.InstanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
+		queues:    make(map[queueKey]*keyQueue),
+	}
+	// Fail at start, not at the first hot statement, when the merge user
+	// cannot connect with the capabilities a batch needs.
+	b, err := m.pool.get(ctx)
+	if err != nil {
+		meta.Close()
+		return nil, err
+	}
+	m.pool.put(b, false)
+	log.Info("merger started", "instance_id", cfg.InstanceID, "meta_schema", cfg.MetaSchema,
+		"max_batch", cfg.MaxBatch, "queue_timeout", cfg.QueueTimeout, "pool_size", cfg.PoolSize)
+	return m, nil
+}
+
+// Do executes req merged with concurrent requests for the same row and
+// returns what executing it alone would have returned. Errors are
+// *mysql.MySQLError values (the server's, or ErrQueueFull,
+// ErrLockWaitTimeout, ErrOutcomeUnknown, ErrNotApplied, ErrClosed),
+// except ctx.Err() when ctx ended before the request's batch started (the
+// request was then dropped). Once in a batch the request is applied and
+// Do waits for its outcome even if ctx ends.
+func (m *Merger) Do(ctx context.Context, req Request) (Outcome, error) {
+	if err := ctx.Err(); err != nil {
+		return Outcome{}, err
+	}
+	k := queueKey{rule: req.Stmt.Rule, key: req.Stmt.Key.Value(req.Args)}
+	if b, ok := k.key.([]byte); ok {
+		k.key = string(b)
+	}
+	w := waiterPool.Get().(*waiter)
+	w.req, w.enq = req, time.Now()
+
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		m.release(w)
+		return Outcome{}, ErrClosed
+	}
+	q := m.queues[k]
+	if m.queued >= m.cfg.MaxQueueTotal || q != nil && q.lenLocked() >= m.cfg.MaxQueue {
+		m.mu.Unlock()
+		m.release(w)
+		m.stats.queueFull.Add(1)
+		return Outcome{}, ErrQueueFull
+	}
+	if q == nil {
+		q = &keyQueue{key: k}
+		m.queues[k] = q
+		m.workers.Add(1)
+		go m.runKey(q)
+	}
+	q.waiting = append(q.waiting, w)
+	w.state = stateQueued
+	m.queued++
+	m.mu.Unlock()
+
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		m.mu.Lock()
+		if w.state == stateQueued {
+			q.removeLocked(w)
+			m.queued--
+			m.mu.Unlock()
+			m.release(w)
+			m.stats.dropped.Add(1)
+			return Outcome{}, ctx.Err()
+		}
+		m.mu.Unlock()
+		<-w.done
+	}
+	out, err := w.out, w.err
+	m.release(w)
+	return out, err
+}
+
+func (m *Merger) release(w *waiter) {
+	*w = waiter{done: w.done}
+	waiterPool.Put(w)
+}
+
+// runKey is the worker of one row: it forms batches from the row's queue
+// until the queue is empty, then removes the queue and exits.
+func (m *Merger) runKey(q *keyQueue) {
+	defer m.workers.Done()
+	x := &executor{m: m}
+	defer x.close()
+	var batch []*waiter
+	for {
+		m.mu.Lock()
+		batch = q.takeLocked(batch[:0], m.cfg.MaxBatch)
+		m.queued -= len(batch)
+		if len(batch) == 0 {
+			delete(m.queues, q.key)
+			m.mu.Unlock()
+			return
+		}
+		m.mu.Unlock()
+		batch = m.expire(batch)
+		if len(batch) > 0 {
+			x.execute(batch)
+		}
+		clear(batch)
+	}
+}
+
+// expire fails the requests that waited longer than QueueTimeout with
+// ErrLockWaitTimeout, as the server fails a lock wait that long, and
+// returns the others.
+func (m *Merger) expire(batch []*waiter) []*waiter {
+	limit := time.Now().Add(-m.cfg.QueueTimeout)
+	kept := batch[:0]
+	for _, w := range batch {
+		if w.enq.Before(limit) {
+			m.stats.timedOut.Add(1)
+			deliver(w, Outcome{}, ErrLockWaitTimeout)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	return kept
+}
+
+func deliver(w *waiter, out Outcome, err error) {
+	w.out, w.err = out, err
+	w.done <- struct{}{}
+}
+
+// Close stops accepting requests, lets queued and in-flight batches
+// finish, and releases the backend connections. It is idempotent.
+func (m *Merger) Close() error {
+	m.closeOnce.Do(func() {
+		m.mu.Lock()
+		m.closed = true
+		m.mu.Unlock()
+		m.workers.Wait()
+		m.pool.close()
+		m.meta.Close()
+		m.log.Info("merger closed")
+	})
+	return nil
+}
+
+// ledgerDigest returns the statement digest the ledger records: Digest
+// itself when short, else a hash of it (cached per statement).
+func (m *Merger) ledgerDigest(st *Statement) string {
+	if len(st.Digest) <= schema.MaxDigest {
+		return st.Digest
+	}
+	if d, ok := m.digests.Load(st); ok {
+		return d.(string)
+	}
+	d := shortDigest(st.Digest)
+	m.digests.Store(st, d)
+	return d
+}

@@ -1,0 +1,328 @@
+package merger
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/hotrow/hotrow/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+// fixture is a hot table in a fresh database and a Merger on it.
+type fixture struct {
+	db      *testdb.DB
+	conn    *sql.DB
+	m       *Merger
+	rule    Rule
+	matcher *Matcher
+	meta    string
+
+	mu    sync.Mutex
+	order []Executed // copies of the executed batches, in execution order
+}
+
+const invDDL = "CREATE TABLE inv (sku VARCHAR(16) PRIMARY KEY, stock %s NOT NULL, sold INT NOT NULL DEFAULT 0, note VARCHAR(16))"
+
+// newFixture creates inv with the given stock column type and rows, and
+// starts a Merger on it; tune adjusts its config.
+func newFixture(t testing.TB, stockType string, rows map[string]int64, tune func(*Config)) *fixture {
+	t.Helper()
+	db := testdb.New(t)
+	db.Exec(t, fmt.Sprintf(invDDL, stockType))
+	conn := db.Open(t)
+	for sku, stock := range rows {
+		if _, err := conn.Exec("INSERT INTO inv (sku, stock) VALUES (?, ?)", sku, stock); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &fixture{db: db, conn: conn, rule: Rule{Schema: db.Name, Table: "inv", Key: "sku", Stock: "stock"}, meta: db.Name + "_hr"}
+	f.matcher = NewMatcher([]Rule{f.rule})
+	cfg := DefaultConfig()
+	cfg.DSN = db.DSN()
+	cfg.MetaSchema = f.meta
+	cfg.ResolveTimeout = 30 * time.Second
+	cfg.Hooks.Executed = f.record
+	if tune != nil {
+		tune(&cfg)
+	}
+	m, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.m = m
+	t.Cleanup(func() {
+		m.Close()
+		_, _ = conn.Exec("DROP DATABASE IF EXISTS `" + f.meta + "`")
+	})
+	return f
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Logf("%s", p); return len(p), nil }
+
+func (f *fixture) record(e Executed) {
+	c := Executed{BatchID: e.BatchID, Path: e.Path,
+		Requests: append([]Request(nil), e.Requests...),
+		Outcomes: append([]Outcome(nil), e.Outcomes...),
+		Errs:     append([]error(nil), e.Errs...)}
+	f.mu.Lock()
+	f.order = append(f.order, c)
+	f.mu.Unlock()
+}
+
+// text matches a COM_QUERY text into a Request.
+func (f *fixture) text(t testing.TB, q string, connID uint32) Request {
+	t.Helper()
+	st, args, ok := f.matcher.MatchText(f.db.Name, q)
+	if !ok {
+		t.Fatalf("not mergeable: %s", q)
+	}
+	return Request{Stmt: st, Args: args, Text: q, ConnID: connID}
+}
+
+// prepared matches a prepared statement and binds args.
+func (f *fixture) prepared(t testing.TB, q string, connID uint32, args ...any) Request {
+	t.Helper()
+	st, ok := f.matcher.MatchPrepared(f.db.Name, q)
+	if !ok {
+		t.Fatalf("not mergeable: %s", q)
+	}
+	return Request{Stmt: st, Args: args, ConnID: connID}
+}
+
+func (f *fixture) stock(t testing.TB, sku string) int64 {
+	t.Helper()
+	var v int64
+	if err := f.conn.QueryRow("SELECT stock FROM inv WHERE sku = ?", sku).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func (f *fixture) ledgerRows(t testing.TB) int {
+	t.Helper()
+	var n int
+	if err := f.conn.QueryRow("SELECT COUNT(*) FROM `" + f.meta + "`.ledger").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// holdRow locks a row from another session until the returned func runs.
+func (f *fixture) holdRow(t testing.TB, sku string) (release func()) {
+	t.Helper()
+	tx, err := f.conn.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int64
+	if err := tx.QueryRow("SELECT stock FROM inv WHERE sku = ? FOR UPDATE", sku).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { _ = tx.Rollback() }) }
+	t.Cleanup(release)
+	return release
+}
+
+// inFlight reports whether a batch of the only active key runs with
+// nothing queued behind it.
+func (f *fixture) inFlight() bool {
+	s := f.m.Stats()
+	return len(s.Keys) == 1 && s.Queued == 0
+}
+
+// direct is a go-mysql connection for executing requests directly, as a
+// client of the server would, with the server's matched/changed info.
+func direct(t testing.TB, db *testdb.DB, name string) *client.Conn {
+	t.Helper()
+	c, err := client.Connect(db.Addr, db.User, db.Password, name, func(c *client.Conn) error {
+		return c.SetCapability(gomysql.CLIENT_SESSION_TRACK)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.SetCharset("utf8mb4"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// result is an outcome as a comparable value.
+type result struct {
+	Matched, Changed uint64
+	Warnings         uint16
+	Code             uint16
+	Msg              string
+}
+
+func toResult(out Outcome, err error, dbName string) result {
+	if err != nil {
+		se := serverError(err)
+		if se == nil {
+			return result{Code: 1, Msg: err.Error()}
+		}
+		return result{Code: se.Number, Msg: strings.ReplaceAll(se.Message, dbName, "DB")}
+	}
+	return result{Matched: out.Matched, Changed: out.Changed, Warnings: out.Warnings}
+}
+
+func TestLoneAndBatchOutcomes(t *testing.T) {
+	f := newFixture(t, "INT UNSIGNED", map[string]int64{"a": 10}, nil)
+	ctx := context.Background()
+	cases := []struct {
+		q    string
+		want result
+	}{
+		{"UPDATE inv SET stock = stock - 3 WHERE sku = 'a' AND stock >= 3", result{Matched: 1, Changed: 1}},
+		{"UPDATE inv SET stock = stock - 0 WHERE sku = 'a'", result{Matched: 1}},
+		{"UPDATE inv SET stock = stock - 30 WHERE sku = 'a' AND stock >= 30", result{}},
+		{"UPDATE inv SET stock = stock - 1 WHERE sku = 'nope'", result{}},
+		{"UPDATE inv SET stock = stock - 30 WHERE sku = 'a'", result{Code: 1690,
+			Msg: "BIGINT UNSIGNED value is out of range in '`DB`.`inv`.`stock` - 30'"}},
+		{"UPDATE inv SET stock = stock + 5, note = 'x' WHERE sku = 'a'", result{Matched: 1, Changed: 1}},
+	}
+	for _, tc := range cases {
+		out, err := f.m.Do(ctx, f.text(t, tc.q, 1))
+		if got := toResult(out, err, f.db.Name); got != tc.want {
+			t.Errorf("%s:\n got %+v\nwant %+v", tc.q, got, tc.want)
+		}
+	}
+	if got := f.stock(t, "a"); got != 12 {
+		t.Fatalf("stock = %d, want 12", got)
+	}
+	// granted: the first, the zero delta and the restock.
+	if n := f.ledgerRows(t); n != 3 {
+		t.Fatalf("ledger rows = %d, want 3", n)
+	}
+	if s := f.m.Stats(); s.LonePath != uint64(len(cases)) {
+		t.Fatalf("lone batches = %d, want %d", s.LonePath, len(cases))
+	}
+}
+
+func TestCloseIsIdempotentAndRejects(t *testing.T) {
+	f := newFixture(t, "INT", map[string]int64{"a": 100}, nil)
+	release := f.holdRow(t, "a")
+	done := make(chan error, 2)
+	do := func() {
+		_, err := f.m.Do(context.Background(), f.text(t, "UPDATE inv SET stock = stock - 1 WHERE sku = 'a'", 1))
+		done <- err
+	}
+	go do()
+	testdb.WaitFor(t, 5*time.Second, "first batch in flight", f.inFlight)
+	go do()
+	testdb.WaitFor(t, 5*time.Second, "second request queued", func() bool { return f.m.Stats().Queued == 1 })
+	closed := make(chan struct{})
+	go func() { f.m.Close(); close(closed) }()
+	testdb.WaitFor(t, 5*time.Second, "merger closing", func() bool {
+		f.m.mu.Lock()
+		defer f.m.mu.Unlock()
+		return f.m.closed
+	})
+	if _, err := f.m.Do(context.Background(), f.text(t, "UPDATE inv SET stock = stock - 1 WHERE sku = 'a'", 1)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Do after Close = %v, want ErrClosed", err)
+	}
+	release()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("in-flight request: %v", err)
+		}
+	}
+	<-closed
+	if err := f.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.stock(t, "a"); got != 98 {
+		t.Fatalf("stock = %d, want 98", got)
+	}
+}
+
+func TestCancelWhileQueuedDrops(t *testing.T) {
+	f := newFixture(t, "INT", map[string]int64{"a": 100}, nil)
+	release := f.holdRow(t, "a")
+	first := make(chan error, 1)
+	go func() {
+		_, err := f.m.Do(context.Background(), f.text(t, "UPDATE inv SET stock = stock - 1 WHERE sku = 'a'", 1))
+		first <- err
+	}()
+	testdb.WaitFor(t, 5*time.Second, "first batch in flight", f.inFlight)
+	ctx, cancel := context.WithCancel(context.Background())
+	second := make(chan error, 1)
+	go func() {
+		_, err := f.m.Do(ctx, f.text(t, "UPDATE inv SET stock = stock - 5 WHERE sku = 'a'", 2))
+		second <- err
+	}()
+	testdb.WaitFor(t, 5*time.Second, "second request queued", func() bool { return f.m.Stats().Queued == 1 })
+	cancel()
+	if err := <-second; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled request = %v, want context.Canceled", err)
+	}
+	release()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if got := f.stock(t, "a"); got != 99 {
+		t.Fatalf("stock = %d, want 99 (the dropped request must not run)", got)
+	}
+	if s := f.m.Stats(); s.Dropped != 1 || s.Queued != 0 {
+		t.Fatalf("stats = %+v, want 1 dropped, none queued", s)
+	}
+}
+
+func TestQueueFullAndTimeout(t *testing.T) {
+	f := newFixture(t, "INT", map[string]int64{"a": 100}, func(c *Config) {
+		c.MaxQueue, c.MaxQueueTotal = 2, 2
+		c.QueueTimeout = 300 * time.Millisecond
+	})
+	release := f.holdRow(t, "a")
+	errs := make(chan error, 3)
+	do := func(id uint32) {
+		_, err := f.m.Do(context.Background(), f.text(t, "UPDATE inv SET stock = stock - 1 WHERE sku = 'a'", id))
+		errs <- err
+	}
+	go do(1)
+	testdb.WaitFor(t, 5*time.Second, "first batch in flight", f.inFlight)
+	go do(2)
+	go do(3)
+	testdb.WaitFor(t, 5*time.Second, "two queued", func() bool { return f.m.Stats().Queued == 2 })
+	if _, err := f.m.Do(context.Background(), f.text(t, "UPDATE inv SET stock = stock - 1 WHERE sku = 'a'", 4)); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("Do on a full queue = %v, want ErrQueueFull", err)
+	}
+	time.Sleep(400 * time.Millisecond) // let the queued requests outlive QueueTimeout
+	release()
+	var timeouts, ok int
+	for range 3 {
+		switch err := <-errs; {
+		case err == nil:
+			ok++
+		case errors.Is(err, ErrLockWaitTimeout):
+			var my *mysql.MySQLError
+			if !errors.As(err, &my) || my.Message != "Lock wait timeout exceeded; try restarting transaction" {
+				t.Fatalf("timeout error %v", err)
+			}
+			timeouts++
+		default:
+			t.Fatalf("unexpected error %v", err)
+		}
+	}
+	if ok != 1 || timeouts != 2 {
+		t.Fatalf("ok=%d timeouts=%d, want 1 and 2", ok, timeouts)
+	}
+	if got := f.stock(t, "a"); got != 99 {
+		t.Fatalf("stock = %d, want 99", got)
+	}
+}

@@ -1,0 +1,103 @@
+package merger
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/bits"
+	"sync/atomic"
+)
+
+// SizeBuckets is the number of batch-size histogram buckets: bucket i
+// counts batches of 2^(i-1) < size <= 2^i requests (bucket 0: size 1),
+// the last one everything larger.
+const SizeBuckets = 12
+
+// Stats is a snapshot of the merger's counters.
+type Stats struct {
+	// Queued is the number of requests waiting in all queues.
+	Queued int
+	// Keys lists the rows with a running worker and their queue depth.
+	Keys []KeyDepth
+	// Batches counts executed batches by path; a batch that fell back to
+	// one-by-one execution counts once per attempt.
+	Batches     uint64
+	LonePath    uint64
+	FastPath    uint64
+	GeneralPath uint64
+	// Commits counts batch transactions committed with changes.
+	Commits uint64
+	// Requests counts requests that reached a final outcome or error in a
+	// batch.
+	Requests uint64
+	// Retries counts batches rolled back and re-run one by one.
+	Retries uint64
+	// Resolved counts uncertain COMMITs looked up by marker.
+	Resolved uint64
+	// Dropped, TimedOut and QueueFull count requests that never ran.
+	Dropped, TimedOut, QueueFull uint64
+	// BatchSizes is the histogram of batch sizes (see SizeBuckets).
+	BatchSizes [SizeBuckets]uint64
+}
+
+// KeyDepth is one row's queue depth.
+type KeyDepth struct {
+	Rule  Rule
+	Key   string
+	Depth int
+}
+
+type counters struct {
+	batches, lone, fast, general atomic.Uint64
+	commits, requests, retries   atomic.Uint64
+	resolved                     atomic.Uint64
+	dropped, timedOut, queueFull atomic.Uint64
+	sizes                        [SizeBuckets]atomic.Uint64
+}
+
+func (c *counters) batch(p Path, n int) {
+	c.batches.Add(1)
+	switch p {
+	case PathLone:
+		c.lone.Add(1)
+	case PathFast:
+		c.fast.Add(1)
+	case PathGeneral:
+		c.general.Add(1)
+	}
+	c.requests.Add(uint64(n))
+	c.sizes[min(bits.Len(uint(n-1)), SizeBuckets-1)].Add(1)
+}
+
+// Stats returns a snapshot of the counters and queue depths.
+func (m *Merger) Stats() Stats {
+	s := Stats{
+		Batches:     m.stats.batches.Load(),
+		LonePath:    m.stats.lone.Load(),
+		FastPath:    m.stats.fast.Load(),
+		GeneralPath: m.stats.general.Load(),
+		Commits:     m.stats.commits.Load(),
+		Requests:    m.stats.requests.Load(),
+		Retries:     m.stats.retries.Load(),
+		Resolved:    m.stats.resolved.Load(),
+		Dropped:     m.stats.dropped.Load(),
+		TimedOut:    m.stats.timedOut.Load(),
+		QueueFull:   m.stats.queueFull.Load(),
+	}
+	for i := range s.BatchSizes {
+		s.BatchSizes[i] = m.stats.sizes[i].Load()
+	}
+	m.mu.Lock()
+	s.Queued = m.queued
+	for k, q := range m.queues {
+		s.Keys = append(s.Keys, KeyDepth{Rule: k.rule, Key: fmt.Sprint(k.key), Depth: q.lenLocked()})
+	}
+	m.mu.Unlock()
+	return s
+}
+
+// shortDigest hashes a long statement digest to fit the ledger.
+func shortDigest(d string) string {
+	sum := sha256.Sum256([]byte(d))
+	return hex.EncodeToString(sum[:16])
+}

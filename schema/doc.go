@@ -1,0 +1,24 @@
+// Package schema owns hotrow's own tables and reads the metadata of the
+// tables hot rules name.
+//
+// hotrow's tables live in one database (the meta schema, "hotrow" by
+// default):
+//
+//   - ledger: one row per granted request, written in the same transaction
+//     as the stock change. Its primary key (batch_id, seq) is the stable
+//     idempotency key of the order feed.
+//   - batches: one marker row per batch that wrote anything. A batch whose
+//     COMMIT outcome is unknown is resolved by a locking read of its marker.
+//   - schema_version: the version of the tables above.
+//
+// Invariants:
+//   - Ensure is idempotent: every statement is CREATE ... IF NOT EXISTS or
+//     a migration guarded by the stored version, so any number of proxy
+//     instances may run it concurrently at start.
+//   - A missing privilege is reported by name (ErrPrivilege), never as a
+//     bare server error.
+//   - Values written by hotrow itself never make a ledger INSERT fail:
+//     free-form columns are VARBINARY and writers clip to the Max* sizes.
+//   - Table metadata is cached per table until Forget; it is only used to
+//     choose an execution path, never to decide an outcome.
+package schema

@@ -1,0 +1,104 @@
+package schema_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hotrow/hotrow/internal/testdb"
+	"github.com/hotrow/hotrow/schema"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+func TestEnsureIsIdempotent(t *testing.T) {
+	db := testdb.New(t)
+	conn := db.Open(t)
+	meta := db.Name + "_meta"
+	t.Cleanup(func() { _, _ = conn.Exec("DROP DATABASE IF EXISTS " + schema.QuoteIdent(meta)) })
+	ctx := context.Background()
+	for i := range 3 {
+		if err := schema.Ensure(ctx, conn, meta); err != nil {
+			t.Fatalf("Ensure #%d: %v", i, err)
+		}
+	}
+	var v int
+	if err := conn.QueryRow("SELECT version FROM " + schema.QuoteIdent(meta) + ".schema_version").Scan(&v); err != nil || v != schema.Version {
+		t.Fatalf("version = %d, %v; want %d", v, err, schema.Version)
+	}
+	for _, tbl := range []string{schema.LedgerTable, schema.BatchesTable} {
+		if _, err := conn.Exec("SELECT * FROM " + schema.QuoteIdent(meta) + "." + tbl + " LIMIT 0"); err != nil {
+			t.Errorf("table %s: %v", tbl, err)
+		}
+	}
+	if _, err := conn.Exec("UPDATE " + schema.QuoteIdent(meta) + ".schema_version SET version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.Ensure(ctx, conn, meta); !errors.Is(err, schema.ErrNewerVersion) {
+		t.Fatalf("Ensure on newer tables = %v, want ErrNewerVersion", err)
+	}
+}
+
+func TestEnsureNamesMissingPrivilege(t *testing.T) {
+	db := testdb.New(t)
+	root := db.Open(t)
+	user := "lim_" + db.Name[2:]
+	for _, s := range []string{
+		"CREATE USER '" + user + "'@'%' IDENTIFIED BY 'pw'",
+		"GRANT SELECT ON `" + db.Name + "`.* TO '" + user + "'@'%'",
+	} {
+		if _, err := root.Exec(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _, _ = root.Exec("DROP USER '" + user + "'@'%'") })
+	limited, err := sql.Open("mysql", user+":pw@tcp("+db.Addr+")/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer limited.Close()
+	err = schema.Ensure(context.Background(), limited, db.Name+"_nope")
+	if !errors.Is(err, schema.ErrPrivilege) || !strings.Contains(err.Error(), "hotrow needs CREATE") {
+		t.Fatalf("Ensure without privileges = %v, want ErrPrivilege naming CREATE", err)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	db := testdb.New(t)
+	db.Exec(t,
+		"CREATE TABLE a (sku VARCHAR(20) PRIMARY KEY, stock INT UNSIGNED NOT NULL)",
+		"CREATE TABLE b (id INT, sku INT, stock BIGINT, UNIQUE KEY (id, sku))",
+		"CREATE TABLE c (sku INT PRIMARY KEY, stock DECIMAL(10,2))",
+		"CREATE TABLE d (sku INT PRIMARY KEY, stock TINYINT, n INT)",
+		"CREATE TRIGGER d_upd BEFORE UPDATE ON d FOR EACH ROW SET NEW.n = 1",
+	)
+	conn := db.Open(t)
+	cache := schema.NewCache(conn)
+	ctx := context.Background()
+	tests := []struct {
+		table string
+		want  schema.Table
+	}{
+		{"a", schema.Table{StockType: "int", Integer: true, Unsigned: true, Max: 1<<32 - 1, KeyUnique: true}},
+		{"b", schema.Table{StockType: "bigint", Integer: true, Min: -1 << 63, Max: 1<<63 - 1, StockNullable: true}},
+		{"c", schema.Table{StockType: "decimal", StockNullable: true, KeyUnique: true}},
+		{"d", schema.Table{StockType: "tinyint", Integer: true, Min: -128, Max: 127, StockNullable: true, KeyUnique: true, UpdateTriggers: true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.table, func(t *testing.T) {
+			got, err := cache.Get(ctx, db.Name, tc.table, "sku", "stock")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.want.Schema, tc.want.Name, tc.want.Key, tc.want.Stock = db.Name, tc.table, "sku", "stock"
+			if got != tc.want {
+				t.Fatalf("got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+	if _, err := cache.Get(ctx, db.Name, "a", "sku", "nope"); !errors.Is(err, schema.ErrNoColumn) {
+		t.Fatalf("missing column: %v", err)
+	}
+}
