@@ -28,10 +28,9 @@ type ProxyOptions struct {
 	User, Password string
 	// HotRules are DB.TABLE:KEYCOL:STOCKCOL rules.
 	HotRules []string
-	// ExtraArgs are appended to the proxy command line.
+	// ExtraArgs are appended to the proxy command line (a flag given
+	// again there wins, e.g. --log-level=info).
 	ExtraArgs []string
-	// LogLevel of the proxy (default warn).
-	LogLevel string
 }
 
 // ProxyProcess is a running `hotrow proxy` child.
@@ -63,12 +62,8 @@ func StartProxy(ctx context.Context, opts ProxyOptions, log *slog.Logger) (*Prox
 		return nil, err
 	}
 	defer logFile.Close()
-	level := opts.LogLevel
-	if level == "" {
-		level = "warn"
-	}
 	args := []string{"proxy", "--listen", addr, "--backend", opts.Backend,
-		"--user", opts.User + ":" + opts.Password, "--log-level", level}
+		"--user", opts.User + ":" + opts.Password, "--log-level", "warn"}
 	for _, r := range opts.HotRules {
 		args = append(args, "--hot-rule", r)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -457,15 +456,6 @@ type SideResult struct {
 	Check      string   `json:"check"`
 	Violations []string `json:"violations,omitempty"`
 	Timeline   []Sample `json:"timeline,omitempty"`
-}
-
-// ErrorCount is the total of Errors.
-func (s *SideResult) ErrorCount() int64 {
-	var n int64
-	for v := range maps.Values(s.Errors) {
-		n += v
-	}
-	return n
 }
 
 // Latency holds latency figures in milliseconds.

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"database/sql"
 	"log/slog"
 	"os/exec"
 	"path/filepath"
@@ -11,15 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/hotrow/hotrow/internal/testdb"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
-// shortConfig is every scenario, briefly, at a few clients.
-func shortConfig(t *testing.T, database string) Config {
+// shortConfig is every scenario, briefly, at a few clients, with db as
+// the direct side.
+func shortConfig(t *testing.T, db *testdb.DB) Config {
 	t.Helper()
 	scs := Scenarios()
 	for i := range scs {
@@ -27,12 +25,18 @@ func shortConfig(t *testing.T, database string) Config {
 			scs[i].Stock = 300
 		}
 	}
+	var pid int
+	if db.Local != nil {
+		pid = db.Local.PID()
+	}
 	return Config{
+		Direct:    Target{DSN: db.Server.DSN("")},
+		DBPID:     pid,
 		Scenarios: scs,
 		Clients:   []int{8},
 		Duration:  400 * time.Millisecond,
 		Warmup:    100 * time.Millisecond,
-		Database:  database,
+		Database:  db.Name,
 		Log:       testLogger(t),
 	}
 }
@@ -41,12 +45,8 @@ func shortConfig(t *testing.T, database string) Config {
 // both sides: the load generator's own checks must pass there.
 func TestRunDirectVsDirect(t *testing.T) {
 	db := testdb.New(t)
-	cfg := shortConfig(t, db.Name)
-	cfg.Direct = Target{DSN: db.Server.DSN("")}
+	cfg := shortConfig(t, db)
 	cfg.Proxy = cfg.Direct
-	if db.Local != nil {
-		cfg.DBPID = db.Local.PID()
-	}
 	rep := runAndCheck(t, cfg)
 	if db.Local != nil && rep.Cells[0].Direct.CPU.DB < 0 {
 		t.Error("database CPU not measured for a local server")
@@ -74,8 +74,7 @@ func TestRunThroughProxy(t *testing.T) {
 			t.Logf("proxy log:\n%s", tail(p.LogPath))
 		}
 	})
-	cfg := shortConfig(t, db.Name)
-	cfg.Direct = Target{DSN: db.Server.DSN("")}
+	cfg := shortConfig(t, db)
 	cfg.Proxy = Target{DSN: p.DSN(db.User, db.Password), PID: p.PID()}
 	rep := runAndCheck(t, cfg)
 	if rep.Cells[0].Proxy.CPU.Proxy < 0 {
@@ -105,7 +104,7 @@ func runAndCheck(t *testing.T, cfg Config) *Report {
 			if s.Ops == 0 || s.Latency.P99 <= 0 {
 				t.Errorf("%s %s: %d ops, p99 %v ms: nothing measured", c.Scenario, s.Side, s.Ops, s.Latency.P99)
 			}
-			if n := s.ErrorCount(); n > 0 {
+			if len(s.Errors) > 0 {
 				t.Errorf("%s %s: errors %v", c.Scenario, s.Side, s.Errors)
 			}
 			if c.Scenario == "flash-sale" && s.SoldOutSeconds == 0 {
@@ -183,20 +182,4 @@ type tWriter struct{ t testing.TB }
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
-}
-
-// openDSN is a small helper for tests that need a pool on a DSN.
-func openDSN(t testing.TB, dsn, database string) *sql.DB {
-	t.Helper()
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DBName = database
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }

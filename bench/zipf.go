@@ -34,11 +34,3 @@ func (z *Zipf) Next(r *rand.Rand) int {
 	u := r.Float64()
 	return sort.SearchFloat64s(z.cdf, u) + 1
 }
-
-// P returns the probability of rank k.
-func (z *Zipf) P(k int) float64 {
-	if k == 1 {
-		return z.cdf[0]
-	}
-	return z.cdf[k-1] - z.cdf[k-2]
-}

@@ -32,14 +32,15 @@ type executor struct {
 	m *Merger
 	b *backend // nil until needed and after the connection failed
 
-	outs  []Outcome
-	errs  []error
-	after []int64 // fast path: stock after request i (bits of a uint64 on UNSIGNED columns)
-	reqs  []Request
-	id    []byte // current batch id
-	key   []byte // current key as ledger text
-	stock []byte // general path: stock after, as text, for all requests
-	ends  []int  // general path: end of request i's stock text in stock
+	outs    []Outcome
+	errs    []error
+	after   []int64 // fast path: stock after request i (bits of a uint64 on UNSIGNED columns)
+	reqs    []Request
+	id      []byte // current batch id
+	scratch []byte // appendDelta's text before quoting
+	key     []byte // current key as ledger text
+	stock   []byte // general path: stock after, as text, for all requests
+	ends    []int  // general path: end of request i's stock text in stock
 }
 
 func (x *executor) close() {
@@ -166,13 +167,13 @@ func (x *executor) runBatch(batch []*waiter, deadline time.Time) attempt {
 	}
 	first := &batch[0].req
 	rule := first.Stmt.Rule
+	keyVal := first.Stmt.Key.Value(first.Args)
 	t, ok := x.table(rule)
-	fast := ok && t.Integer && t.KeyUnique && !t.UpdateTriggers
+	fast := ok && t.Integer && t.KeyUnique && !t.UpdateTriggers && keyFits(t, keyVal)
 	for i := 0; fast && i < len(batch); i++ {
 		_, _, fast = fastOperands(&batch[i].req, t.Unsigned)
 	}
 	x.reset(len(batch))
-	keyVal := first.Stmt.Key.Value(first.Args)
 	x.key = appendText(x.key[:0], keyVal)
 
 	x.before(StepBegin)
@@ -191,16 +192,39 @@ func (x *executor) runBatch(batch []*waiter, deadline time.Time) attempt {
 	})
 	if failed >= 0 {
 		x.failed(err)
+		if se := serverError(err); se != nil && se.Number == ErrLockWaitTimeout.Number {
+			// Another transaction held the row for innodb_lock_wait_timeout:
+			// each request would have waited as long and failed so directly.
+			for i := range batch {
+				x.errs[i] = se
+			}
+			x.finish(PathGeneral, batch, false)
+			return attemptDone
+		}
 		return attemptRetry
 	}
 	if fast && !found {
 		// No row: every request matches nothing and changes nothing.
-		return x.commitNothing(PathFast, batch, deadline)
+		return x.commitNothing(PathFast, batch)
 	}
 	if fast && x.simulate(batch, t, stock, field) {
 		return x.commitFast(batch, t, rule, keyVal, deadline)
 	}
 	return x.runGeneral(batch, rule, keyVal, deadline)
+}
+
+// keyFits reports whether comparing the key column with key is exact and
+// warning-free: an integer with an integer column, a string with a string
+// column. Anything else goes to the general path, where the server
+// compares and warns as it would directly.
+func keyFits(t schema.Table, key any) bool {
+	switch key.(type) {
+	case int64, uint64:
+		return t.KeyInteger
+	case string, []byte:
+		return t.KeyString
+	}
+	return false
 }
 
 // failed handles an error of a statement before COMMIT: a lost connection
@@ -215,7 +239,7 @@ func (x *executor) failed(err error) {
 }
 
 // commitNothing ends a batch that changed nothing.
-func (x *executor) commitNothing(p Path, batch []*waiter, deadline time.Time) attempt {
+func (x *executor) commitNothing(p Path, batch []*waiter) attempt {
 	if _, err := x.b.c.Execute("COMMIT"); err != nil {
 		x.failed(err)
 		return attemptRetry
@@ -295,76 +319,53 @@ func (x *executor) simulate(batch []*waiter, t schema.Table, stock any, f *gomys
 		return false
 	}
 	x.after = x.after[:0]
-	if unsigned {
-		v, ok := stock.(uint64)
-		if !ok {
-			return false
-		}
-		for i, w := range batch {
-			a, g, _ := fastOperands(&w.req, true)
-			ua, ug := uint64(a), uint64(g)
-			pass := true
-			switch w.req.Stmt.Guard {
-			case GuardAtLeast:
-				pass = v >= ug
-			case GuardDiffNonNegative:
-				if ug > v {
-					return false // stock - e raises 1690 on UNSIGNED
-				}
-			case GuardPositive:
-				pass = v > 0
-			}
-			if pass {
-				if w.req.Stmt.Op == Decrement {
-					if ua > v {
-						return false
-					}
-					v -= ua
-				} else {
-					if ua > hi || v > hi-ua {
-						return false
-					}
-					v += ua
-				}
-				x.outs[i] = Outcome{Matched: 1, Changed: b2u(a != 0)}
-			}
-			x.after = append(x.after, int64(v))
-		}
-		return true
+	switch v := stock.(type) {
+	case uint64:
+		return unsigned && simulateIn(x, batch, v, 0, hi)
+	case int64:
+		return !unsigned && simulateIn(x, batch, v, lo, int64(hi))
 	}
-	v, ok := stock.(int64)
-	if !ok {
-		return false
-	}
+	return false
+}
+
+// simulateIn runs the batch in the server's BIGINT (int64) or BIGINT
+// UNSIGNED (uint64) arithmetic on a column of range [lo, hi]. Operands are
+// non-negative, so a subtraction wrapped iff its result exceeds v, where
+// the server raises 1690 (out of range) and the fast path gives up.
+func simulateIn[T int64 | uint64](x *executor, batch []*waiter, v, lo, hi T) bool {
 	for i, w := range batch {
-		a, g, _ := fastOperands(&w.req, false)
+		a64, g64, _ := fastOperands(&w.req, true)
+		a, g := T(a64), T(g64)
 		pass := true
 		switch w.req.Stmt.Guard {
 		case GuardAtLeast:
 			pass = v >= g
 		case GuardDiffNonNegative:
-			if v < math.MinInt64+g {
-				return false
+			d := v - g
+			if d > v {
+				return false // stock - e out of range: the server raises 1690
 			}
-			pass = v-g >= 0
+			pass = d >= 0
 		case GuardPositive:
 			pass = v > 0
 		}
 		if pass {
 			if w.req.Stmt.Op == Decrement {
-				if v < math.MinInt64+a || v-a < lo {
+				r := v - a
+				if r > v || r < lo {
 					return false
 				}
-				v -= a
+				v = r
 			} else {
-				if v > math.MaxInt64-a || v+a > int64(hi) {
+				r := v + a
+				if r < v || r > hi {
 					return false
 				}
-				v += a
+				v = r
 			}
 			x.outs[i] = Outcome{Matched: 1, Changed: b2u(a != 0)}
 		}
-		x.after = append(x.after, v)
+		x.after = append(x.after, int64(v))
 	}
 	return true
 }
@@ -399,13 +400,13 @@ func (x *executor) appendLedgerHead(b []byte) []byte {
 // 'batch', 'schema', 'table', 'key', 'digest', conn_id.
 func (x *executor) appendLedgerPrefix(b []byte, r *Request) []byte {
 	nbe := x.b.nbe
-	b = appendQuoted(b, string(x.id), nbe)
+	b = appendQuoted(b, x.id, nbe)
 	b = append(b, ',')
 	b = appendQuoted(b, r.Stmt.Rule.Schema, nbe)
 	b = append(b, ',')
 	b = appendQuoted(b, r.Stmt.Rule.Table, nbe)
 	b = append(b, ',')
-	b = appendQuoted(b, string(clip(x.key, 0, schema.MaxKey)), nbe)
+	b = appendQuoted(b, clip(x.key, schema.MaxKey), nbe)
 	b = append(b, ',')
 	b = appendQuoted(b, x.m.ledgerDigest(r.Stmt), nbe)
 	b = append(b, ',')
@@ -414,30 +415,52 @@ func (x *executor) appendLedgerPrefix(b []byte, r *Request) []byte {
 }
 
 // appendDelta appends the request's signed change to the stock as a
-// quoted literal (the amount as given, negated for a decrement).
+// quoted literal: the amount as given, negated for a decrement.
 func (x *executor) appendDelta(b []byte, r *Request) []byte {
-	start := len(b)
-	b = append(b, '\'')
-	v := r.Stmt.Amount.Value(r.Args)
+	d := x.scratch[:0]
 	if r.Stmt.Op == Decrement {
-		switch n := v.(type) {
-		case int64:
-			if n >= 0 {
-				b = append(b, '-')
-			} else {
-				v = uint64(-n) // -MinInt64 wraps to the right magnitude
-			}
-		default:
-			b = append(b, '-')
+		d = append(d, '-')
+	}
+	d = appendText(d, r.Stmt.Amount.Value(r.Args))
+	x.scratch = d
+	if len(d) > 1 && d[0] == '-' && d[1] == '-' {
+		d = d[2:]
+	}
+	return appendQuoted(b, clip(d, schema.MaxDelta), x.b.nbe)
+}
+
+// appendLedgerCommit appends the ledger INSERT of the granted requests
+// (stock after request i is x.stock[x.ends[i-1]:x.ends[i]]), the marker
+// and COMMIT: statements 0, 1 and 2 of the round trip.
+func (x *executor) appendLedgerCommit(b []byte, batch []*waiter, granted int) []byte {
+	b = x.appendLedgerHead(b)
+	b = append(b, "VALUES "...)
+	sep := false
+	for i, w := range batch {
+		if x.outs[i].Matched == 0 {
+			continue
 		}
+		if sep {
+			b = append(b, ',')
+		}
+		sep = true
+		b = append(b, '(')
+		b = x.appendLedgerPrefix(b, &w.req)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, ',')
+		b = x.appendDelta(b, &w.req)
+		b = append(b, ',')
+		from := 0
+		if i > 0 {
+			from = x.ends[i-1]
+		}
+		b = appendQuoted(b, clip(x.stock[from:x.ends[i]], schema.MaxDelta), x.b.nbe)
+		b = append(b, ')')
 	}
-	text := appendText(nil, v)
-	if len(text) > 0 && text[0] == '-' && r.Stmt.Op == Decrement && b[len(b)-1] == '-' {
-		b, text = b[:len(b)-1], text[1:]
-	}
-	b = append(b, clip(text, 0, schema.MaxDelta-1)...)
-	tmp := appendQuoted(nil, string(b[start+1:]), x.b.nbe)
-	return append(b[:start], tmp...)
+	b = append(b, "; "...)
+	b = x.appendMarker(b, len(batch), strconv.Itoa(granted))
+	return append(b, "; COMMIT"...)
 }
 
 // appendMarker appends the marker INSERT of the current batch.
@@ -445,7 +468,7 @@ func (x *executor) appendMarker(b []byte, requests int, granted string) []byte {
 	b = append(b, "INSERT INTO "...)
 	b = append(b, x.m.metaIdent...)
 	b = append(b, "."+schema.BatchesTable+" (batch_id, instance_id, requests, granted) VALUES ("...)
-	b = appendQuoted(b, string(x.id), x.b.nbe)
+	b = appendQuoted(b, x.id, x.b.nbe)
 	b = append(b, ',')
 	b = appendQuoted(b, x.m.cfg.InstanceID, x.b.nbe)
 	b = append(b, ',')
@@ -465,7 +488,7 @@ func (x *executor) commitFast(batch []*waiter, t schema.Table, r Rule, keyVal an
 		changed = changed || x.outs[i].Changed > 0
 	}
 	if granted == 0 {
-		return x.commitNothing(PathFast, batch, deadline)
+		return x.commitNothing(PathFast, batch)
 	}
 	unsigned := t.Unsigned
 	x.before(StepUpdate)
@@ -485,30 +508,12 @@ func (x *executor) commitFast(batch []*waiter, t schema.Table, r Rule, keyVal an
 		b.sql = append(b.sql, "; "...)
 		stmts++
 	}
-	b.sql = x.appendLedgerHead(b.sql)
-	b.sql = append(b.sql, "VALUES "...)
-	sep := false
-	for i, w := range batch {
-		if x.outs[i].Matched == 0 {
-			continue
-		}
-		if sep {
-			b.sql = append(b.sql, ',')
-		}
-		sep = true
-		b.sql = append(b.sql, '(')
-		b.sql = x.appendLedgerPrefix(b.sql, &w.req)
-		b.sql = append(b.sql, ',')
-		b.sql = strconv.AppendInt(b.sql, int64(i), 10)
-		b.sql = append(b.sql, ',')
-		b.sql = x.appendDelta(b.sql, &w.req)
-		b.sql = append(b.sql, ',')
-		b.sql = appendStock(b.sql, x.after[i], unsigned)
-		b.sql = append(b.sql, ')')
+	x.stock, x.ends = x.stock[:0], x.ends[:0]
+	for _, v := range x.after {
+		x.stock = appendStock(x.stock, v, unsigned)
+		x.ends = append(x.ends, len(x.stock))
 	}
-	b.sql = append(b.sql, "; "...)
-	b.sql = x.appendMarker(b.sql, len(batch), strconv.Itoa(granted))
-	b.sql = append(b.sql, "; COMMIT"...)
+	b.sql = x.appendLedgerCommit(b.sql, batch, granted)
 	commitIdx := stmts + 2
 	x.before(StepCommit)
 	failed, err := b.run(func(int, *gomysql.Result) {})
@@ -622,36 +627,13 @@ func (x *executor) runGeneral(batch []*waiter, r Rule, keyVal any, deadline time
 		}
 	}
 	granted := 0
-	b.sql = x.appendLedgerHead(b.sql[:0])
-	b.sql = append(b.sql, "VALUES "...)
-	for i, w := range batch {
-		if x.outs[i].Matched == 0 {
-			continue
-		}
-		if granted > 0 {
-			b.sql = append(b.sql, ',')
-		}
-		granted++
-		b.sql = append(b.sql, '(')
-		b.sql = x.appendLedgerPrefix(b.sql, &w.req)
-		b.sql = append(b.sql, ',')
-		b.sql = strconv.AppendInt(b.sql, int64(i), 10)
-		b.sql = append(b.sql, ',')
-		b.sql = x.appendDelta(b.sql, &w.req)
-		b.sql = append(b.sql, ',')
-		from := 0
-		if i > 0 {
-			from = x.ends[i-1]
-		}
-		b.sql = appendQuoted(b.sql, string(clip(x.stock[:x.ends[i]], from, schema.MaxDelta)), b.nbe)
-		b.sql = append(b.sql, ')')
+	for i := range batch {
+		granted += int(x.outs[i].Matched)
 	}
 	if granted == 0 {
-		return x.commitNothing(PathGeneral, batch, deadline)
+		return x.commitNothing(PathGeneral, batch)
 	}
-	b.sql = append(b.sql, "; "...)
-	b.sql = x.appendMarker(b.sql, len(batch), strconv.Itoa(granted))
-	b.sql = append(b.sql, "; COMMIT"...)
+	b.sql = x.appendLedgerCommit(b.sql[:0], batch, granted)
 	x.before(StepCommit)
 	failed, err := b.run(func(int, *gomysql.Result) {})
 	return x.afterCommit(PathGeneral, batch, failed, 2, err, deadline)
@@ -753,7 +735,8 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 	b.sql = append(b.sql, ","...)
 	b.sql = appendIdent(b.sql, rule.Stock)
 	b.sql = x.appendFromKey(b.sql, rule, keyVal)
-	b.sql = append(b.sql, " AND ROW_COUNT() > 0; "...)
+	// LIMIT 1: one ledger row per request even if the key is not unique.
+	b.sql = append(b.sql, " AND ROW_COUNT() > 0 LIMIT 1; "...)
 	b.sql = x.appendMarker(b.sql, 1, "ROW_COUNT()")
 	b.sql = append(b.sql, "; COMMIT"...)
 	stmtIdx, commitIdx := base+1, base+4
@@ -780,7 +763,9 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 		x.errs[0] = se
 		x.finish(PathLone, batch, false)
 		return attemptDone, nil
-	case se != nil && failed == stmtIdx && !batchLevel(se):
+	case se != nil && failed == stmtIdx && (!batchLevel(se) || se.Number == ErrLockWaitTimeout.Number):
+		// The statement's own error, as direct execution reports it; a
+		// lock wait timeout is not retried: it already waited that long.
 		x.rollback()
 		x.errs[0] = se
 		x.finish(PathLone, batch, false)
@@ -854,7 +839,7 @@ func (x *executor) lookupMarker(oldID uint32, deadline time.Time) (bool, uint64,
 	b.sql = append(b.sql[:0], "SELECT granted FROM "...)
 	b.sql = append(b.sql, m.metaIdent...)
 	b.sql = append(b.sql, "."+schema.BatchesTable+" WHERE batch_id = "...)
-	b.sql = appendQuoted(b.sql, string(x.id), b.nbe)
+	b.sql = appendQuoted(b.sql, x.id, b.nbe)
 	b.sql = append(b.sql, " LOCK IN SHARE MODE"...)
 	r, err = b.c.Execute(string(b.sql))
 	if err != nil {

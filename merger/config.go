@@ -41,6 +41,9 @@ type Config struct {
 	// backend is unreachable, and how long an uncertain COMMIT is looked
 	// up before the requests fail with ErrOutcomeUnknown.
 	ResolveTimeout time.Duration
+	// MarkerRetention is how long batch markers are kept; older ones are
+	// deleted in the background. It must exceed ResolveTimeout by far.
+	MarkerRetention time.Duration
 	// Hooks are fault-injection and observation points for tests.
 	Hooks Hooks
 }
@@ -56,6 +59,8 @@ func DefaultConfig() Config {
 		MaxQueueTotal:  65536,
 		PoolSize:       32,
 		ResolveTimeout: 60 * time.Second,
+
+		MarkerRetention: 24 * time.Hour,
 	}
 }
 
@@ -118,6 +123,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("merger: PoolSize %d < 1", c.PoolSize)
 	case c.ResolveTimeout <= 0:
 		return fmt.Errorf("merger: ResolveTimeout %v <= 0", c.ResolveTimeout)
+	case c.MarkerRetention < 10*c.ResolveTimeout || c.MarkerRetention < time.Minute:
+		return fmt.Errorf("merger: MarkerRetention %v: want at least 1m and 10 x ResolveTimeout", c.MarkerRetention)
 	}
 	return nil
 }

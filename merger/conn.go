@@ -112,7 +112,9 @@ func (p *connPool) dial(ctx context.Context) (*backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("merger: connect to %s: %w", p.dsn.Addr, err)
 	}
-	if c.GetServerVersion() == "" || !c.HasCapability(gomysql.CLIENT_SESSION_TRACK) {
+	// CapabilityString lists the negotiated flags (HasCapability only the
+	// requested ones).
+	if !strings.Contains(c.CapabilityString(), "CLIENT_SESSION_TRACK") {
 		_ = c.Close()
 		return nil, fmt.Errorf("merger: %s does not support CLIENT_SESSION_TRACK (needs MySQL 5.7+ or MariaDB 10.2+)", p.dsn.Addr)
 	}

@@ -113,9 +113,10 @@ func TestDifferential(t *testing.T) {
 		{"unsigned-mixed", "INT UNSIGNED", true},
 		{"signed-mixed", "BIGINT", true},
 		{"tinyint-mixed", "TINYINT", true},
+		{"decimal-mixed", "DECIMAL(10,2)", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for seed := range uint64(6) {
+			for seed := range uint64(8) {
 				t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { differential(t, tc.stockType, tc.mixed, seed) })
 			}
 		})
@@ -149,6 +150,25 @@ func differential(t *testing.T, stockType string, mixed bool, seed uint64) {
 	}
 	wg.Wait()
 
+	type ledgerRow struct{ key, delta, after string }
+	ledger := map[uint32]ledgerRow{}
+	lrows, err := f.conn.Query("SELECT conn_id, key_value, delta, stock_after FROM `" + f.meta + "`.ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for lrows.Next() {
+		var id uint32
+		var r ledgerRow
+		if err := lrows.Scan(&id, &r.key, &r.delta, &r.after); err != nil {
+			t.Fatal(err)
+		}
+		if _, dup := ledger[id]; dup {
+			t.Fatalf("two ledger rows for request %d", id-1)
+		}
+		ledger[id] = r
+	}
+	lrows.Close()
+
 	c := direct(t, f.db, replay.Name)
 	seen := make([]bool, len(reqs))
 	f.mu.Lock()
@@ -166,6 +186,20 @@ func differential(t *testing.T, stockType string, mixed bool, seed uint64) {
 			if got[i] != want {
 				t.Errorf("request %d (%s batch %s #%d) %q %v:\n merged %+v\n direct %+v",
 					i, b.Path, b.BatchID, k, r.Text, r.Args, got[i], want)
+			}
+			row, inLedger := ledger[r.ConnID]
+			if granted := err == nil && out.Matched > 0; granted != inLedger {
+				t.Errorf("request %d: granted %v, ledger row %v", i, granted, inLedger)
+			} else if granted {
+				sku := fmt.Sprint(r.Stmt.Key.Value(r.Args))
+				res, qerr := c.Execute("SELECT stock FROM inv WHERE sku = '" + sku + "'")
+				if qerr != nil {
+					t.Fatal(qerr)
+				}
+				after, _ := res.GetString(0, 0)
+				if row.key != sku || row.after != after {
+					t.Errorf("request %d: ledger row %+v, want key %s stock after %s", i, row, sku, after)
+				}
 			}
 			if hook := toResult(b.Outcomes[k], b.Errs[k], f.db.Name); hook != got[i] {
 				t.Errorf("request %d: hook saw %+v, client %+v", i, hook, got[i])

@@ -28,6 +28,11 @@ var (
 	// the request was not applied.
 	ErrNotApplied = &mysql.MySQLError{Number: 2013, SQLState: state("HY000"),
 		Message: "Lost connection to server during query (hotrow: statement not applied)"}
+	// ErrBadRequest: the request carries fewer arguments than its
+	// statement has parameter slots (the server's wording for a prepared
+	// statement executed with wrong arguments).
+	ErrBadRequest = &mysql.MySQLError{Number: 1210, SQLState: state("HY000"),
+		Message: "Incorrect arguments to mysqld_stmt_execute"}
 	// ErrClosed: the merger is closed.
 	ErrClosed = &mysql.MySQLError{Number: 1053, SQLState: state("08S01"),
 		Message: "Server shutdown in progress"}

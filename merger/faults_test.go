@@ -21,7 +21,9 @@ type loadResult struct {
 	other                        []error
 }
 
-func runLoad(t *testing.T, f *fixture, goroutines, perG int) loadResult {
+// general makes every request carry an extra assignment, which only the
+// general path executes.
+func runLoad(t *testing.T, f *fixture, goroutines, perG int, general bool) loadResult {
 	t.Helper()
 	var mu sync.Mutex
 	var res loadResult
@@ -30,11 +32,15 @@ func runLoad(t *testing.T, f *fixture, goroutines, perG int) loadResult {
 		wg.Go(func() {
 			for i := range perG {
 				id := uint32(g*perG + i + 1)
+				extra := ""
+				if general {
+					extra = fmt.Sprintf(", note = 'c%d'", id)
+				}
 				var r Request
 				if i%2 == 0 {
-					r = f.text(t, "UPDATE inv SET stock = stock - 1 WHERE sku = 'hot' AND stock >= 1", id)
+					r = f.text(t, "UPDATE inv SET stock = stock - 1"+extra+" WHERE sku = 'hot' AND stock >= 1", id)
 				} else {
-					r = f.prepared(t, "UPDATE inv SET stock = stock - ? WHERE sku = ? AND stock >= ?", id, int64(1), "hot", int64(1))
+					r = f.prepared(t, "UPDATE inv SET stock = stock - ?"+extra+" WHERE sku = ? AND stock >= ?", id, int64(1), "hot", int64(1))
 				}
 				out, err := f.m.Do(context.Background(), r)
 				mu.Lock()
@@ -87,7 +93,7 @@ func checkLedger(t *testing.T, f *fixture, initial int64, res loadResult) {
 func TestConcurrentGrantsEqualMinOfStockAndDemand(t *testing.T) {
 	const stock, goroutines, perG = 500, 64, 20
 	f := newFixture(t, "INT UNSIGNED", map[string]int64{"hot": stock}, nil)
-	res := runLoad(t, f, goroutines, perG)
+	res := runLoad(t, f, goroutines, perG, false)
 	if res.granted != min(stock, goroutines*perG) {
 		t.Errorf("granted %d, want %d", res.granted, min(stock, goroutines*perG))
 	}
@@ -103,8 +109,9 @@ func TestConcurrentGrantsEqualMinOfStockAndDemand(t *testing.T) {
 // session at each step: synchronously before it, or racing with it.
 func TestKillBackend(t *testing.T) {
 	for _, step := range []Step{StepBegin, StepUpdate, StepCommit} {
-		for _, racing := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/racing=%v", step, racing), func(t *testing.T) {
+		for _, v := range []struct{ racing, general bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+			racing := v.racing
+			t.Run(fmt.Sprintf("%s/racing=%v/general=%v", step, racing, v.general), func(t *testing.T) {
 				const stock = 150
 				var killer atomic.Pointer[sql.DB]
 				var kills, calls atomic.Int32
@@ -128,7 +135,7 @@ func TestKillBackend(t *testing.T) {
 					}
 				})
 				killer.Store(f.conn)
-				res := runLoad(t, f, 24, 8)
+				res := runLoad(t, f, 24, 8, v.general)
 				checkLedger(t, f, stock, res)
 				if kills.Load() == 0 {
 					t.Fatal("no connection was killed")
@@ -150,7 +157,7 @@ func TestServerCrash(t *testing.T) {
 	const stock = 400
 	f := newFixture(t, "INT UNSIGNED", map[string]int64{"hot": stock}, nil)
 	done := make(chan loadResult)
-	go func() { done <- runLoad(t, f, 32, 15) }()
+	go func() { done <- runLoad(t, f, 32, 15, false) }()
 	testdb.WaitFor(t, 30*time.Second, "requests flowing", func() bool { return f.m.Stats().Requests > 60 })
 	srv.Local.Kill()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -41,6 +41,9 @@ type Merger struct {
 	closed bool                   // guarded by mu
 	// workers counts the running key workers; Close waits for them.
 	workers sync.WaitGroup
+	// janitor is the marker pruning goroutine; stopJanitor ends it.
+	janitor     sync.WaitGroup
+	stopJanitor chan struct{}
 
 	closeOnce sync.Once
 }
@@ -146,6 +149,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 		metaIdent: schema.QuoteIdent(cfg.MetaSchema),
 		idPrefix:  cfg.InstanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
 		queues:    make(map[queueKey]*keyQueue),
+
+		stopJanitor: make(chan struct{}),
 	}
 	// Fail at start, not at the first hot statement, when the merge user
 	// cannot connect with the capabilities a batch needs.
@@ -155,6 +160,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 		return nil, err
 	}
 	m.pool.put(b, false)
+	m.janitor.Add(1)
+	go m.runJanitor(m.stopJanitor)
 	log.Info("merger started", "instance_id", cfg.InstanceID, "meta_schema", cfg.MetaSchema,
 		"max_batch", cfg.MaxBatch, "queue_timeout", cfg.QueueTimeout, "pool_size", cfg.PoolSize)
 	return m, nil
@@ -163,13 +170,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 // Do executes req merged with concurrent requests for the same row and
 // returns what executing it alone would have returned. Errors are
 // *mysql.MySQLError values (the server's, or ErrQueueFull,
-// ErrLockWaitTimeout, ErrOutcomeUnknown, ErrNotApplied, ErrClosed),
+// ErrLockWaitTimeout, ErrOutcomeUnknown, ErrNotApplied, ErrBadRequest,
+// ErrClosed),
 // except ctx.Err() when ctx ended before the request's batch started (the
 // request was then dropped). Once in a batch the request is applied and
 // Do waits for its outcome even if ctx ends.
 func (m *Merger) Do(ctx context.Context, req Request) (Outcome, error) {
 	if err := ctx.Err(); err != nil {
 		return Outcome{}, err
+	}
+	if req.Stmt == nil || len(req.Args) < req.Stmt.NumParams {
+		return Outcome{}, ErrBadRequest
 	}
 	k := queueKey{rule: req.Stmt.Rule, key: req.Stmt.Key.Value(req.Args)}
 	if b, ok := k.key.([]byte); ok {
@@ -282,6 +293,8 @@ func (m *Merger) Close() error {
 		m.closed = true
 		m.mu.Unlock()
 		m.workers.Wait()
+		close(m.stopJanitor)
+		m.janitor.Wait()
 		m.pool.close()
 		m.meta.Close()
 		m.log.Info("merger closed")

@@ -16,6 +16,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/hotrow/hotrow/internal/testdb"
+	"github.com/hotrow/hotrow/schema"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
@@ -324,5 +325,110 @@ func TestQueueFullAndTimeout(t *testing.T) {
 	}
 	if got := f.stock(t, "a"); got != 99 {
 		t.Fatalf("stock = %d, want 99", got)
+	}
+}
+
+// TestRowHeldElsewhere: while another transaction holds the row longer
+// than innodb_lock_wait_timeout, every request fails with 1205 after about
+// that long, as it would directly, with no retry storm.
+func TestRowHeldElsewhere(t *testing.T) {
+	srv := testdb.Shared(t)
+	root := srv.Root(t)
+	var old int
+	if err := root.QueryRow("SELECT @@GLOBAL.innodb_lock_wait_timeout").Scan(&old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Exec("SET GLOBAL innodb_lock_wait_timeout = 1"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = root.Exec(fmt.Sprintf("SET GLOBAL innodb_lock_wait_timeout = %d", old)) })
+	f := newFixture(t, "INT", map[string]int64{"a": 100}, nil)
+	if f.m.cfg.QueueTimeout != time.Second {
+		t.Fatalf("QueueTimeout = %v, want the server's 1s", f.m.cfg.QueueTimeout)
+	}
+	release := f.holdRow(t, "a")
+	defer release()
+	start := time.Now()
+	errs := make(chan error, 20)
+	for i := range 20 {
+		go func() {
+			_, err := f.m.Do(context.Background(), f.text(t, "UPDATE inv SET stock = stock - 1 WHERE sku = 'a'", uint32(i+1)))
+			errs <- err
+		}()
+	}
+	for range 20 {
+		if err := <-errs; !errors.Is(err, ErrLockWaitTimeout) {
+			t.Fatalf("request on a row held elsewhere = %v, want 1205", err)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %v, want about innodb_lock_wait_timeout", d)
+	}
+}
+
+func TestJanitorPrunesOldMarkersOnly(t *testing.T) {
+	db := testdb.New(t)
+	conn := db.Open(t)
+	meta := db.Name + "_hr"
+	t.Cleanup(func() { _, _ = conn.Exec("DROP DATABASE IF EXISTS `" + meta + "`") })
+	if err := schema.Ensure(context.Background(), conn, meta); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec("INSERT INTO `" + meta + "`.batches (batch_id, instance_id, requests, granted, created_at) VALUES " +
+		"('old', 'x', 1, 1, NOW(6) - INTERVAL 2 HOUR), ('new', 'x', 1, 1, NOW(6))"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.DSN, cfg.MetaSchema, cfg.MarkerRetention = db.DSN(), meta, time.Hour
+	m, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	testdb.WaitFor(t, 10*time.Second, "old marker pruned", func() bool {
+		var ids string
+		_ = conn.QueryRow("SELECT GROUP_CONCAT(batch_id) FROM `" + meta + "`.batches").Scan(&ids)
+		return ids == "new"
+	})
+}
+
+// TestNonUniqueKey: a key matching several rows takes the general path;
+// each request matches every row, as directly, and leaves one ledger row.
+func TestNonUniqueKey(t *testing.T) {
+	f := newFixture(t, "INT", nil, nil)
+	f.db.Exec(t, "CREATE TABLE nu (sku VARCHAR(16), stock INT NOT NULL, KEY (sku))",
+		"INSERT INTO nu VALUES ('a', 10), ('a', 20)")
+	mt := NewMatcher([]Rule{{Schema: f.db.Name, Table: "nu", Key: "sku", Stock: "stock"}})
+	const n = 10
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			q := "UPDATE nu SET stock = stock - 1 WHERE sku = 'a' AND stock >= 1"
+			st, args, ok := mt.MatchText(f.db.Name, q)
+			if !ok {
+				errs <- errors.New("not mergeable")
+				return
+			}
+			out, err := f.m.Do(context.Background(), Request{Stmt: st, Args: args, Text: q, ConnID: uint32(i + 1)})
+			if err == nil && (out.Matched != 2 || out.Changed != 2) {
+				err = fmt.Errorf("outcome %+v, want 2 matched and changed", out)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sum int
+	if err := f.conn.QueryRow("SELECT SUM(stock) FROM nu").Scan(&sum); err != nil || sum != 10 {
+		t.Fatalf("sum(stock) = %d, %v; want 10", sum, err)
+	}
+	if got := f.ledgerRows(t); got != n {
+		t.Fatalf("ledger rows = %d, want %d", got, n)
+	}
+	if s := f.m.Stats(); s.FastPath != 0 {
+		t.Fatalf("fast path used on a non-unique key: %+v", s)
 	}
 }

@@ -26,7 +26,7 @@ func appendTable(b []byte, schemaName, table string) []byte {
 
 // appendQuoted appends s as a string literal. nbe: the session has
 // NO_BACKSLASH_ESCAPES, so only quotes are doubled.
-func appendQuoted(b []byte, s string, nbe bool) []byte {
+func appendQuoted[T string | []byte](b []byte, s T, nbe bool) []byte {
 	b = append(b, '\'')
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -78,7 +78,7 @@ func appendValue(b []byte, v any, nbe bool) []byte {
 	case string:
 		return appendQuoted(b, v, nbe)
 	case []byte:
-		return appendQuoted(b, string(v), nbe)
+		return appendQuoted(b, v, nbe)
 	default:
 		return append(b, "NULL"...)
 	}
@@ -172,10 +172,7 @@ func skipQuoted(s string, i int, noEscapes bool) int {
 	return len(s)
 }
 
-// clip returns b[from:] cut to at most n bytes.
-func clip(b []byte, from, n int) []byte {
-	if len(b)-from > n {
-		return b[:from+n]
-	}
-	return b
+// clip returns b cut to at most n bytes.
+func clip(b []byte, n int) []byte {
+	return b[:min(len(b), n)]
 }

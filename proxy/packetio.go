@@ -72,9 +72,11 @@ func (p *packetIO) readPacket(buf []byte, limit int) ([]byte, error) {
 func (p *packetIO) writePacket(payload []byte) error {
 	for {
 		n := min(len(payload), maxPayloadChunk)
-		hdr := [4]byte{byte(n), byte(n >> 8), byte(n >> 16), p.seq}
+		// Appended to the writer's own buffer: a local array would
+		// escape through Write and cost an allocation per packet.
+		hdr := append(p.w.AvailableBuffer(), byte(n), byte(n>>8), byte(n>>16), p.seq)
 		p.seq++
-		if _, err := p.w.Write(hdr[:]); err != nil {
+		if _, err := p.w.Write(hdr); err != nil {
 			return err
 		}
 		if _, err := p.w.Write(payload[:n]); err != nil {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
+	"net"
 	"testing"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -173,6 +175,7 @@ func TestParseHandshakeResponse(t *testing.T) {
 	}
 }
 
+// FuzzParseHandshakeResponse feeds the handshake parsers arbitrary bytes.
 func FuzzParseHandshakeResponse(f *testing.F) {
 	base := uint32(mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_SECURE_CONNECTION | mysql.CLIENT_PLUGIN_AUTH |
 		mysql.CLIENT_CONNECT_WITH_DB | mysql.CLIENT_CONNECT_ATTRS)
@@ -183,8 +186,12 @@ func FuzzParseHandshakeResponse(f *testing.F) {
 	f.Add(append(handshakeResponseFor(base|mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, "u", nil, "", "", nil)[:34], 0xfc))
 	f.Add(append(handshakeResponseFor(base|mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, "u", nil, "", "", nil)[:34],
 		0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+	salt := []byte("abcdefghijklmnopqrst")
+	f.Add(appendGreeting(nil, greeting{version: "10.11.6-MariaDB", extCapability: 0x1f}, 0, salt, "x"))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		_, _ = parseHandshakeResponse(p, proxyCapabilities)
+		_, _ = parseHandshakeResponse(p, proxyCapabilities&^mysql.CLIENT_LONG_PASSWORD)
+		_, _ = parseGreeting(append([]byte{0, 0, 0, 0}, p...)) // the backend's side
 	})
 }
 
@@ -237,3 +244,45 @@ func TestContainsFold(t *testing.T) {
 		})
 	}
 }
+
+// TestPacketIORoundTrip writes and reads logical packets of the sizes
+// around the 16 MiB split, and checks writing allocates nothing.
+func TestPacketIORoundTrip(t *testing.T) {
+	for _, n := range []int{0, 1, 250, maxPayloadChunk - 1, maxPayloadChunk, maxPayloadChunk + 1, 2 * maxPayloadChunk} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			a, b := net.Pipe()
+			defer a.Close()
+			defer b.Close()
+			w, r := newPacketIO(a), newPacketIO(b)
+			payload := bytes.Repeat([]byte{0xab}, n)
+			done := make(chan error, 1)
+			go func() {
+				err := w.writePacket(payload)
+				if err == nil {
+					err = w.flush()
+				}
+				done <- err
+			}()
+			got, err := r.readPacket(nil, 0)
+			if err != nil || !bytes.Equal(got, payload) {
+				t.Fatalf("read %d bytes, %v; want %d", len(got), err, n)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if w.seq != r.seq {
+				t.Errorf("sequence: writer %d, reader %d", w.seq, r.seq)
+			}
+		})
+	}
+	p := newPacketIO(discardConn{})
+	payload := make([]byte, 100)
+	if allocs := testing.AllocsPerRun(100, func() { _ = p.writePacket(payload); _ = p.flush() }); allocs != 0 {
+		t.Errorf("writePacket allocates %v times", allocs)
+	}
+}
+
+// discardConn is a net.Conn that accepts every write.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(b []byte) (int, error) { return len(b), nil }

@@ -279,14 +279,17 @@ type rawStep struct {
 	resp respKind
 }
 
+// rq is a COM_QUERY step.
 func rq(sql string) rawStep {
 	return rawStep{name: sql, pkt: func(uint32) []byte { return comQuery(sql) }, resp: respResult}
 }
 
-func cmd(name string, resp respKind, pkt func(stmt uint32) []byte) rawStep {
+// rawCmd is a step of any command.
+func rawCmd(name string, resp respKind, pkt func(stmt uint32) []byte) rawStep {
 	return rawStep{name: name, pkt: pkt, resp: resp}
 }
 
+// fixed is a packet that does not name a statement.
 func fixed(p []byte) func(uint32) []byte { return func(uint32) []byte { return p } }
 
 // rawScript exercises every command the proxy relays; the replies must be
@@ -310,78 +313,78 @@ var rawScript = []rawStep{
 	rq("START TRANSACTION READ ONLY"),
 	rq("SELECT 1"),
 	rq("ROLLBACK"),
-	cmd("COM_PING", respReply, fixed([]byte{mysql.COM_PING})),
-	cmd("COM_INIT_DB information_schema", respReply, fixed(append([]byte{mysql.COM_INIT_DB}, "information_schema"...))),
+	rawCmd("COM_PING", respReply, fixed([]byte{mysql.COM_PING})),
+	rawCmd("COM_INIT_DB information_schema", respReply, fixed(append([]byte{mysql.COM_INIT_DB}, "information_schema"...))),
 	rq("SELECT DATABASE()"),
-	cmd("COM_INIT_DB nosuchdb", respReply, fixed(append([]byte{mysql.COM_INIT_DB}, "nosuchdb"...))),
-	cmd("COM_INIT_DB back", respReply, nil), // filled in per target
-	cmd("COM_FIELD_LIST t", respFieldList, fixed(append([]byte{mysql.COM_FIELD_LIST}, "t\x00"...))),
-	cmd("COM_FIELD_LIST t v%", respFieldList, fixed(append([]byte{mysql.COM_FIELD_LIST}, "t\x00v%"...))),
-	cmd("COM_FIELD_LIST nosuch", respFieldList, fixed(append([]byte{mysql.COM_FIELD_LIST}, "nosuch\x00"...))),
+	rawCmd("COM_INIT_DB nosuchdb", respReply, fixed(append([]byte{mysql.COM_INIT_DB}, "nosuchdb"...))),
+	rawCmd("COM_INIT_DB back", respReply, nil), // filled in per target
+	rawCmd("COM_FIELD_LIST t", respFieldList, fixed(append([]byte{mysql.COM_FIELD_LIST}, "t\x00"...))),
+	rawCmd("COM_FIELD_LIST t v%", respFieldList, fixed(append([]byte{mysql.COM_FIELD_LIST}, "t\x00v%"...))),
+	rawCmd("COM_FIELD_LIST nosuch", respFieldList, fixed(append([]byte{mysql.COM_FIELD_LIST}, "nosuch\x00"...))),
 	rq("SELECT 1; SELECT 2"),
-	cmd("COM_SET_OPTION multi-statements on", respReply, fixed([]byte{mysql.COM_SET_OPTION, 0, 0})),
+	rawCmd("COM_SET_OPTION multi-statements on", respReply, fixed([]byte{mysql.COM_SET_OPTION, 0, 0})),
 	rq("SELECT 1; SELECT 'two', 2; DO 3"),
 	rq("SELECT 1; SELECT * FROM nosuch; SELECT 3"),
-	cmd("COM_SET_OPTION multi-statements off", respReply, fixed([]byte{mysql.COM_SET_OPTION, 1, 0})),
+	rawCmd("COM_SET_OPTION multi-statements off", respReply, fixed([]byte{mysql.COM_SET_OPTION, 1, 0})),
 	rq("SELECT 1; SELECT 2"),
 	rq(`CREATE PROCEDURE two() BEGIN SELECT 1 AS a; SELECT 'b' AS b; END`),
 	rq("CALL two()"),
 	// Prepared statements.
-	cmd("prepare", respPrepare, fixed(append([]byte{mysql.COM_STMT_PREPARE}, "SELECT ?, CONCAT(?, '!'), v FROM t WHERE id = ?"...))),
-	cmd("execute with types", respResult, func(id uint32) []byte {
+	rawCmd("prepare", respPrepare, fixed(append([]byte{mysql.COM_STMT_PREPARE}, "SELECT ?, CONCAT(?, '!'), v FROM t WHERE id = ?"...))),
+	rawCmd("execute with types", respResult, func(id uint32) []byte {
 		types := []byte{mysql.MYSQL_TYPE_LONGLONG, 0, mysql.MYSQL_TYPE_VAR_STRING, 0, mysql.MYSQL_TYPE_LONGLONG, 0}
 		vals := append(append(int64LE(7), lenencString("hi")...), int64LE(1)...)
 		return comExecute(id, 0, []byte{0}, types, vals)
 	}),
-	cmd("re-execute without types", respResult, func(id uint32) []byte {
+	rawCmd("re-execute without types", respResult, func(id uint32) []byte {
 		return comExecute(id, 0, []byte{0}, nil, append(append(int64LE(8), lenencString("yo")...), int64LE(2)...))
 	}),
-	cmd("execute with NULL params", respResult, func(id uint32) []byte {
+	rawCmd("execute with NULL params", respResult, func(id uint32) []byte {
 		return comExecute(id, 0, []byte{0b011}, nil, int64LE(1))
 	}),
-	cmd("send long data 1", respNone, func(id uint32) []byte {
+	rawCmd("send long data 1", respNone, func(id uint32) []byte {
 		return comStmt(mysql.COM_STMT_SEND_LONG_DATA, id, append([]byte{1, 0}, "long "...)...)
 	}),
-	cmd("send long data 2", respNone, func(id uint32) []byte {
+	rawCmd("send long data 2", respNone, func(id uint32) []byte {
 		return comStmt(mysql.COM_STMT_SEND_LONG_DATA, id, append([]byte{1, 0}, "data"...)...)
 	}),
-	cmd("execute with long data", respResult, func(id uint32) []byte {
+	rawCmd("execute with long data", respResult, func(id uint32) []byte {
 		return comExecute(id, 0, []byte{0}, nil, append(int64LE(9), int64LE(1)...))
 	}),
-	cmd("send long data then reset", respNone, func(id uint32) []byte {
+	rawCmd("send long data then reset", respNone, func(id uint32) []byte {
 		return comStmt(mysql.COM_STMT_SEND_LONG_DATA, id, append([]byte{1, 0}, "dropped"...)...)
 	}),
-	cmd("COM_STMT_RESET", respReply, func(id uint32) []byte { return comStmt(mysql.COM_STMT_RESET, id) }),
-	cmd("execute after reset", respResult, func(id uint32) []byte {
+	rawCmd("COM_STMT_RESET", respReply, func(id uint32) []byte { return comStmt(mysql.COM_STMT_RESET, id) }),
+	rawCmd("execute after reset", respResult, func(id uint32) []byte {
 		return comExecute(id, 0, []byte{0}, nil, append(append(int64LE(10), lenencString("after")...), int64LE(2)...))
 	}),
-	cmd("execute with a cursor", respResult, func(id uint32) []byte {
+	rawCmd("execute with a cursor", respResult, func(id uint32) []byte {
 		return comExecute(id, 1, []byte{0}, nil, append(append(int64LE(11), lenencString("cur")...), int64LE(1)...))
 	}),
-	cmd("COM_STMT_FETCH", respFieldList, func(id uint32) []byte { return comStmt(mysql.COM_STMT_FETCH, id, 5, 0, 0, 0) }),
-	cmd("COM_STMT_CLOSE", respNone, func(id uint32) []byte { return comStmt(mysql.COM_STMT_CLOSE, id) }),
-	cmd("execute a closed statement", respResult, func(id uint32) []byte {
+	rawCmd("COM_STMT_FETCH", respFieldList, func(id uint32) []byte { return comStmt(mysql.COM_STMT_FETCH, id, 5, 0, 0, 0) }),
+	rawCmd("COM_STMT_CLOSE", respNone, func(id uint32) []byte { return comStmt(mysql.COM_STMT_CLOSE, id) }),
+	rawCmd("execute a closed statement", respResult, func(id uint32) []byte {
 		return comExecute(id, 0, []byte{0}, nil, nil)
 	}),
-	cmd("prepare a syntax error", respPrepare, fixed(append([]byte{mysql.COM_STMT_PREPARE}, "SELEC ?"...))),
-	cmd("prepare insert", respPrepare, fixed(append([]byte{mysql.COM_STMT_PREPARE}, "INSERT INTO t (v, d) VALUES (?, ?)"...))),
-	cmd("execute insert", respResult, func(id uint32) []byte {
+	rawCmd("prepare a syntax error", respPrepare, fixed(append([]byte{mysql.COM_STMT_PREPARE}, "SELEC ?"...))),
+	rawCmd("prepare insert", respPrepare, fixed(append([]byte{mysql.COM_STMT_PREPARE}, "INSERT INTO t (v, d) VALUES (?, ?)"...))),
+	rawCmd("execute insert", respResult, func(id uint32) []byte {
 		types := []byte{mysql.MYSQL_TYPE_VAR_STRING, 0, mysql.MYSQL_TYPE_NEWDECIMAL, 0}
 		return comExecute(id, 0, []byte{0}, types, append(lenencString("p"), lenencString("3.25")...))
 	}),
-	cmd("execute insert, out of range", respResult, func(id uint32) []byte {
+	rawCmd("execute insert, out of range", respResult, func(id uint32) []byte {
 		return comExecute(id, 0, []byte{0}, nil, append(lenencString("p"), lenencString("1000")...))
 	}),
 	// COM_RESET_CONNECTION drops user variables and prepared statements.
 	rq("SET @a = 1"),
-	cmd("COM_RESET_CONNECTION", respReply, fixed([]byte{mysql.COM_RESET_CONNECTION})),
+	rawCmd("COM_RESET_CONNECTION", respReply, fixed([]byte{mysql.COM_RESET_CONNECTION})),
 	rq("SELECT @a, @@autocommit"),
-	cmd("execute after reset connection", respResult, func(id uint32) []byte {
+	rawCmd("execute after reset connection", respResult, func(id uint32) []byte {
 		return comExecute(id, 0, []byte{0}, nil, append(lenencString("q"), lenencString("1")...))
 	}),
-	cmd("COM_STATISTICS shape", respReply, fixed([]byte{mysql.COM_STATISTICS})),
-	cmd("unknown command 0x40", respReply, fixed([]byte{0x40, 1, 2, 3})),
-	cmd("COM_SLEEP", respReply, fixed([]byte{mysql.COM_SLEEP})),
+	rawCmd("COM_STATISTICS shape", respReply, fixed([]byte{mysql.COM_STATISTICS})),
+	rawCmd("unknown command 0x40", respReply, fixed([]byte{0x40, 1, 2, 3})),
+	rawCmd("COM_SLEEP", respReply, fixed([]byte{mysql.COM_SLEEP})),
 	rq("SELEC 1"),
 	rq("SELECT 'still here'"),
 }
@@ -495,5 +498,51 @@ func TestRawBadInput(t *testing.T) {
 				t.Fatalf("other session: %v", err)
 			}
 		})
+	}
+}
+
+// TestBadHandshake: a handshake response the server cannot parse gets the
+// server's own error, and only that connection closes.
+func TestBadHandshake(t *testing.T) {
+	t.Parallel()
+	direct, proxied, p := targets(t)
+	tests := []struct {
+		name string
+		resp []byte
+	}{
+		{"short", []byte{1, 2, 3}},
+		{"garbage", bytes.Repeat([]byte{0xfe}, 64)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var replies [2]string
+			for i, tg := range []target{direct, proxied} {
+				conn, err := net.DialTimeout("tcp", tg.addr, 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+				c := &rawConn{t: t, conn: conn, r: bufio.NewReader(conn)}
+				if _, err := c.read(); err != nil {
+					t.Fatalf("%s: greeting: %v", tg.name, err)
+				}
+				c.write(tt.resp)
+				reply, err := c.read()
+				if err != nil {
+					t.Fatalf("%s: %v", tg.name, err)
+				}
+				replies[i] = fmt.Sprintf("%d:%x", c.seq-1, reply)
+				if !c.isClosed() {
+					t.Errorf("%s: connection still open", tg.name)
+				}
+			}
+			if replies[0] != replies[1] {
+				t.Errorf("direct: %s\nproxy:  %s", replies[0], replies[1])
+			}
+		})
+	}
+	if err := open(t, proxied.db, p.Addr).Ping(); err != nil {
+		t.Fatalf("new session: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -144,6 +145,14 @@ func (s *Server) serveConn(conn net.Conn) {
 		return
 	}
 	defer s.unregister(sess)
+	defer func() {
+		// A bug in one session must not take the proxy and every other
+		// session down with it.
+		if r := recover(); r != nil {
+			sess.log.Error("session panicked; closing it", "panic", r, "stack", string(debug.Stack()))
+			sess.close()
+		}
+	}()
 	err := sess.run(context.Background())
 	sess.close()
 	switch {
@@ -193,10 +202,14 @@ func (s *Server) handshake(sess *session) error {
 		_ = sess.writeErr(my)
 		return fmt.Errorf("backend: %w", err)
 	}
-	closeBackend := true
+	// Until the backend login below, a failure must still end the backend
+	// connection politely: an abandoned handshake counts against the
+	// server's max_connect_errors and would get the proxy's host blocked.
+	loggedIn := false
 	defer func() {
-		if closeBackend {
-			beConn.Close()
+		if !loggedIn {
+			s.wg.Add(1)
+			go s.abandonBackend(beConn, g)
 		}
 	}()
 
@@ -214,6 +227,10 @@ func (s *Server) handshake(sess *session) error {
 		return err
 	}
 	resp, err := parseHandshakeResponse(pkt, offered)
+	if errors.Is(err, errSSLRequested) && len(pkt) == 32 { // a genuine SSLRequest packet
+		_ = sess.writeErr(mysql.NewError(mysql.ER_HANDSHAKE_ERROR, "Bad handshake: hotrow does not offer TLS; connect without SSL (e.g. --ssl-mode=DISABLED, tls=false)"))
+		return err
+	}
 	if err != nil {
 		_ = sess.writeErr(mysql.NewDefaultError(mysql.ER_HANDSHAKE_ERROR))
 		return err
@@ -256,6 +273,7 @@ func (s *Server) handshake(sess *session) error {
 	okSeq := sess.client.seq
 
 	be, err := authBackend(ctx, beConn, g, user, resp)
+	loggedIn = true // authBackend closes the connection itself on failure
 	if err != nil {
 		sess.client.seq = okSeq
 		var my *mysql.MyError
@@ -265,7 +283,6 @@ func (s *Server) handshake(sess *session) error {
 		_ = sess.writeErr(my)
 		return fmt.Errorf("backend login: %w", err)
 	}
-	closeBackend = false
 	sess.be, sess.user, sess.connID = be, user, be.connID
 	sess.capability = resp.capability
 	sess.status = be.status
@@ -280,6 +297,23 @@ func (s *Server) handshake(sess *session) error {
 		return err
 	}
 	return sess.client.flush()
+}
+
+// abandonBackend finishes the login of a backend connection whose client
+// failed its handshake, with the first configured account, and quits.
+func (s *Server) abandonBackend(conn net.Conn, g greeting) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout.Duration)
+	defer cancel()
+	be, err := authBackend(ctx, conn, g, s.cfg.Users[0], handshakeResponse{capability: mysql.CLIENT_PROTOCOL_41, collation: g.charset})
+	if err != nil {
+		return // authBackend closed it
+	}
+	be.resetSeq()
+	if be.writePacket([]byte{mysql.COM_QUIT}) == nil {
+		_ = be.flush()
+	}
+	be.conn.Close()
 }
 
 // Shutdown stops accepting, lets running statements finish, and closes

@@ -233,7 +233,9 @@ func (s *session) noteQuery(q []byte) {
 	if containsFold(q, "use") {
 		s.dbKnown = false
 	}
-	if s.mergeable && containsFold(q, "sql_mode") {
+	// A temporary table may shadow a hot table, and the merged batch would
+	// then change the real one; sql_mode decides errors and clipping.
+	if s.mergeable && (containsFold(q, "sql_mode") || containsFold(q, "temporary")) {
 		s.mergeable = false
 	}
 }

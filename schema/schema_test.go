@@ -81,10 +81,10 @@ func TestLoad(t *testing.T) {
 		table string
 		want  schema.Table
 	}{
-		{"a", schema.Table{StockType: "int", Integer: true, Unsigned: true, Max: 1<<32 - 1, KeyUnique: true}},
-		{"b", schema.Table{StockType: "bigint", Integer: true, Min: -1 << 63, Max: 1<<63 - 1, StockNullable: true}},
-		{"c", schema.Table{StockType: "decimal", StockNullable: true, KeyUnique: true}},
-		{"d", schema.Table{StockType: "tinyint", Integer: true, Min: -128, Max: 127, StockNullable: true, KeyUnique: true, UpdateTriggers: true}},
+		{"a", schema.Table{StockType: "int", Integer: true, Unsigned: true, Max: 1<<32 - 1, KeyType: "varchar", KeyString: true, KeyUnique: true}},
+		{"b", schema.Table{StockType: "bigint", Integer: true, Min: -1 << 63, Max: 1<<63 - 1, StockNullable: true, KeyType: "int", KeyInteger: true}},
+		{"c", schema.Table{StockType: "decimal", StockNullable: true, KeyType: "int", KeyInteger: true, KeyUnique: true}},
+		{"d", schema.Table{StockType: "tinyint", Integer: true, Min: -128, Max: 127, StockNullable: true, KeyType: "int", KeyInteger: true, KeyUnique: true, UpdateTriggers: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.table, func(t *testing.T) {

@@ -30,6 +30,11 @@ type Table struct {
 	Max uint64
 	// StockNullable is true when the stock column accepts NULL.
 	StockNullable bool
+	// KeyType is the key column's DATA_TYPE; KeyInteger is true for the
+	// integer types, KeyString for CHAR, VARCHAR and the TEXT types.
+	KeyType    string
+	KeyInteger bool
+	KeyString  bool
 	// KeyUnique is true when a PRIMARY or UNIQUE index consists of the key
 	// column alone, so key = k finds at most one row.
 	KeyUnique bool
@@ -67,6 +72,20 @@ WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?`, schemaName, name
 		default:
 			t.Min, t.Max = -1<<(bits-1), 1<<(bits-1)-1
 		}
+	}
+	err = db.QueryRowContext(ctx, `SELECT DATA_TYPE FROM information_schema.COLUMNS
+WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?`, schemaName, name, key).Scan(&t.KeyType)
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, fmt.Errorf("%w: %s.%s.%s", ErrNoColumn, schemaName, name, key)
+	}
+	if err != nil {
+		return t, fmt.Errorf("read columns of %s.%s: %w", schemaName, name, err)
+	}
+	t.KeyType = strings.ToLower(t.KeyType)
+	_, t.KeyInteger = integerBits[t.KeyType]
+	switch t.KeyType {
+	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext":
+		t.KeyString = true
 	}
 	var n int
 	err = db.QueryRowContext(ctx, `SELECT COUNT(*) FROM (
