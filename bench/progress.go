@@ -56,10 +56,13 @@ func (pb *ProgressBar) Begin(label string, planned time.Duration) {
 // End implements Progress.
 func (pb *ProgressBar) End() {
 	pb.mu.Lock()
-	defer pb.mu.Unlock()
 	pb.base += pb.planned
 	pb.planned = 0
-	pb.bar.SetCurrent(int64(pb.base / time.Millisecond))
+	done := pb.base
+	pb.mu.Unlock()
+	// Never call into the bar with mu held: its render goroutine takes mu
+	// (the label decorator) while SetCurrent waits for that goroutine.
+	pb.bar.SetCurrent(int64(done / time.Millisecond))
 }
 
 func (pb *ProgressBar) tick() {
@@ -73,10 +76,11 @@ func (pb *ProgressBar) tick() {
 		case <-t.C:
 		}
 		pb.mu.Lock()
-		if pb.planned > 0 {
-			pb.bar.SetCurrent(int64((pb.base + min(time.Since(pb.begun), pb.planned)) / time.Millisecond))
-		}
+		running, at := pb.planned > 0, pb.base+min(time.Since(pb.begun), pb.planned)
 		pb.mu.Unlock()
+		if running {
+			pb.bar.SetCurrent(int64(at / time.Millisecond))
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -115,6 +116,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if !rep.Server.Durable() {
 		log.Warn("the server is not durable: figures are not comparable with BENCHMARKS.md",
 			"sync_binlog", rep.Server.SyncBinlog, "innodb_flush_log_at_trx_commit", rep.Server.FlushLogAtTrxCommit, "log_bin", rep.Server.LogBin)
+	}
+	// Direct needs a connection per client; through the proxy each client
+	// session pins one backend connection and the merger has its own pool.
+	if need := 2*slices.Max(cfg.Clients) + 50; rep.Server.MaxConnections < need {
+		log.Warn("max_connections may be too low for this client count", "max_connections", rep.Server.MaxConnections, "suggested", need)
 	}
 	cell := 0
 	for i := range cfg.Scenarios {

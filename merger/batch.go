@@ -32,6 +32,8 @@ type executor struct {
 	m *Merger
 	b *backend // nil until needed and after the connection failed
 
+	batch   []*waiter  // the batch being executed
+	one     [1]*waiter // a lone request of it, retried alone
 	outs    []Outcome
 	errs    []error
 	after   []int64 // fast path: stock after request i (bits of a uint64 on UNSIGNED columns)
@@ -681,7 +683,9 @@ func statementOutcome(r *gomysql.Result) Outcome {
 // ROW_COUNT() > 0), the marker and COMMIT. It retries while the backend
 // is unreachable or the transaction failed, up to the deadline.
 func (x *executor) runLone(w *waiter, deadline time.Time) {
-	batch := []*waiter{w}
+	x.one[0] = w
+	defer func() { x.one[0] = nil }()
+	batch := x.one[:]
 	var lastErr error
 	for n := 1; ; n++ {
 		var res attempt

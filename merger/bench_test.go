@@ -67,3 +67,21 @@ func BenchmarkDirect(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkLone measures one client: every request is a lone batch (one
+// round trip); ns/op is its latency, cpu-ns/op this process's CPU.
+func BenchmarkLone(b *testing.B) {
+	f := newFixture(b, "BIGINT", map[string]int64{"hot": 1 << 60}, func(c *Config) { c.Hooks.Executed = nil })
+	req := f.text(b, "UPDATE inv SET stock = stock - 1 WHERE sku = 'hot' AND stock >= 1", 1)
+	ctx := context.Background()
+	b.ReportAllocs()
+	cpu := cpuTime()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := f.m.Do(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+}

@@ -116,7 +116,7 @@ func TestDifferential(t *testing.T) {
 		{"decimal-mixed", "DECIMAL(10,2)", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for seed := range uint64(8) {
+			for seed := range uint64(10) {
 				t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { differential(t, tc.stockType, tc.mixed, seed) })
 			}
 		})

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -31,9 +32,10 @@ type Merger struct {
 	// of an instance that keeps its configured id.
 	idPrefix string
 
-	batchSeq atomic.Uint64
-	digests  sync.Map // *Statement -> string, the ledger's digest
-	stats    counters
+	batchSeq  atomic.Uint64
+	executors sync.Pool // idle *executor, their buffers kept
+	digests   sync.Map  // *Statement -> string, the ledger's digest
+	stats     counters
 
 	mu     sync.Mutex
 	queues map[queueKey]*keyQueue // guarded by mu; an entry while its worker runs
@@ -55,6 +57,10 @@ type queueKey struct {
 	rule Rule
 	key  any
 }
+
+// floatKey is a float64 key value by its bits. Every request of a queue
+// must have the same key literal: the fast path runs the first one's.
+type floatKey uint64
 
 // keyQueue is the FIFO of one row's waiting requests.
 type keyQueue struct {
@@ -152,6 +158,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 
 		stopJanitor: make(chan struct{}),
 	}
+	m.executors.New = func() any { return &executor{m: m} }
 	// Fail at start, not at the first hot statement, when the merge user
 	// cannot connect with the capabilities a batch needs.
 	b, err := m.pool.get(ctx)
@@ -183,8 +190,11 @@ func (m *Merger) Do(ctx context.Context, req Request) (Outcome, error) {
 		return Outcome{}, ErrBadRequest
 	}
 	k := queueKey{rule: req.Stmt.Rule, key: req.Stmt.Key.Value(req.Args)}
-	if b, ok := k.key.([]byte); ok {
-		k.key = string(b)
+	switch v := k.key.(type) {
+	case []byte: // not comparable
+		k.key = string(v)
+	case float64: // NaN never equals itself as a map key
+		k.key = floatKey(math.Float64bits(v))
 	}
 	w := waiterPool.Get().(*waiter)
 	w.req, w.enq = req, time.Now()
@@ -242,12 +252,15 @@ func (m *Merger) release(w *waiter) {
 // until the queue is empty, then removes the queue and exits.
 func (m *Merger) runKey(q *keyQueue) {
 	defer m.workers.Done()
-	x := &executor{m: m}
-	defer x.close()
-	var batch []*waiter
+	x := m.executors.Get().(*executor)
+	defer func() {
+		x.close()
+		m.executors.Put(x)
+	}()
 	for {
 		m.mu.Lock()
-		batch = q.takeLocked(batch[:0], m.cfg.MaxBatch)
+		batch := q.takeLocked(x.batch[:0], m.cfg.MaxBatch)
+		x.batch = batch
 		m.queued -= len(batch)
 		if len(batch) == 0 {
 			delete(m.queues, q.key)
@@ -259,7 +272,7 @@ func (m *Merger) runKey(q *keyQueue) {
 		if len(batch) > 0 {
 			x.execute(batch)
 		}
-		clear(batch)
+		clear(x.batch)
 	}
 }
 

@@ -22,11 +22,10 @@ const (
 
 // Sizes of the ledger's free-form columns; writers clip values to them.
 const (
-	MaxBatchID    = 96
-	MaxKey        = 3072
-	MaxDelta      = 255
-	MaxDigest     = 64
-	MaxInstanceID = 64
+	MaxBatchID = 96
+	MaxKey     = 3072
+	MaxDelta   = 255
+	MaxDigest  = 64
 )
 
 // ErrPrivilege is wrapped by Ensure when the server refused a statement
