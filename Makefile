@@ -16,6 +16,10 @@ test: deps
 demo: deps build
 	./$(BIN) demo
 
+# Every scenario direct and through hotrow at 256 clients (see BENCHMARKS.md).
+bench: deps build
+	./$(BIN) bench --scenario all --clients 256 --json bench/results/all-256.json --chart bench/results/all-256.png
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -156,24 +157,33 @@ func timelinePlots(name string, c Cell) ([]*plot.Plot, error) {
 	}
 	headroom(tp)
 	headroom(gp)
+	tp.X.Tick.Marker, gp.X.Tick.Marker = plainTicks, plainTicks
 	return []*plot.Plot{tp, gp}, nil
 }
 
-// headroom starts a linear y axis at zero, leaves room for the legend
-// above the lines and labels the ticks 12,000 rather than 12000.00.
+// headroom starts a linear y axis at zero and leaves room for the legend
+// above the lines.
 func headroom(p *plot.Plot) {
 	p.Y.Min = 0
 	p.Y.Max *= 1.3
-	p.Y.Tick.Marker = plot.TickerFunc(func(lo, hi float64) []plot.Tick {
-		ticks := plot.DefaultTicks{}.Ticks(lo, hi)
-		for i := range ticks {
-			if ticks[i].Label != "" {
-				ticks[i].Label = thousands(ticks[i].Value)
-			}
-		}
-		return ticks
-	})
+	p.Y.Tick.Marker = plainTicks
 }
+
+// plainTicks labels linear axes 12,000 and 2.5 rather than 12000.00 and
+// 2.50.
+var plainTicks = plot.TickerFunc(func(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i, t := range ticks {
+		switch {
+		case t.Label == "":
+		case t.Value == math.Trunc(t.Value):
+			ticks[i].Label = thousands(t.Value)
+		default:
+			ticks[i].Label = strconv.FormatFloat(t.Value, 'f', -1, 64)
+		}
+	}
+	return ticks
+})
 
 func newPlot(title, x, y string) *plot.Plot {
 	p := plot.New()

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -32,13 +31,6 @@ var durableArgs = []string{
 	"--binlog-row-metadata=FULL", "--server-id=1", "--sync-binlog=1",
 	"--innodb-flush-log-at-trx-commit=1", "--max-connections=3000",
 }
-
-// ErrNoDocker is returned (wrapped) when no Docker engine answers.
-var ErrNoDocker = errors.New("bench: no Docker engine")
-
-// ErrNoImage is returned (wrapped) when the image is not present locally
-// and no registry is used (see scripts/build-mariadb-image.sh).
-var ErrNoImage = errors.New("bench: image not present")
 
 // Container is a database server running in a container.
 type Container struct {
@@ -75,8 +67,8 @@ func CheckImage(ctx context.Context, image string, pull bool) error {
 	return nil
 }
 
-// StartContainer runs image with the durable settings, published on a
-// loopback port, and returns once root can log in.
+// StartContainer runs image with the durable settings, its port 3306
+// published on a free host port, and returns once root can log in.
 func StartContainer(ctx context.Context, image string, log *slog.Logger) (*Container, error) {
 	disableRyuk()
 	req := testcontainers.ContainerRequest{

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -163,14 +162,12 @@ func TestCheckDetectsViolations(t *testing.T) {
 func buildHotrow(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "hotrow")
-	out, err := exec.Command(goTool(), "build", "-o", bin, "github.com/hotrow/hotrow/cmd/hotrow").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/hotrow/hotrow/cmd/hotrow").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build ./cmd/hotrow: %v\n%s", err, out)
 	}
 	return bin
 }
-
-func goTool() string { return filepath.Join(runtime.GOROOT(), "bin", "go") }
 
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))

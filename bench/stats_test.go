@@ -125,3 +125,29 @@ func TestZipf(t *testing.T) {
 		}
 	}
 }
+
+func TestLookupScenarios(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+		err  bool
+	}{
+		{"hot", []string{"hot"}, false},
+		{"zipf, flash-sale", []string{"zipf", "flash-sale"}, false},
+		{"all", ScenarioNames(), false},
+		{"hot,nope", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := LookupScenarios(tt.in)
+			if (err != nil) != tt.err || len(got) != len(tt.want) {
+				t.Fatalf("LookupScenarios(%q) = %d scenarios, %v", tt.in, len(got), err)
+			}
+			for i, s := range got {
+				if s.Name != tt.want[i] {
+					t.Errorf("scenario %d = %s, want %s", i, s.Name, tt.want[i])
+				}
+			}
+		})
+	}
+}

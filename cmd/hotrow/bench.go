@@ -78,8 +78,11 @@ Examples:
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if *proxyDSN != "" && *direct == "" {
+	switch {
+	case *proxyDSN != "" && *direct == "":
 		return errors.New("--proxy needs --direct (the server behind it)")
+	case *tc && *direct != "":
+		return errors.New("--testcontainers and --direct exclude each other")
 	}
 	scs, err := bench.LookupScenarios(*scenarios)
 	if err != nil {

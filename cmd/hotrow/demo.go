@@ -30,7 +30,7 @@ and draws the chart. It takes about a minute.
 	o.register(fs)
 	out := fs.String("out", "out", "`directory` for demo.png and demo.json (unless --chart/--json say otherwise)")
 	clients := fs.Int("clients", 256, "concurrent buyers")
-	stock := fs.Int64("stock", 40000, "units on sale")
+	stock := fs.Int64("stock", 50000, "units on sale")
 	limit := fs.Duration("max-duration", 30*time.Second, "longest a side may sell before it is stopped")
 	warmup := fs.Duration("warmup", 2*time.Second, "warm-up of each side (on another row)")
 	if err := fs.Parse(args); err != nil {
@@ -65,14 +65,20 @@ and draws the chart. It takes about a minute.
 	}
 	fmt.Println()
 	bench.WriteSaleSummary(os.Stdout, rep.Cells[0], *stock)
-	fmt.Printf(`
-Where to look next:
-  %s        the picture: throughput and units sold over time, both sides
-  %s       every figure, with 100 ms timelines
-  BENCHMARKS.md       method and the full suite (hot, zipf, cold, mixed, ...)
-  hotrow bench --help run any scenario or a concurrency sweep, on this machine,
-                      your own server (--direct DSN) or a container (--testcontainers)
-  hotrow proxy --help put hotrow in front of your own database
-`, o.chartPath, o.jsonPath)
+	next := [][2]string{
+		{o.chartPath, "the picture: throughput and units sold over time, both sides"},
+		{o.jsonPath, "every figure, with 100 ms timelines"},
+		{"BENCHMARKS.md", "method and the full suite (hot, zipf, cold, mixed, ...)"},
+		{"hotrow bench --help", "any scenario or a concurrency sweep, here, on your server (--direct DSN) or in a container (--testcontainers)"},
+		{"hotrow proxy --help", "put hotrow in front of your own database"},
+	}
+	width := 0
+	for _, n := range next {
+		width = max(width, len(n[0]))
+	}
+	fmt.Println("\nWhere to look next:")
+	for _, n := range next {
+		fmt.Printf("  %-*s  %s\n", width, n[0], n[1])
+	}
 	return err
 }
