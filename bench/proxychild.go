@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/hotrow/hotrow/internal/localdb"
 )
 
 // ProxyOptions start a proxy child process.
@@ -52,7 +54,7 @@ func HotRule(database string) string { return database + ".inventory:sku_id:stoc
 // StartProxy runs `Binary proxy ...` on a free loopback port and returns
 // once it accepts a login.
 func StartProxy(ctx context.Context, opts ProxyOptions, log *slog.Logger) (*ProxyProcess, error) {
-	port, err := freePort()
+	port, err := localdb.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -139,14 +141,4 @@ func tail(path string) string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
-}
-
-// freePort asks the kernel for a free loopback TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -69,14 +69,8 @@ Examples:
 	image := fs.String("image", bench.DefaultImage, "container `image` for --testcontainers: the local image scripts/build-mariadb-image.sh builds, or e.g. mariadb:11.4, mysql:8.4 with --pull")
 	pull := fs.Bool("pull", false, "allow pulling --image from a registry")
 	flashStock := fs.Int64("flash-stock", bench.DefaultFlashStock, "initial stock of the flash-sale scenario")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if done, err := parseFlags(fs, args); done || err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	switch {
 	case *proxyDSN != "" && *direct == "":

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -33,14 +32,8 @@ and draws the chart. It takes about a minute.
 	stock := fs.Int64("stock", 50000, "units on sale")
 	limit := fs.Duration("max-duration", 30*time.Second, "longest a side may sell before it is stopped")
 	warmup := fs.Duration("warmup", 2*time.Second, "warm-up of each side (on another row)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if done, err := parseFlags(fs, args); done || err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if o.chartPath == "" {
 		o.chartPath = filepath.Join(*out, "demo.png")

@@ -10,6 +10,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 )
@@ -57,4 +59,19 @@ func main() {
 	fmt.Fprintf(os.Stderr, "hotrow: unknown command %q\n\n", os.Args[1])
 	usage()
 	os.Exit(2)
+}
+
+// parseFlags parses a command's flags; done is true after --help, which
+// is not an error. Positional arguments are refused.
+func parseFlags(fs *flag.FlagSet, args []string) (done bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return true, nil
+		}
+		return true, err
+	}
+	if fs.NArg() > 0 {
+		return true, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return false, nil
 }
