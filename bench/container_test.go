@@ -71,7 +71,7 @@ func TestContainerShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scs[1].Stock = 200
+	scs[1].Stock = 20 // sells out within the window even on a loaded machine
 	rep := runAndCheck(t, Config{
 		Direct: direct, Proxy: proxy, DBPID: pid, Scenarios: scs, Clients: []int{16},
 		Duration: time.Second, Warmup: 300 * time.Millisecond, Database: DefaultDatabase, Log: testLogger(t),
