@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -26,8 +27,8 @@ const (
 // client gets the server's error.
 const loneAttempts = 3
 
-// executor runs the batches of one row on one backend connection. It is
-// owned by the row's worker goroutine; its buffers are reused.
+// executor runs the batches of one table on one backend connection. It
+// is owned by the table's worker goroutine; its buffers are reused.
 type executor struct {
 	m *Merger
 	b *backend // nil until needed and after the connection failed
@@ -40,9 +41,30 @@ type executor struct {
 	reqs    []Request
 	id      []byte // current batch id
 	scratch []byte // appendDelta's text before quoting
-	key     []byte // current key as ledger text
-	stock   []byte // general path: stock after, as text, for all requests
-	ends    []int  // general path: end of request i's stock text in stock
+	key     []byte // appendLedgerPrefix's key as ledger text
+
+	// The batch's rows (groupKeys): keys[j] is the j-th distinct key value
+	// in arrival order (as the first request gave it), keyOf[i] the index
+	// of request i's key, keyIdx the reverse map by normalized value.
+	keys   []any
+	keyOf  []int
+	keyIdx map[any]int
+	// Fast path, per key j: rowOf[j] is its row in the locking read (-1:
+	// no row), final[j] the stock after the batch (bits of a uint64 on
+	// UNSIGNED columns), changed[j] whether a granted request changed it.
+	rowOf   []int
+	final   []int64
+	changed []bool
+	locked  []lockedRow // the locking read's rows
+	stock   []byte      // general path: stock after, as text, for all requests
+	ends    []int       // general path: end of request i's stock text in stock
+}
+
+// lockedRow is one row of the batch's locking read.
+type lockedRow struct {
+	key   any // normalized (normKey)
+	text  string
+	stock any
 }
 
 func (x *executor) close() {
@@ -99,8 +121,10 @@ func (x *executor) before(step Step) {
 }
 
 // execute runs a batch to final outcomes for every request: as one
-// transaction when it has several requests, then, if that failed before
-// COMMIT, one by one, so that one bad request cannot fail the others.
+// transaction when it has several requests; if that failed before COMMIT
+// and the batch touches several rows, as one smaller batch per row (rows
+// are independent: arrival order is kept within each row); and if that
+// failed too, one by one, so that one bad request cannot fail the others.
 func (x *executor) execute(batch []*waiter) {
 	deadline := time.Now().Add(x.m.cfg.ResolveTimeout)
 	if len(batch) > 1 {
@@ -108,9 +132,85 @@ func (x *executor) execute(batch []*waiter) {
 			return
 		}
 		x.m.stats.retries.Add(1)
+		if x.groupKeys(batch); len(x.keys) > 1 {
+			x.executePerKey(batch, deadline)
+			return
+		}
 	}
 	for _, w := range batch {
 		x.runLone(w, deadline)
+	}
+}
+
+// executePerKey runs batch as one batch per row, grouped by x.keyOf, rows
+// in order of first arrival, requests of a row in arrival order.
+func (x *executor) executePerKey(batch []*waiter, deadline time.Time) {
+	byKey := make([]*waiter, len(batch))
+	starts := make([]int, len(x.keys)+1)
+	for _, j := range x.keyOf {
+		starts[j+1]++
+	}
+	for j := range x.keys {
+		starts[j+1] += starts[j]
+	}
+	next := append([]int(nil), starts[:len(x.keys)]...)
+	for i, w := range batch {
+		j := x.keyOf[i]
+		byKey[next[j]] = w
+		next[j]++
+	}
+	for j := range len(starts) - 1 {
+		sub := byKey[starts[j]:starts[j+1]]
+		if len(sub) > 1 {
+			if x.runBatch(sub, deadline) == attemptDone {
+				continue
+			}
+			x.m.stats.retries.Add(1)
+		}
+		for _, w := range sub {
+			x.runLone(w, deadline)
+		}
+	}
+}
+
+// keyValue is request r's key value as the statement gives it.
+func keyValue(r *Request) any { return r.Stmt.Key.Value(r.Args) }
+
+// normKey returns a comparable value that is equal for two key values
+// exactly when they name the same row by exact comparison: bytes become
+// strings, integers that fit int64 are int64, floats compare by bits.
+func normKey(v any) any {
+	switch v := v.(type) {
+	case []byte:
+		return string(v)
+	case uint64:
+		if v <= math.MaxInt64 {
+			return int64(v)
+		}
+	case float64:
+		return floatKey(math.Float64bits(v))
+	}
+	return v
+}
+
+// groupKeys fills x.keys, x.keyOf and x.keyIdx for batch.
+func (x *executor) groupKeys(batch []*waiter) {
+	if x.keyIdx == nil {
+		x.keyIdx = make(map[any]int)
+	}
+	clear(x.keyIdx)
+	clear(x.keys)
+	x.keys, x.keyOf = x.keys[:0], x.keyOf[:0]
+	for _, w := range batch {
+		v := keyValue(&w.req)
+		k := normKey(v)
+		j, ok := x.keyIdx[k]
+		if !ok {
+			j = len(x.keys)
+			x.keyIdx[k] = j
+			x.keys = append(x.keys, v)
+		}
+		x.keyOf = append(x.keyOf, j)
 	}
 }
 
@@ -159,44 +259,90 @@ func (x *executor) table(r Rule) (schema.Table, bool) {
 	return t, err == nil
 }
 
-// runBatch runs several requests in one transaction: a locking read of
-// the row, then the fast path when every request can be evaluated in Go
-// without any error, else the general path.
+// runBatch runs several requests, on one or several rows of their table,
+// in one transaction: a locking read of the batch's rows in key order,
+// then the fast path when every request can be evaluated in Go without
+// any error, else the general path.
 func (x *executor) runBatch(batch []*waiter, deadline time.Time) attempt {
 	b, err := x.conn(deadline)
 	if err != nil {
 		return attemptRetry
 	}
-	first := &batch[0].req
-	rule := first.Stmt.Rule
-	keyVal := first.Stmt.Key.Value(first.Args)
+	rule := batch[0].req.Stmt.Rule
+	x.groupKeys(batch)
 	t, ok := x.table(rule)
-	fast := ok && t.Integer && t.KeyUnique && !t.UpdateTriggers && keyFits(t, keyVal)
+	fast := ok && t.Integer && t.KeyUnique && !t.UpdateTriggers
+	for j := 0; fast && j < len(x.keys); j++ {
+		fast = keyFits(t, x.keys[j])
+	}
 	for i := 0; fast && i < len(batch); i++ {
 		_, _, fast = fastOperands(&batch[i].req, t.Unsigned)
 	}
 	x.reset(len(batch))
-	x.key = appendText(x.key[:0], keyVal)
 
+	// The locking read takes the locks of every row the batch touches, in
+	// key order: InnoDB scans an IN list on an index in index order (the
+	// optimizer sorts the list into ranges; ORDER BY key keeps it on the
+	// index), so every hotrow batch on this table, of this instance or
+	// another, acquires its row locks in the same ascending order and two
+	// batches cannot wait for each other in a cycle. Only keys the column
+	// compares exactly (keyFits) are listed: a key of another type could
+	// make the server compare by conversion and scan (and lock) the whole
+	// table; such a batch locks its rows statement by statement (general
+	// path), and a deadlock there is retried.
 	x.before(StepBegin)
-	b.sql = append(b.sql[:0], "START TRANSACTION; SELECT "...)
-	b.sql = appendIdent(b.sql, rule.Stock)
-	b.sql = x.appendFromKey(b.sql, rule, keyVal)
-	b.sql = append(b.sql, " FOR UPDATE"...)
-	var stock any
+	b.sql = append(b.sql[:0], "START TRANSACTION"...)
+	locks := 0
+	for _, k := range x.keys {
+		if len(x.keys) > 1 && !(ok && keyFits(t, k)) {
+			continue
+		}
+		if locks == 0 {
+			b.sql = append(b.sql, "; SELECT "...)
+			b.sql = appendIdent(b.sql, rule.Key)
+			b.sql = append(b.sql, ", "...)
+			b.sql = appendIdent(b.sql, rule.Stock)
+			b.sql = append(b.sql, " FROM "...)
+			b.sql = appendTable(b.sql, rule.Schema, rule.Table)
+			b.sql = append(b.sql, " WHERE "...)
+			b.sql = appendIdent(b.sql, rule.Key)
+			b.sql = append(b.sql, " IN ("...)
+		} else {
+			b.sql = append(b.sql, ',')
+		}
+		b.sql = appendValue(b.sql, k, b.nbe)
+		locks++
+	}
+	if locks > 0 {
+		b.sql = append(b.sql, ") ORDER BY "...)
+		b.sql = appendIdent(b.sql, rule.Key)
+		b.sql = append(b.sql, " FOR UPDATE"...)
+	}
 	var field *gomysql.Field
-	found := false
+	clear(x.locked)
+	x.locked = x.locked[:0]
 	failed, err := b.run(func(i int, r *gomysql.Result) {
-		if i == 1 && r.Resultset != nil && len(r.Fields) == 1 && r.RowNumber() > 0 {
-			found, field = true, r.Fields[0]
-			stock, _ = r.GetValue(0, 0)
+		if i != 1 || r.Resultset == nil || len(r.Fields) != 2 {
+			return
+		}
+		field = r.Fields[1]
+		for row := range r.RowNumber() {
+			k, _ := r.GetValue(row, 0)
+			v, _ := r.GetValue(row, 1)
+			lr := lockedRow{key: normKey(k), stock: v}
+			if s, isStr := lr.key.(string); isStr {
+				lr.text = s
+			}
+			x.locked = append(x.locked, lr)
 		}
 	})
 	if failed >= 0 {
 		x.failed(err)
-		if se := serverError(err); se != nil && se.Number == ErrLockWaitTimeout.Number {
+		if se := serverError(err); se != nil && se.Number == ErrLockWaitTimeout.Number && len(x.keys) == 1 {
 			// Another transaction held the row for innodb_lock_wait_timeout:
 			// each request would have waited as long and failed so directly.
+			// (With several rows it is not known which one was held: the
+			// batch is retried per row.)
 			for i := range batch {
 				x.errs[i] = se
 			}
@@ -205,14 +351,59 @@ func (x *executor) runBatch(batch []*waiter, deadline time.Time) attempt {
 		}
 		return attemptRetry
 	}
-	if fast && !found {
-		// No row: every request matches nothing and changes nothing.
-		return x.commitNothing(PathFast, batch)
+	if fast && x.mapRows() && x.simulate(batch, t, field) {
+		return x.commitFast(batch, t, rule, deadline)
 	}
-	if fast && x.simulate(batch, t, stock, field) {
-		return x.commitFast(batch, t, rule, keyVal, deadline)
+	return x.runGeneral(batch, rule, deadline)
+}
+
+// mapRows sets x.rowOf: the locked row of each key, -1 for a key that
+// has no row (its requests match nothing). It returns false when a key
+// without an exactly equal row might still equal a locked row under the
+// column's collation (case, trailing spaces, non-ASCII text): only the
+// server can tell, so the general path runs.
+func (x *executor) mapRows() bool {
+	x.rowOf = x.rowOf[:0]
+	for range x.keys {
+		x.rowOf = append(x.rowOf, -1)
 	}
-	return x.runGeneral(batch, rule, keyVal, deadline)
+	for r := range x.locked {
+		if j, ok := x.keyIdx[x.locked[r].key]; ok {
+			x.rowOf[j] = r
+		}
+	}
+	for j, k := range x.keys {
+		if x.rowOf[j] >= 0 {
+			continue
+		}
+		if s, isStr := normKey(k).(string); isStr {
+			for r := range x.locked {
+				if mayCollateEqual(s, x.locked[r].text) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// mayCollateEqual reports whether two different strings may compare equal
+// under some collation: unless both are printable ASCII and differ other
+// than by letter case and trailing spaces, it says yes.
+func mayCollateEqual(a, b string) bool {
+	if !printableASCII(a) || !printableASCII(b) {
+		return true
+	}
+	return strings.EqualFold(strings.TrimRight(a, " "), strings.TrimRight(b, " "))
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // keyFits reports whether comparing the key column with key is exact and
@@ -311,31 +502,66 @@ func integerRange(f *gomysql.Field) (lo int64, hi uint64, unsigned, ok bool) {
 }
 
 // simulate evaluates the batch's requests in arrival order on the locked
-// stock value, filling x.outs and x.after. It returns false when any
-// request would raise an error or leave the column's range (the server
-// must then evaluate it: general path).
-func (x *executor) simulate(batch []*waiter, t schema.Table, stock any, f *gomysql.Field) bool {
+// stock values, each on its own row's value, filling x.outs, x.after,
+// x.final and x.changed. It returns false when any request would raise
+// an error or leave the column's range (the server must then evaluate it:
+// general path).
+func (x *executor) simulate(batch []*waiter, t schema.Table, f *gomysql.Field) bool {
+	if f == nil {
+		// No row locked: every request matches nothing.
+		x.after = append(x.after[:0], make([]int64, len(batch))...)
+		x.final, x.changed = x.final[:0], x.changed[:0]
+		for range x.keys {
+			x.final, x.changed = append(x.final, 0), append(x.changed, false)
+		}
+		return true
+	}
 	lo, hi, unsigned, ok := integerRange(f)
 	if !ok || unsigned != t.Unsigned {
 		x.m.tables.Forget(t.Schema, t.Name)
 		return false
 	}
 	x.after = x.after[:0]
-	switch v := stock.(type) {
-	case uint64:
-		return unsigned && simulateIn(x, batch, v, 0, hi)
-	case int64:
-		return !unsigned && simulateIn(x, batch, v, lo, int64(hi))
+	x.final, x.changed = x.final[:0], x.changed[:0]
+	for j := range x.keys {
+		var v int64
+		if r := x.rowOf[j]; r >= 0 {
+			switch s := x.locked[r].stock.(type) {
+			case uint64:
+				if !unsigned {
+					return false
+				}
+				v = int64(s)
+			case int64:
+				if unsigned {
+					return false
+				}
+				v = s
+			default:
+				return false
+			}
+		}
+		x.final, x.changed = append(x.final, v), append(x.changed, false)
 	}
-	return false
+	if unsigned {
+		return simulateIn(x, batch, uint64(0), hi)
+	}
+	return simulateIn(x, batch, lo, int64(hi))
 }
 
 // simulateIn runs the batch in the server's BIGINT (int64) or BIGINT
-// UNSIGNED (uint64) arithmetic on a column of range [lo, hi]. Operands are
-// non-negative, so a subtraction wrapped iff its result exceeds v, where
-// the server raises 1690 (out of range) and the fast path gives up.
-func simulateIn[T int64 | uint64](x *executor, batch []*waiter, v, lo, hi T) bool {
+// UNSIGNED (uint64) arithmetic on a column of range [lo, hi], each
+// request on x.final of its key. Operands are non-negative, so a
+// subtraction wrapped iff its result exceeds v, where the server raises
+// 1690 (out of range) and the fast path gives up.
+func simulateIn[T int64 | uint64](x *executor, batch []*waiter, lo, hi T) bool {
 	for i, w := range batch {
+		j := x.keyOf[i]
+		if x.rowOf[j] < 0 {
+			x.after = append(x.after, 0) // no row: matched nothing
+			continue
+		}
+		v := T(x.final[j])
 		a64, g64, _ := fastOperands(&w.req, true)
 		a, g := T(a64), T(g64)
 		pass := true
@@ -366,7 +592,9 @@ func simulateIn[T int64 | uint64](x *executor, batch []*waiter, v, lo, hi T) boo
 				v = r
 			}
 			x.outs[i] = Outcome{Matched: 1, Changed: b2u(a != 0)}
+			x.changed[j] = x.changed[j] || a != 0
 		}
+		x.final[j] = int64(v)
 		x.after = append(x.after, int64(v))
 	}
 	return true
@@ -402,6 +630,7 @@ func (x *executor) appendLedgerHead(b []byte) []byte {
 // 'batch', 'schema', 'table', 'key', 'digest', conn_id.
 func (x *executor) appendLedgerPrefix(b []byte, r *Request) []byte {
 	nbe := x.b.nbe
+	x.key = appendText(x.key[:0], keyValue(r))
 	b = appendQuoted(b, x.id, nbe)
 	b = append(b, ',')
 	b = appendQuoted(b, r.Stmt.Rule.Schema, nbe)
@@ -480,14 +709,14 @@ func (x *executor) appendMarker(b []byte, requests int, granted string) []byte {
 	return append(b, ')')
 }
 
-// commitFast writes the simulated batch: one UPDATE to the final stock,
-// one multi-row ledger INSERT, the marker and COMMIT, in one round trip.
-func (x *executor) commitFast(batch []*waiter, t schema.Table, r Rule, keyVal any, deadline time.Time) attempt {
+// commitFast writes the simulated batch: one UPDATE to the final stock
+// per changed row (already locked, so in any order), one multi-row ledger
+// INSERT, the marker and COMMIT, in one round trip.
+func (x *executor) commitFast(batch []*waiter, t schema.Table, r Rule, deadline time.Time) attempt {
 	b := x.b
-	granted, changed := 0, false
+	granted := 0
 	for i := range batch {
 		granted += int(x.outs[i].Matched)
-		changed = changed || x.outs[i].Changed > 0
 	}
 	if granted == 0 {
 		return x.commitNothing(PathFast, batch)
@@ -496,17 +725,20 @@ func (x *executor) commitFast(batch []*waiter, t schema.Table, r Rule, keyVal an
 	x.before(StepUpdate)
 	b.sql = b.sql[:0]
 	stmts := 0
-	if changed {
+	for j, k := range x.keys {
+		if !x.changed[j] {
+			continue
+		}
 		b.sql = append(b.sql, "UPDATE "...)
 		b.sql = appendTable(b.sql, r.Schema, r.Table)
 		b.sql = append(b.sql, " SET "...)
 		b.sql = appendIdent(b.sql, r.Stock)
 		b.sql = append(b.sql, " = "...)
-		b.sql = appendStock(b.sql, x.after[len(x.after)-1], unsigned)
+		b.sql = appendStock(b.sql, x.final[j], unsigned)
 		b.sql = append(b.sql, " WHERE "...)
 		b.sql = appendIdent(b.sql, r.Key)
 		b.sql = append(b.sql, " = "...)
-		b.sql = appendValue(b.sql, keyVal, b.nbe)
+		b.sql = appendValue(b.sql, k, b.nbe)
 		b.sql = append(b.sql, "; "...)
 		stmts++
 	}
@@ -535,7 +767,7 @@ func (x *executor) afterCommit(p Path, batch []*waiter, failed, commitIdx int, e
 	}
 	oldID := x.b.id
 	x.drop()
-	committed, _, rerr := x.resolve(oldID, deadline)
+	committed, _, rerr := x.resolve(oldID, deadline, false)
 	switch {
 	case rerr != nil:
 		for i := range batch {
@@ -559,10 +791,10 @@ func appendStock(b []byte, v int64, unsigned bool) []byte {
 }
 
 // runGeneral executes each request's own statement inside the batch
-// transaction (already holding the row lock), after a savepoint, and
+// transaction (already holding the row locks), after a savepoint, and
 // takes its outcome from the server; a request that fails is rolled back
 // to its savepoint and the batch goes on.
-func (x *executor) runGeneral(batch []*waiter, r Rule, keyVal any, deadline time.Time) attempt {
+func (x *executor) runGeneral(batch []*waiter, r Rule, deadline time.Time) attempt {
 	b := x.b
 	clear(x.outs)
 	x.stock, x.ends = x.stock[:0], x.ends[:0]
@@ -586,7 +818,7 @@ func (x *executor) runGeneral(batch []*waiter, r Rule, keyVal any, deadline time
 			b.sql = x.appendStatement(b.sql, &w.req)
 			b.sql = append(b.sql, "; SELECT "...)
 			b.sql = appendIdent(b.sql, r.Stock)
-			b.sql = x.appendFromKey(b.sql, r, keyVal)
+			b.sql = x.appendFromKey(b.sql, r, keyValue(&w.req))
 			b.sql = append(b.sql, "; "...)
 		}
 		b.sql = b.sql[:len(b.sql)-2]
@@ -680,7 +912,10 @@ func statementOutcome(r *gomysql.Result) Outcome {
 
 // runLone runs one request until it has a final outcome: one round trip
 // of BEGIN, the statement, its ledger row (INSERT ... SELECT when
-// ROW_COUNT() > 0), the marker and COMMIT. It retries while the backend
+// ROW_COUNT() > 0) and COMMIT. It writes no marker: the ledger row, which
+// exists exactly when the request matched, proves the commit of a request
+// that changed something, and one that matched nothing changed nothing,
+// so its outcome holds whether or not COMMIT ran. It retries while the backend
 // is unreachable or the transaction failed, up to the deadline.
 func (x *executor) runLone(w *waiter, deadline time.Time) {
 	x.one[0] = w
@@ -717,8 +952,7 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 	r := &batch[0].req
 	rule := r.Stmt.Rule
 	x.reset(1)
-	keyVal := r.Stmt.Key.Value(r.Args)
-	x.key = appendText(x.key[:0], keyVal)
+	keyVal := keyValue(r)
 	b.sql = b.sql[:0]
 	base := 0
 	useDB := b.db != rule.Schema
@@ -740,10 +974,8 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 	b.sql = appendIdent(b.sql, rule.Stock)
 	b.sql = x.appendFromKey(b.sql, rule, keyVal)
 	// LIMIT 1: one ledger row per request even if the key is not unique.
-	b.sql = append(b.sql, " AND ROW_COUNT() > 0 LIMIT 1; "...)
-	b.sql = x.appendMarker(b.sql, 1, "ROW_COUNT()")
-	b.sql = append(b.sql, "; COMMIT"...)
-	stmtIdx, commitIdx := base+1, base+4
+	b.sql = append(b.sql, " AND ROW_COUNT() > 0 LIMIT 1; COMMIT"...)
+	stmtIdx, commitIdx := base+1, base+3
 	gotOutcome := false
 	x.before(StepBegin)
 	x.before(StepUpdate)
@@ -780,22 +1012,34 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 	}
 	oldID := b.id
 	x.drop()
-	committed, granted, rerr := x.resolve(oldID, deadline)
+	if gotOutcome && x.outs[0].Matched == 0 {
+		// The statement matched nothing, so it changed nothing and wrote no
+		// ledger row: its outcome holds whether or not COMMIT ran.
+		x.finish(PathLone, batch, false)
+		return attemptDone, nil
+	}
+	// The statement matched (or its OK was lost): the ledger row of this
+	// batch exists exactly when the transaction committed a grant.
+	committed, _, rerr := x.resolve(oldID, deadline, true)
 	switch {
 	case rerr != nil:
 		x.errs[0] = ErrOutcomeUnknown
 	case !committed:
+		// Not committed, or committed having matched nothing: either way
+		// nothing was applied, and the request runs again.
 		return attemptRetry, err
 	case !gotOutcome:
-		// Committed, but the statement's OK was lost with the connection:
-		// the marker tells whether it matched; whether it changed the row
-		// is known only for plain integer changes.
+		// Committed with a grant, but the statement's OK was lost with the
+		// connection: it matched exactly one row when the key is unique;
+		// whether it changed the row is known only for plain integer
+		// changes.
 		amount, _, ok := fastOperands(r, true)
-		if !ok {
+		t, tok := x.table(rule)
+		if !ok || !tok || !t.KeyUnique {
 			x.errs[0] = ErrOutcomeUnknown
 			break
 		}
-		x.outs[0] = Outcome{Matched: granted, Changed: granted * b2u(amount != 0)}
+		x.outs[0] = Outcome{Matched: 1, Changed: b2u(amount != 0)}
 	}
 	x.finish(PathLone, batch, committed)
 	return attemptDone, nil
@@ -803,14 +1047,15 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 
 // resolve decides whether the batch x.id committed after its connection
 // oldID was lost during COMMIT: on a new connection it kills oldID (if it
-// still exists), then reads the batch's marker with a locking read, which
-// waits until the old transaction is rolled back or committed. It retries
-// while the server is unreachable, until deadline.
-func (x *executor) resolve(oldID uint32, deadline time.Time) (committed bool, granted uint64, err error) {
+// still exists), then reads the batch's marker (or, for a lone request,
+// ledger, its ledger row) with a locking read, which waits until the old
+// transaction is rolled back or committed. It retries while the server is
+// unreachable, until deadline.
+func (x *executor) resolve(oldID uint32, deadline time.Time, ledger bool) (committed bool, granted uint64, err error) {
 	m := x.m
 	m.stats.resolved.Add(1)
 	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-		committed, granted, err = x.lookupMarker(oldID, deadline)
+		committed, granted, err = x.lookupMarker(oldID, deadline, ledger)
 		if err == nil || time.Now().After(deadline) {
 			return committed, granted, err
 		}
@@ -818,7 +1063,7 @@ func (x *executor) resolve(oldID uint32, deadline time.Time) (committed bool, gr
 	}
 }
 
-func (x *executor) lookupMarker(oldID uint32, deadline time.Time) (bool, uint64, error) {
+func (x *executor) lookupMarker(oldID uint32, deadline time.Time, ledger bool) (bool, uint64, error) {
 	m := x.m
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -840,11 +1085,19 @@ func (x *executor) lookupMarker(oldID uint32, deadline time.Time) (bool, uint64,
 			}
 		}
 	}
-	b.sql = append(b.sql[:0], "SELECT granted FROM "...)
-	b.sql = append(b.sql, m.metaIdent...)
-	b.sql = append(b.sql, "."+schema.BatchesTable+" WHERE batch_id = "...)
-	b.sql = appendQuoted(b.sql, x.id, b.nbe)
-	b.sql = append(b.sql, " LOCK IN SHARE MODE"...)
+	if ledger {
+		b.sql = append(b.sql[:0], "SELECT 1 FROM "...)
+		b.sql = append(b.sql, m.metaIdent...)
+		b.sql = append(b.sql, "."+schema.LedgerTable+" WHERE batch_id = "...)
+		b.sql = appendQuoted(b.sql, x.id, b.nbe)
+		b.sql = append(b.sql, " AND seq = 0 LOCK IN SHARE MODE"...)
+	} else {
+		b.sql = append(b.sql[:0], "SELECT granted FROM "...)
+		b.sql = append(b.sql, m.metaIdent...)
+		b.sql = append(b.sql, "."+schema.BatchesTable+" WHERE batch_id = "...)
+		b.sql = appendQuoted(b.sql, x.id, b.nbe)
+		b.sql = append(b.sql, " LOCK IN SHARE MODE"...)
+	}
 	r, err = b.c.Execute(string(b.sql))
 	if err != nil {
 		return false, 0, err

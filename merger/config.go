@@ -26,16 +26,17 @@ type Config struct {
 	InstanceID string
 	// MaxBatch is the most requests one batch transaction carries.
 	MaxBatch int
-	// MaxQueue bounds the requests waiting for one key, MaxQueueTotal
-	// those waiting for all keys; beyond them Do returns ErrQueueFull.
+	// MaxQueue bounds the requests waiting for one hot table (all its rows
+	// together), MaxQueueTotal those waiting for all tables; beyond them Do
+	// returns ErrQueueFull.
 	MaxQueue      int
 	MaxQueueTotal int
 	// QueueTimeout is how long a request may wait for its batch to start
 	// before it fails with ErrLockWaitTimeout. 0: the server's
 	// innodb_lock_wait_timeout, read at start.
 	QueueTimeout time.Duration
-	// PoolSize is the most backend connections, hence the most keys whose
-	// batches run at the same time.
+	// PoolSize is the most backend connections, hence the most tables
+	// whose batches run at the same time.
 	PoolSize int
 	// ResolveTimeout bounds how long a batch keeps retrying while the
 	// backend is unreachable, and how long an uncertain COMMIT is looked
@@ -49,7 +50,7 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: batches of up to 256 requests, 4,096
-// waiting requests per key and 65,536 in all, 32 backend connections.
+// waiting requests per table and 65,536 in all, 32 backend connections.
 func DefaultConfig() Config {
 	return Config{
 		MetaSchema:     "hotrow",
@@ -161,7 +162,8 @@ type Path int
 const (
 	// PathLone: one request, one multi-statement round trip.
 	PathLone Path = iota + 1
-	// PathFast: lock read, guards evaluated in Go, one UPDATE by the total.
+	// PathFast: lock read, guards evaluated in Go, one UPDATE per changed
+	// row to its final stock.
 	PathFast
 	// PathGeneral: a savepoint and the statement itself per request.
 	PathGeneral
@@ -188,7 +190,7 @@ type Hooks struct {
 	Before func(step Step, connID uint32)
 	// Executed runs once per batch whose outcomes are final (committed, or
 	// changing nothing), before they are delivered, in execution order per
-	// key. Its slices are only valid during the call.
+	// table. Its slices are only valid during the call.
 	Executed func(b Executed)
 }
 

@@ -14,12 +14,17 @@ import (
 	"github.com/hotrow/hotrow/internal/testdb"
 )
 
+// diffSKUs are the keys random requests use: a hot row, several cold
+// ones, two keys without a row, and 'A', which equals 'a' under the
+// table's case-insensitive collation.
+var diffSKUs = []string{"a", "a", "a", "a", "b", "b", "c", "d", "e", "zz", "y", "A"}
+
 // genRequest makes a random mergeable statement on inv: decrements with
-// each guard kind, restocks, zero and oversized quantities, a missing key,
-// extra assignments and decimal amounts (mixed only), as text or prepared.
+// each guard kind, restocks, zero and oversized quantities, several rows,
+// missing keys, extra assignments and decimal amounts (mixed only), as
+// text or prepared.
 func genRequest(t *testing.T, f *fixture, rng *rand.Rand, id uint32, mixed bool) Request {
-	skus := []string{"a", "a", "a", "b", "zz"}
-	sku := skus[rng.IntN(len(skus))]
+	sku := diffSKUs[rng.IntN(len(diffSKUs))]
 	n := int64(rng.IntN(8))
 	if rng.IntN(10) == 0 {
 		n = int64(20 + rng.IntN(30)) // more than the stock
@@ -116,16 +121,30 @@ func TestDifferential(t *testing.T) {
 		{"decimal-mixed", "DECIMAL(10,2)", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			var fast, multi uint64
 			for seed := range uint64(10) {
-				t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { differential(t, tc.stockType, tc.mixed, seed) })
+				t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+					s, m := differential(t, tc.stockType, tc.mixed, seed)
+					fast += s.FastPath
+					multi += m
+				})
+			}
+			if !tc.mixed && fast == 0 {
+				t.Errorf("fast-only sequences never took the fast path")
+			}
+			if multi == 0 {
+				t.Errorf("no batch spanned several rows")
 			}
 		})
 	}
 }
 
-func differential(t *testing.T, stockType string, mixed bool, seed uint64) {
+// differential runs one seeded sequence and returns the merger's stats
+// and how many batches touched several rows.
+func differential(t *testing.T, stockType string, mixed bool, seed uint64) (Stats, uint64) {
 	rng := rand.New(rand.NewPCG(seed, uint64(len(stockType))))
-	rows := map[string]int64{"a": int64(rng.IntN(40)), "b": int64(rng.IntN(10))}
+	rows := map[string]int64{"a": int64(rng.IntN(40)), "b": int64(rng.IntN(10)),
+		"c": int64(rng.IntN(10)), "d": int64(rng.IntN(30)), "e": int64(rng.IntN(5))}
 	f := newFixture(t, stockType, rows, func(c *Config) { c.MaxBatch = 1 + rng.IntN(64) })
 	replay := testdb.New(t)
 	replay.Exec(t, fmt.Sprintf(invDDL, stockType))
@@ -174,7 +193,15 @@ func differential(t *testing.T, stockType string, mixed bool, seed uint64) {
 	f.mu.Lock()
 	order := f.order
 	f.mu.Unlock()
+	var multi uint64
 	for _, b := range order {
+		keys := map[string]bool{}
+		for _, r := range b.Requests {
+			keys[fmt.Sprint(r.Stmt.Key.Value(r.Args))] = true
+		}
+		if len(keys) > 1 {
+			multi++
+		}
 		for k, r := range b.Requests {
 			i := int(r.ConnID) - 1
 			if seen[i] {
@@ -216,8 +243,6 @@ func differential(t *testing.T, stockType string, mixed bool, seed uint64) {
 		t.Fatalf("final rows differ:\n merged %v\n direct %v", merged, want)
 	}
 	s := f.m.Stats()
-	t.Logf("batches %d (lone %d fast %d general %d) retries %d", s.Batches, s.LonePath, s.FastPath, s.GeneralPath, s.Retries)
-	if !mixed && s.FastPath == 0 {
-		t.Errorf("fast-only sequence never took the fast path: %+v", s)
-	}
+	t.Logf("batches %d (lone %d fast %d general %d, %d on several rows) retries %d", s.Batches, s.LonePath, s.FastPath, s.GeneralPath, multi, s.Retries)
+	return s, multi
 }

@@ -11,12 +11,14 @@
 //
 // # Queues
 //
-// Requests queue per row: (rule table, key value). A row with no batch in
-// flight starts a worker goroutine at once (a lone request waits for
-// nothing); while its batch runs, arrivals queue in an explicit FIFO; when
-// it ends, everything queued (up to MaxBatch) forms the next batch. The
-// worker exits when its queue is empty. Queues are bounded per row
-// (MaxQueue) and globally (MaxQueueTotal): beyond, ErrQueueFull. A request
+// Requests queue per hot table (per Rule), whatever row they touch. A
+// table with no batch in flight starts a worker goroutine at once (a lone
+// request waits for nothing); while its batch runs, arrivals queue in an
+// explicit FIFO; when it ends, everything queued (up to MaxBatch) forms
+// the next batch, which may span many rows. The worker exits when its
+// queue is empty; one table never has two batches in flight in one
+// Merger. Queues are bounded per table (MaxQueue) and globally
+// (MaxQueueTotal): beyond, ErrQueueFull. A request
 // whose ctx ends while queued is dropped (Do returns ctx.Err()); one that
 // waited longer than QueueTimeout fails with ErrLockWaitTimeout (checked
 // when its batch forms); one already in a batch is applied and recorded.
@@ -26,19 +28,29 @@
 //   - Lone (batch of one): one multi-statement round trip: START
 //     TRANSACTION; the statement (the client's text verbatim, or the
 //     prepared statement with its arguments as literals); the ledger row as
-//     INSERT ... SELECT ... WHERE ROW_COUNT() > 0; the marker; COMMIT.
-//   - Fast: START TRANSACTION + SELECT stock ... FOR UPDATE; guards and
-//     changes evaluated in Go in arrival order; then one UPDATE to the final
-//     value, one multi-row ledger INSERT, the marker and COMMIT in one
-//     round trip. Only for integer stock columns with a unique key and no
-//     UPDATE triggers, requests without extra assignments whose operands are
-//     non-negative integers, and only when no request would raise an error
-//     or leave the column's range.
-//   - General: after the same locking read, per request a SAVEPOINT, the
-//     statement itself and a read of the stock, pipelined in one round trip;
-//     outcomes come from the server's "Rows matched: N  Changed: M" info. A
-//     request that fails gets the server's error, is rolled back to its
-//     savepoint, and the batch goes on. Then the ledger, the marker, COMMIT.
+//     INSERT ... SELECT ... WHERE ROW_COUNT() > 0; COMMIT. No marker: the
+//     ledger row (batch id, seq 0) exists exactly when the request matched,
+//     so it proves the commit of a grant, and a request that matched
+//     nothing changed nothing, whether or not its COMMIT ran.
+//   - Fast: START TRANSACTION + SELECT key, stock ... WHERE key IN (the
+//     batch's keys) ORDER BY key FOR UPDATE, which locks the rows in key
+//     order (so hotrow batches cannot deadlock one another); guards and
+//     changes evaluated in Go, per row in arrival order (requests on
+//     different rows are independent); a key without a row matches
+//     nothing; then one UPDATE to the final value per changed row, one
+//     multi-row ledger INSERT, the marker and COMMIT in one round trip.
+//     Only for integer stock columns with a unique key and no UPDATE
+//     triggers, keys of the key column's kind (integer or string),
+//     requests without extra assignments whose operands are non-negative
+//     integers, and only when no request would raise an error or leave the
+//     column's range, and every key either equals a locked row's key byte
+//     for byte or certainly equals none under the column's collation.
+//   - General: after the same locking read, per request (in arrival
+//     order) a SAVEPOINT, the statement itself and a read of its row's
+//     stock, pipelined in one round trip; outcomes come from the server's
+//     "Rows matched: N  Changed: M" info. A request that fails gets the
+//     server's error, is rolled back to its savepoint, and the batch goes
+//     on. Then the ledger, the marker, COMMIT.
 //
 // # Invariants
 //
@@ -46,25 +58,32 @@
 //     batch's requests one by one in arrival order.
 //   - Nothing before COMMIT: outcomes are delivered only after the batch's
 //     COMMIT returned (or when the batch changed nothing).
-//   - A batch that fails before COMMIT is rolled back and its requests run
-//     again one by one (lone), so one bad request cannot fail the others;
+//   - A batch that fails before COMMIT (a deadlock or lock wait timeout
+//     on its locking read included) is rolled back and its requests run
+//     again: one batch per row when it spanned several rows, then one by
+//     one (lone), so one bad request or one row held elsewhere cannot
+//     fail the others; a lock wait timeout of a one-row batch's locking
+//     read fails its requests with 1205, as each would have waited as
+//     long directly;
 //     lone requests retry with backoff while the server is unreachable, up
 //     to ResolveTimeout, then fail with ErrNotApplied.
 //   - An uncertain COMMIT (connection lost while COMMIT may have run) is
 //     resolved on a new connection: KILL the old connection if it still
-//     exists, then a locking read of the batch's marker, which waits for
-//     the old transaction to end. Present: outcomes are delivered; absent:
-//     the requests run again. Never applied twice; success is reported
-//     only for durable changes. If the marker cannot be read within
-//     ResolveTimeout, ErrOutcomeUnknown.
+//     exists, then a locking read of the batch's marker (a lone request's
+//     ledger row), which waits for the old transaction to end. Present:
+//     outcomes are delivered; absent: the requests run again (a lone
+//     request whose statement is known to have matched nothing gets that
+//     outcome without a lookup). Never applied twice; success is reported
+//     only for durable changes. If the lookup fails until ResolveTimeout,
+//     ErrOutcomeUnknown.
 //   - One ledger row per request that matched its row (granted), in the
 //     batch's transaction; (batch id, seq) is its idempotency key. Batch
 //     ids embed the instance id and the process start time.
 //   - Every error Do returns is a *mysql.MySQLError (go-sql-driver) with
 //     the code, SQL state and message the client must see, or ctx.Err()
 //     for a dropped request.
-//   - Concurrency: Merger.mu guards the queues; each row's worker owns its
-//     executor and backend; Close waits for every worker.
+//   - Concurrency: Merger.mu guards the queues; each table's worker owns
+//     its executor and backend; Close waits for every worker.
 //   - The hot path does not log and allocates little: batch SQL is built
 //     in buffers reused per backend.
 package merger

@@ -10,7 +10,7 @@ import (
 // The merger's own errors. Each is a *mysql.MySQLError carrying what the
 // client must see; errors.Is matches them by number.
 var (
-	// ErrQueueFull: the key's queue or the merger's global queue is at its
+	// ErrQueueFull: the table's queue or the merger's global queue is at its
 	// bound. The server's wording of 1637 (too many transactions).
 	ErrQueueFull = &mysql.MySQLError{Number: 1637, SQLState: state("HY000"),
 		Message: "Too many active concurrent transactions"}

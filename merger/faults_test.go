@@ -22,8 +22,12 @@ type loadResult struct {
 }
 
 // general makes every request carry an extra assignment, which only the
-// general path executes.
-func runLoad(t *testing.T, f *fixture, goroutines, perG int, general bool) loadResult {
+// general path executes. skus are the rows the requests take turns on
+// (nil: the one row hot).
+func runLoad(t *testing.T, f *fixture, goroutines, perG int, general bool, skus ...string) loadResult {
+	if len(skus) == 0 {
+		skus = []string{"hot"}
+	}
 	t.Helper()
 	var mu sync.Mutex
 	var res loadResult
@@ -31,16 +35,17 @@ func runLoad(t *testing.T, f *fixture, goroutines, perG int, general bool) loadR
 	for g := range goroutines {
 		wg.Go(func() {
 			for i := range perG {
-				id := uint32(g*perG + i + 1)
+				id := f.idBase + uint32(g*perG+i+1)
 				extra := ""
 				if general {
 					extra = fmt.Sprintf(", note = 'c%d'", id)
 				}
 				var r Request
+				sku := skus[int(id)%len(skus)]
 				if i%2 == 0 {
-					r = f.text(t, "UPDATE inv SET stock = stock - 1"+extra+" WHERE sku = 'hot' AND stock >= 1", id)
+					r = f.text(t, "UPDATE inv SET stock = stock - 1"+extra+" WHERE sku = '"+sku+"' AND stock >= 1", id)
 				} else {
-					r = f.prepared(t, "UPDATE inv SET stock = stock - ?"+extra+" WHERE sku = ? AND stock >= ?", id, int64(1), "hot", int64(1))
+					r = f.prepared(t, "UPDATE inv SET stock = stock - ?"+extra+" WHERE sku = ? AND stock >= ?", id, int64(1), sku, int64(1))
 				}
 				out, err := f.m.Do(context.Background(), r)
 				mu.Lock()
@@ -65,28 +70,83 @@ func runLoad(t *testing.T, f *fixture, goroutines, perG int, general bool) loadR
 // checkLedger verifies no oversell, no lost grant and no double apply:
 // every grant a client saw is in the ledger and the stock, each request
 // has at most one ledger row, and only requests with an unknown outcome
-// may have a ledger row their client did not see.
-func checkLedger(t *testing.T, f *fixture, initial int64, res loadResult) {
+// may have a ledger row their client did not see. initial is the stock
+// of all rows together; per row, the ledger must account for the stock
+// it lost.
+func checkLedger(t *testing.T, f *fixture, initial map[string]int64, res loadResult) {
 	t.Helper()
 	for _, err := range res.other {
 		t.Errorf("unexpected error: %v", err)
 	}
-	final := f.stock(t, "hot")
+	var final int64
+	if err := f.conn.QueryRow("SELECT SUM(stock) FROM inv").Scan(&final); err != nil {
+		t.Fatal(err)
+	}
+	for sku, v := range initial {
+		var n int64
+		if err := f.conn.QueryRow("SELECT COUNT(*) FROM `"+f.meta+"`.ledger WHERE key_value = ?", sku).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.stock(t, sku); got+n != v {
+			t.Errorf("row %s: stock %d + ledger rows %d != initial %d", sku, got, n, v)
+		}
+	}
+	var total int64
+	for _, v := range initial {
+		total += v
+	}
 	ledger := f.ledgerRows(t)
 	var dup int
 	if err := f.conn.QueryRow("SELECT COUNT(*) FROM (SELECT conn_id FROM `" + f.meta + "`.ledger GROUP BY conn_id HAVING COUNT(*) > 1) d").Scan(&dup); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("initial %d final %d ledger %d client-granted %d unknown %d not-applied %d", initial, final, ledger, res.granted, res.unknown, res.notApplied)
+	t.Logf("initial %d final %d ledger %d client-granted %d unknown %d not-applied %d", total, final, ledger, res.granted, res.unknown, res.notApplied)
 	switch {
 	case final < 0:
 		t.Errorf("oversold: stock %d", final)
 	case dup > 0:
 		t.Errorf("%d requests applied twice", dup)
-	case int64(ledger) != initial-final:
-		t.Errorf("ledger has %d rows, stock moved by %d", ledger, initial-final)
+	case int64(ledger) != total-final:
+		t.Errorf("ledger has %d rows, stock moved by %d", ledger, total-final)
 	case ledger < res.granted || ledger > res.granted+res.unknown:
 		t.Errorf("ledger %d rows, clients saw %d grants and %d unknown outcomes", ledger, res.granted, res.unknown)
+	}
+}
+
+// TestConcurrentManyRowsTwoInstances: two mergers (two instances) take
+// turns on several rows of one table, so that their batches span rows and
+// compete for the same row locks; per row stock + granted = initial, and
+// every client hears what the ledger records.
+func TestConcurrentManyRowsTwoInstances(t *testing.T) {
+	const stock, goroutines, perG = 40, 48, 20
+	skus := []string{"r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7"}
+	rows := map[string]int64{}
+	for _, s := range skus {
+		rows[s] = stock
+	}
+	f := newFixture(t, "INT UNSIGNED", rows, nil)
+	cfg := f.m.cfg
+	cfg.InstanceID += "-2"
+	cfg.Hooks.Executed = nil
+	m2, err := New(context.Background(), cfg, f.m.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m2.Close() })
+	f2 := &fixture{db: f.db, conn: f.conn, m: m2, rule: f.rule, matcher: f.matcher, meta: f.meta, idBase: 1 << 20}
+	results := make(chan loadResult, 2)
+	go func() { results <- runLoad(t, f, goroutines/2, perG, false, skus...) }()
+	go func() { results <- runLoad(t, f2, goroutines/2, perG, false, append(skus[3:], "nope", "r0")...) }()
+	a, b := <-results, <-results
+	res := loadResult{granted: a.granted + b.granted, other: append(a.other, b.other...)}
+	if want := min(stock*len(skus), goroutines*perG); res.granted > want {
+		t.Errorf("granted %d, at most %d", res.granted, want)
+	}
+	checkLedger(t, f, rows, res)
+	s1, s2 := f.m.Stats(), m2.Stats()
+	t.Logf("stats: %+v\n%+v", s1, s2)
+	if s1.FastPath+s2.FastPath == 0 {
+		t.Errorf("no fast-path batch under contention")
 	}
 }
 
@@ -97,7 +157,7 @@ func TestConcurrentGrantsEqualMinOfStockAndDemand(t *testing.T) {
 	if res.granted != min(stock, goroutines*perG) {
 		t.Errorf("granted %d, want %d", res.granted, min(stock, goroutines*perG))
 	}
-	checkLedger(t, f, stock, res)
+	checkLedger(t, f, map[string]int64{"hot": stock}, res)
 	s := f.m.Stats()
 	t.Logf("stats: %+v", s)
 	if s.FastPath == 0 {
@@ -117,7 +177,8 @@ func TestKillBackend(t *testing.T) {
 				var kills, calls atomic.Int32
 				rng := rand.New(rand.NewPCG(uint64(step), 7))
 				var rngMu sync.Mutex
-				f := newFixture(t, "INT UNSIGNED", map[string]int64{"hot": stock}, func(c *Config) {
+				skus := []string{"hot", "hot", "cold1", "hot", "cold2", "nope"}
+				f := newFixture(t, "INT UNSIGNED", map[string]int64{"hot": stock, "cold1": 20, "cold2": 20}, func(c *Config) {
 					c.Hooks.Before = func(s Step, connID uint32) {
 						if s != step || calls.Add(1)%3 != 0 || kills.Load() >= 12 {
 							return
@@ -135,8 +196,8 @@ func TestKillBackend(t *testing.T) {
 					}
 				})
 				killer.Store(f.conn)
-				res := runLoad(t, f, 24, 8, v.general)
-				checkLedger(t, f, stock, res)
+				res := runLoad(t, f, 24, 8, v.general, skus...)
+				checkLedger(t, f, map[string]int64{"hot": stock, "cold1": 20, "cold2": 20}, res)
 				if kills.Load() == 0 {
 					t.Fatal("no connection was killed")
 				}
@@ -166,6 +227,6 @@ func TestServerCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := <-done
-	checkLedger(t, f, stock, res)
+	checkLedger(t, f, map[string]int64{"hot": stock}, res)
 	t.Logf("stats %+v", f.m.Stats())
 }

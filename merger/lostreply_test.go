@@ -14,15 +14,34 @@ import (
 	"github.com/hotrow/hotrow/internal/testdb"
 )
 
-// replyEater relays TCP connections to the server. When armed, the next
-// query any connection sends reaches the server, but the server's replies
-// are swallowed and, once the server had time to finish (COMMIT included),
-// the connection is closed: a connection lost after COMMIT succeeded.
+// replyEater relays TCP connections to the server. When armed with a
+// server connection id, the next query that connection sends reaches the
+// server, but the server's replies are swallowed and, once the server had
+// time to finish (COMMIT included), the connection is closed: a
+// connection lost after COMMIT succeeded. (Arming by id keeps other
+// connections of the merger, e.g. the janitor's, from taking the fault.)
 type replyEater struct {
 	ln     net.Listener
 	target string
-	armed  atomic.Bool
+	armed  atomic.Uint32 // server connection id, 0: disarmed
 	wg     sync.WaitGroup
+}
+
+// handshakeConnID reads the connection id from the server's initial
+// handshake packet: 4 header bytes, the protocol version, the server
+// version up to a NUL, then the id (4 bytes, little endian).
+func handshakeConnID(p []byte) uint32 {
+	if len(p) < 5 {
+		return 0
+	}
+	i := 5
+	for i < len(p) && p[i] != 0 {
+		i++
+	}
+	if i+5 > len(p) {
+		return 0
+	}
+	return uint32(p[i+1]) | uint32(p[i+2])<<8 | uint32(p[i+3])<<16 | uint32(p[i+4])<<24
 }
 
 func newReplyEater(t *testing.T, target string) *replyEater {
@@ -49,11 +68,12 @@ func (e *replyEater) accept() {
 			continue
 		}
 		var swallow atomic.Bool
+		var connID atomic.Uint32
 		e.wg.Go(func() { // client -> server
 			buf := make([]byte, 64<<10)
 			for {
 				n, err := c.Read(buf)
-				if n > 0 && e.armed.CompareAndSwap(true, false) {
+				if id := connID.Load(); n > 0 && id != 0 && e.armed.CompareAndSwap(id, 0) {
 					swallow.Store(true)
 					e.wg.Go(func() {
 						time.Sleep(300 * time.Millisecond)
@@ -76,6 +96,9 @@ func (e *replyEater) accept() {
 			buf := make([]byte, 64<<10)
 			for {
 				n, err := s.Read(buf)
+				if n > 0 && connID.Load() == 0 {
+					connID.Store(handshakeConnID(buf[:n]))
+				}
 				if n > 0 && !swallow.Load() {
 					if _, werr := c.Write(buf[:n]); werr != nil {
 						return
@@ -100,9 +123,9 @@ func TestReplyLostAfterCommit(t *testing.T) {
 	var commits atomic.Int32
 	var armAt atomic.Int32
 	f := newFixture(t, "INT UNSIGNED", map[string]int64{"a": 100}, func(c *Config) {
-		c.Hooks.Before = func(s Step, _ uint32) {
+		c.Hooks.Before = func(s Step, connID uint32) {
 			if s == StepCommit && commits.Add(1) == armAt.Load() {
-				eater.armed.Store(true)
+				eater.armed.Store(connID)
 			}
 		}
 	})
@@ -153,13 +176,23 @@ func TestReplyLostAfterCommit(t *testing.T) {
 			}
 		}
 	})
+	t.Run("lone-matched-nothing", func(t *testing.T) {
+		// No ledger row either way: the request runs again and reports
+		// that it matched nothing.
+		commits.Store(0)
+		armAt.Store(1)
+		out, err := m.Do(context.Background(), f.text(t, "UPDATE inv SET stock = stock - 2 WHERE sku = 'a' AND stock >= 1000", 20))
+		if err != nil || out.Matched != 0 || out.Changed != 0 {
+			t.Fatalf("lone request matching nothing with its reply lost = %+v, %v; want nothing matched", out, err)
+		}
+	})
 	if got := f.stock(t, "a"); got != 100-2-6 {
 		t.Fatalf("stock = %d, want %d: a lost reply must not apply twice", got, 100-2-6)
 	}
 	if got := f.ledgerRows(t); got != 7 {
 		t.Fatalf("ledger rows = %d, want 7", got)
 	}
-	if s := m.Stats(); s.Resolved != 2 || s.FastPath == 0 {
-		t.Fatalf("stats %+v: want 2 resolved commits and a fast batch", s)
+	if s := m.Stats(); s.Resolved != 3 || s.FastPath == 0 {
+		t.Fatalf("stats %+v: want 3 resolved commits and a fast batch", s)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
-	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,8 +15,9 @@ import (
 	"github.com/hotrow/hotrow/schema"
 )
 
-// Merger queues mergeable requests per row and runs each queue as a
-// sequence of batch transactions (group commit). See the package doc for
+// Merger queues mergeable requests per hot table and runs each queue as a
+// sequence of batch transactions (group commit) that may touch several
+// rows of the table. See the package doc for
 // its invariants.
 type Merger struct {
 	cfg    Config
@@ -38,10 +38,10 @@ type Merger struct {
 	stats     counters
 
 	mu     sync.Mutex
-	queues map[queueKey]*keyQueue // guarded by mu; an entry while its worker runs
-	queued int                    // guarded by mu; requests waiting in all queues
-	closed bool                   // guarded by mu
-	// workers counts the running key workers; Close waits for them.
+	queues map[Rule]*tableQueue // guarded by mu; an entry while its worker runs
+	queued int                  // guarded by mu; requests waiting in all queues
+	closed bool                 // guarded by mu
+	// workers counts the running table workers; Close waits for them.
 	workers sync.WaitGroup
 	// janitor is the marker pruning goroutine; stopJanitor ends it.
 	janitor     sync.WaitGroup
@@ -50,29 +50,22 @@ type Merger struct {
 	closeOnce sync.Once
 }
 
-// queueKey identifies a row: the rule's table and the key value. Values
-// of different Go types are different keys; both queues then serialise on
-// the row lock, which keeps them correct.
-type queueKey struct {
-	rule Rule
-	key  any
-}
-
-// floatKey is a float64 key value by its bits. Every request of a queue
-// must have the same key literal: the fast path runs the first one's.
+// floatKey is a float64 key value by its bits (NaN never equals itself
+// as a map key).
 type floatKey uint64
 
-// keyQueue is the FIFO of one row's waiting requests.
-type keyQueue struct {
-	key     queueKey
+// tableQueue is the FIFO of the requests waiting for one hot table (one
+// rule), whatever rows they touch.
+type tableQueue struct {
+	rule    Rule
 	waiting []*waiter // guarded by Merger.mu; arrival order from head
 	head    int       // guarded by Merger.mu
 }
 
-func (q *keyQueue) lenLocked() int { return len(q.waiting) - q.head }
+func (q *tableQueue) lenLocked() int { return len(q.waiting) - q.head }
 
 // takeLocked moves up to n waiting requests into batch, in arrival order.
-func (q *keyQueue) takeLocked(batch []*waiter, n int) []*waiter {
+func (q *tableQueue) takeLocked(batch []*waiter, n int) []*waiter {
 	end := min(q.head+n, len(q.waiting))
 	for _, w := range q.waiting[q.head:end] {
 		w.state = stateBatched
@@ -87,7 +80,7 @@ func (q *keyQueue) takeLocked(batch []*waiter, n int) []*waiter {
 }
 
 // removeLocked takes w out of the queue (its client went away).
-func (q *keyQueue) removeLocked(w *waiter) {
+func (q *tableQueue) removeLocked(w *waiter) {
 	for i := q.head; i < len(q.waiting); i++ {
 		if q.waiting[i] == w {
 			copy(q.waiting[i:], q.waiting[i+1:])
@@ -154,7 +147,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 		pool:      newConnPool(dsn, cfg.PoolSize, readTimeout),
 		metaIdent: schema.QuoteIdent(cfg.MetaSchema),
 		idPrefix:  cfg.InstanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
-		queues:    make(map[queueKey]*keyQueue),
+		queues:    make(map[Rule]*tableQueue),
 
 		stopJanitor: make(chan struct{}),
 	}
@@ -174,7 +167,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 	return m, nil
 }
 
-// Do executes req merged with concurrent requests for the same row and
+// Do executes req merged with concurrent requests for the same table and
 // returns what executing it alone would have returned. Errors are
 // *mysql.MySQLError values (the server's, or ErrQueueFull,
 // ErrLockWaitTimeout, ErrOutcomeUnknown, ErrNotApplied, ErrBadRequest,
@@ -189,13 +182,6 @@ func (m *Merger) Do(ctx context.Context, req Request) (Outcome, error) {
 	if req.Stmt == nil || len(req.Args) < req.Stmt.NumParams {
 		return Outcome{}, ErrBadRequest
 	}
-	k := queueKey{rule: req.Stmt.Rule, key: req.Stmt.Key.Value(req.Args)}
-	switch v := k.key.(type) {
-	case []byte: // not comparable
-		k.key = string(v)
-	case float64: // NaN never equals itself as a map key
-		k.key = floatKey(math.Float64bits(v))
-	}
 	w := waiterPool.Get().(*waiter)
 	w.req, w.enq = req, time.Now()
 
@@ -205,7 +191,7 @@ func (m *Merger) Do(ctx context.Context, req Request) (Outcome, error) {
 		m.release(w)
 		return Outcome{}, ErrClosed
 	}
-	q := m.queues[k]
+	q := m.queues[req.Stmt.Rule]
 	if m.queued >= m.cfg.MaxQueueTotal || q != nil && q.lenLocked() >= m.cfg.MaxQueue {
 		m.mu.Unlock()
 		m.release(w)
@@ -213,10 +199,10 @@ func (m *Merger) Do(ctx context.Context, req Request) (Outcome, error) {
 		return Outcome{}, ErrQueueFull
 	}
 	if q == nil {
-		q = &keyQueue{key: k}
-		m.queues[k] = q
+		q = &tableQueue{rule: req.Stmt.Rule}
+		m.queues[q.rule] = q
 		m.workers.Add(1)
-		go m.runKey(q)
+		go m.runTable(q)
 	}
 	q.waiting = append(q.waiting, w)
 	w.state = stateQueued
@@ -248,9 +234,11 @@ func (m *Merger) release(w *waiter) {
 	waiterPool.Put(w)
 }
 
-// runKey is the worker of one row: it forms batches from the row's queue
-// until the queue is empty, then removes the queue and exits.
-func (m *Merger) runKey(q *keyQueue) {
+// runTable is the worker of one hot table: it forms batches from the
+// table's queue until the queue is empty, then removes the queue and
+// exits. Batches of one table thus never run at the same time in one
+// Merger.
+func (m *Merger) runTable(q *tableQueue) {
 	defer m.workers.Done()
 	x := m.executors.Get().(*executor)
 	defer func() {
@@ -263,7 +251,7 @@ func (m *Merger) runKey(q *keyQueue) {
 		x.batch = batch
 		m.queued -= len(batch)
 		if len(batch) == 0 {
-			delete(m.queues, q.key)
+			delete(m.queues, q.rule)
 			m.mu.Unlock()
 			return
 		}

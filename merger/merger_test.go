@@ -29,6 +29,8 @@ type fixture struct {
 	rule    Rule
 	matcher *Matcher
 	meta    string
+	// idBase is added to the connection ids runLoad gives its requests.
+	idBase uint32
 
 	mu    sync.Mutex
 	order []Executed // copies of the executed batches, in execution order
@@ -139,11 +141,11 @@ func (f *fixture) holdRow(t testing.TB, sku string) (release func()) {
 	return release
 }
 
-// inFlight reports whether a batch of the only active key runs with
+// inFlight reports whether a batch of the only active table runs with
 // nothing queued behind it.
 func (f *fixture) inFlight() bool {
 	s := f.m.Stats()
-	return len(s.Keys) == 1 && s.Queued == 0
+	return len(s.Tables) == 1 && s.Queued == 0
 }
 
 // direct is a go-mysql connection for executing requests directly, as a

@@ -3,7 +3,6 @@ package merger
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"math/bits"
 	"sync/atomic"
 )
@@ -17,8 +16,9 @@ const SizeBuckets = 12
 type Stats struct {
 	// Queued is the number of requests waiting in all queues.
 	Queued int
-	// Keys lists the rows with a running worker and their queue depth.
-	Keys []KeyDepth
+	// Tables lists the hot tables with a running worker and their queue
+	// depth (requests waiting behind the batch in flight).
+	Tables []TableDepth
 	// Batches counts executed batches by path; a batch that fell back to
 	// one-by-one execution counts once per attempt.
 	Batches     uint64
@@ -40,10 +40,9 @@ type Stats struct {
 	BatchSizes [SizeBuckets]uint64
 }
 
-// KeyDepth is one row's queue depth.
-type KeyDepth struct {
+// TableDepth is one hot table's queue depth.
+type TableDepth struct {
 	Rule  Rule
-	Key   string
 	Depth int
 }
 
@@ -89,8 +88,8 @@ func (m *Merger) Stats() Stats {
 	}
 	m.mu.Lock()
 	s.Queued = m.queued
-	for k, q := range m.queues {
-		s.Keys = append(s.Keys, KeyDepth{Rule: k.rule, Key: fmt.Sprint(k.key), Depth: q.lenLocked()})
+	for r, q := range m.queues {
+		s.Tables = append(s.Tables, TableDepth{Rule: r, Depth: q.lenLocked()})
 	}
 	m.mu.Unlock()
 	return s
