@@ -203,36 +203,84 @@ func outcome(conn *sql.DB, q string) string {
 	return fmt.Sprintf("affected %d", n)
 }
 
-// TestHotRowNotMerged: inside a transaction, after a sql_mode change, or
-// from a user other than the merge user, hot statements pass through.
+// TestHotRowNotMerged: hot statements pass through, with the server's own
+// outcome, inside a transaction and after session state changes that merged
+// batches could not follow; harmless settings keep merging.
 func TestHotRowNotMerged(t *testing.T) {
 	db := testdb.New(t)
-	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
-		"INSERT INTO inventory VALUES (1, 100)")
+	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT UNSIGNED NOT NULL)")
 	p, m, meta := startHotProxy(t, db)
-	ctx := context.Background()
-	conn, err := open(t, db, p.Addr).Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
-	for _, q := range []string{"BEGIN", hot, "COMMIT", "SET SESSION sql_mode = 'STRICT_ALL_TABLES'", hot} {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	if n := m.Stats().Requests; n != 0 {
-		t.Fatalf("merger ran %d statements, want 0", n)
-	}
 	direct := db.Open(t)
-	if n := ledgerRows(t, direct, meta); n != 0 {
-		t.Fatalf("ledger has %d rows for pass-through statements", n)
+	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
+	tests := []struct {
+		name     string
+		setup    []string // run on the session before the hot statement
+		prepared bool     // run setup as server-side prepared statements
+		merged   bool
+		stock    int // after the hot statement
+		errCode  uint16
+	}{
+		{name: "autocommit", merged: true, stock: 99},
+		{name: "harmless settings", setup: []string{"SET NAMES utf8mb4", "SET autocommit = 1, @x = 5", "SELECT @@sql_mode, @@read_only"}, merged: true, stock: 99},
+		{name: "in transaction", setup: []string{"BEGIN"}, stock: 99},
+		{name: "sql_mode", setup: []string{"SET SESSION sql_mode = 'NO_UNSIGNED_SUBTRACTION'"}, stock: 99},
+		{name: "sql_mode prepared", setup: []string{"SET SESSION sql_mode = 'NO_UNSIGNED_SUBTRACTION'"}, prepared: true, stock: 99},
+		{name: "sql_mode in multi-statement", setup: []string{"SELECT 1; SET sql_mode = ''"}, stock: 99},
+		{name: "temporary table shadows", setup: []string{"CREATE TEMPORARY TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT UNSIGNED NOT NULL)", "INSERT INTO inventory VALUES (1, 5)"}, stock: 100},
+		{name: "temporary table prepared", setup: []string{"CREATE TEMPORARY TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT UNSIGNED NOT NULL)", "INSERT INTO inventory VALUES (1, 5)"}, prepared: true, stock: 100},
+		{name: "read only", setup: []string{"SET SESSION TRANSACTION READ ONLY"}, stock: 100, errCode: 1792},
+		{name: "lock tables", setup: []string{"LOCK TABLES inventory WRITE"}, stock: 99},
 	}
-	var stock int
-	_ = direct.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock)
-	if stock != 98 {
-		t.Fatalf("stock %d, want 98", stock)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := direct.Exec("REPLACE INTO inventory VALUES (1, 100)"); err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			conn, err := open(t, db, p.Addr, func(c *driver.Config) { c.MultiStatements = true }).Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			for _, q := range tt.setup {
+				if tt.prepared {
+					st, err := conn.PrepareContext(ctx, q)
+					if err == nil {
+						_, err = st.ExecContext(ctx)
+						st.Close()
+					}
+					if err != nil {
+						t.Fatalf("%s: %v", q, err)
+					}
+				} else if _, err := conn.ExecContext(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			before, ledgerBefore := m.Stats().Requests, ledgerRows(t, direct, meta)
+			_, err = conn.ExecContext(ctx, hot)
+			var me *driver.MySQLError
+			switch {
+			case tt.errCode != 0 && (!errors.As(err, &me) || me.Number != tt.errCode):
+				t.Fatalf("got %v, want error %d", err, tt.errCode)
+			case tt.errCode == 0 && err != nil:
+				t.Fatal(err)
+			}
+			_, _ = conn.ExecContext(ctx, "COMMIT")
+			_, _ = conn.ExecContext(ctx, "UNLOCK TABLES")
+			if merged := m.Stats().Requests != before; merged != tt.merged {
+				t.Fatalf("merged = %v, want %v", merged, tt.merged)
+			}
+			if grew := ledgerRows(t, direct, meta) != ledgerBefore; grew != tt.merged {
+				t.Fatalf("ledger grew = %v, want %v", grew, tt.merged)
+			}
+			var stock int
+			if err := direct.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock); err != nil {
+				t.Fatal(err)
+			}
+			if stock != tt.stock {
+				t.Fatalf("stock %d, want %d", stock, tt.stock)
+			}
+		})
 	}
 }
 
@@ -277,4 +325,29 @@ func splitAddr(t *testing.T, addr string) (host, port string) {
 		t.Fatal(err)
 	}
 	return host, port
+}
+
+// TestMergeableParams: prepared parameters the merger could not bind with
+// the client's exact semantics make the execution pass through.
+func TestMergeableParams(t *testing.T) {
+	lenenc := func(s string) []byte { return append([]byte{byte(len(s))}, s...) }
+	tests := []struct {
+		name string
+		typ  byte
+		val  []byte
+		ok   bool
+	}{
+		{"bigint", 0x08, []byte{5, 0, 0, 0, 0, 0, 0, 0}, true},
+		{"ascii string", 0xfe, lenenc("sku-1"), true},
+		{"decimal", 0xf6, lenenc("1.5"), false},
+		{"latin1 string", 0xfe, lenenc("caf\xe9"), false},
+		{"datetime", 0x0c, []byte{0}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, _, ok := decodeBinaryValue(tt.typ, false, tt.val); ok != tt.ok {
+				t.Fatalf("decoded = %v, want %v", ok, tt.ok)
+			}
+		})
+	}
 }

@@ -48,7 +48,11 @@ func (s *session) mergeText(ctx context.Context, query string) (handled bool, er
 	}
 	db, err := s.currentDB()
 	if err != nil {
-		return true, err
+		var be *backendError
+		if errors.As(err, &be) {
+			return true, err // the client has heard 2013
+		}
+		return true, s.writeErr(toMySQLError(err))
 	}
 	st, args, ok := s.srv.matcher.MatchText(db, query)
 	if !ok {
@@ -71,7 +75,9 @@ func (s *session) merge(ctx context.Context, req merger.Request) error {
 	if s.capability&mysql.CLIENT_FOUND_ROWS != 0 {
 		affected = out.Matched
 	}
-	s.outBuf = appendOK(s.outBuf[:0], affected, 0, s.status, out.Warnings,
+	// The server's OK after an autocommit UPDATE carries only the
+	// autocommit flag; flags of earlier commands (cursors) do not belong.
+	s.outBuf = appendOK(s.outBuf[:0], affected, 0, s.status&statusAutocommit, out.Warnings,
 		rowsInfo(out.Matched, out.Changed, out.Warnings))
 	if err := s.client.writePacket(s.outBuf); err != nil {
 		return err

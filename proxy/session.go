@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -226,18 +227,64 @@ func (s *session) resetState() {
 	s.mergeable = s.srv.mergesFor(s.user.Name)
 }
 
-// noteQuery updates what the proxy knows of the session after a
-// pass-through query: the default database may have changed (USE), and so
-// may sql_mode, which the merged batches cannot follow.
+// noteQuery updates what the proxy knows of the session before a
+// pass-through query (or a prepared statement's text) runs: the default
+// database may change (USE), and so may session state that merged batches,
+// which run on the merger's own connections, cannot follow.
 func (s *session) noteQuery(q []byte) {
 	if containsFold(q, "use") {
 		s.dbKnown = false
 	}
-	// A temporary table may shadow a hot table, and the merged batch would
-	// then change the real one; sql_mode decides errors and clipping.
-	if s.mergeable && (containsFold(q, "sql_mode") || containsFold(q, "temporary")) {
+	if s.mergeable && changesMergeSemantics(q) {
 		s.mergeable = false
 	}
+}
+
+// changesMergeSemantics reports whether q may change session state that
+// decides what a hot UPDATE does: sql_mode (errors, clipping), a temporary
+// table shadowing the hot table, table locks, read-only transactions,
+// statement time limits. It errs towards true: a false positive only stops
+// merging for that session. Reading such state (SELECT @@sql_mode) and SETs
+// of autocommit, the character set and user variables keep merging.
+func changesMergeSemantics(q []byte) bool {
+	for _, w := range []string{"temporary", "lock tables", "read lock"} {
+		if containsFold(q, w) {
+			return true
+		}
+	}
+	// Every statement of a multi-statement query; a ';' inside a string
+	// only adds a harmless false positive.
+	for _, stmt := range bytes.Split(q, []byte(";")) {
+		stmt = bytes.TrimLeft(stmt, " \t\r\n")
+		if len(stmt) < 4 || !containsFold(stmt[:4], "set ") {
+			continue
+		}
+		for _, assignment := range bytes.Split(stmt[4:], []byte(",")) {
+			if !harmlessSetting(assignment) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// harmlessSetting reports whether one SET assignment leaves merged
+// statements' semantics alone.
+func harmlessSetting(a []byte) bool {
+	a = bytes.ToLower(bytes.TrimSpace(a))
+	for _, prefix := range []string{"session ", "local ", "@@session.", "@@local.", "@@"} {
+		a = bytes.TrimPrefix(a, []byte(prefix))
+	}
+	if bytes.HasPrefix(a, []byte("@")) { // a user variable
+		return true
+	}
+	for _, name := range []string{"autocommit", "names ", "character set ", "charset ", "character_set_client",
+		"character_set_connection", "character_set_results", "collation_connection"} {
+		if bytes.HasPrefix(a, []byte(name)) {
+			return true
+		}
+	}
+	return false
 }
 
 // forward sends the client's command to the backend and relays the

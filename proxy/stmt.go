@@ -59,6 +59,7 @@ func (s *session) prepare(pkt []byte) error {
 			}
 		}
 		st := &preparedStmt{numParams: params}
+		s.noteQuery([]byte(query))
 		if s.mergeCandidate(query) {
 			if db, err := s.currentDB(); err == nil {
 				st.hot, _ = s.srv.matcher.MatchPrepared(db, query)
@@ -183,7 +184,18 @@ func (st *preparedStmt) decodeParams(pkt []byte) (args []any, ok bool) {
 	return args, true
 }
 
-// decodeBinaryValue reads one binary-protocol parameter value.
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeBinaryValue reads one binary-protocol parameter value. DECIMAL
+// parameters are not decoded: the merger could only bind them as strings,
+// which the server computes with as DOUBLE, not DECIMAL.
 func decodeBinaryValue(typ byte, unsigned bool, p []byte) (any, []byte, bool) {
 	fixed := func(n int) (uint64, bool) {
 		if len(p) < n {
@@ -224,11 +236,13 @@ func decodeBinaryValue(typ byte, unsigned bool, p []byte) (any, []byte, bool) {
 		return math.Float64frombits(u), p, ok
 	case mysql.MYSQL_TYPE_NULL:
 		return nil, p, true
-	case mysql.MYSQL_TYPE_DECIMAL, mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_VARCHAR,
-		mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING, mysql.MYSQL_TYPE_TINY_BLOB,
-		mysql.MYSQL_TYPE_MEDIUM_BLOB, mysql.MYSQL_TYPE_LONG_BLOB, mysql.MYSQL_TYPE_BLOB:
+	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING,
+		mysql.MYSQL_TYPE_TINY_BLOB, mysql.MYSQL_TYPE_MEDIUM_BLOB, mysql.MYSQL_TYPE_LONG_BLOB,
+		mysql.MYSQL_TYPE_BLOB:
 		v, n, ok := lenEncBytes(p)
-		if !ok {
+		// Non-ASCII bytes mean what the session's character set says, which
+		// the merger's utf8mb4 connection may not share: pass through.
+		if !ok || !isASCII(v) {
 			return nil, nil, false
 		}
 		return string(v), p[n:], true
