@@ -61,7 +61,10 @@ func (d *duration) UnmarshalText(b []byte) error {
 
 // DefaultConfig returns a configuration with every default filled in.
 func DefaultConfig() Config {
+	m := merger.DefaultConfig()
 	return Config{
+		MaxBatch:       m.MaxBatch,
+		MetaSchema:     m.MetaSchema,
 		Listen:         "127.0.0.1:6033",
 		AuthPlugin:     mysql.AUTH_NATIVE_PASSWORD,
 		MaxPacketSize:  64 << 20,
