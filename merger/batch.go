@@ -75,24 +75,30 @@ func (x *executor) close() {
 }
 
 // conn returns the executor's backend, connecting (with backoff while the
-// server is unreachable) until deadline.
+// server is unreachable) until deadline. It always makes one attempt, even
+// past the deadline, so that a request that waited long in its queue still
+// runs when the server is up; while the server is down, a batch past its
+// deadline costs one failed dial, not another ResolveTimeout.
 func (x *executor) conn(deadline time.Time) (*backend, error) {
 	if x.b != nil {
 		return x.b, nil
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
 	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		until := time.Now().Add(x.m.pool.dialTimeout())
+		if deadline.After(until) {
+			until = deadline
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), until)
 		b, err := x.m.pool.get(ctx)
+		cancel()
 		if err == nil {
 			x.b = b
 			return b, nil
 		}
-		select {
-		case <-ctx.Done():
+		if time.Now().Add(backoff).After(deadline) {
 			return nil, err
-		case <-time.After(backoff):
 		}
+		time.Sleep(backoff)
 	}
 }
 
@@ -125,8 +131,19 @@ func (x *executor) before(step Step) {
 // and the batch touches several rows, as one smaller batch per row (rows
 // are independent: arrival order is kept within each row); and if that
 // failed too, one by one, so that one bad request cannot fail the others.
+//
+// While the server is unreachable, requests are retried until
+// ResolveTimeout after the oldest of them arrived (not after the batch
+// started): batches queued behind one another then share that bound, and
+// no request waits for a multiple of ResolveTimeout.
 func (x *executor) execute(batch []*waiter) {
-	deadline := time.Now().Add(x.m.cfg.ResolveTimeout)
+	oldest := batch[0].enq
+	for _, w := range batch[1:] {
+		if w.enq.Before(oldest) {
+			oldest = w.enq
+		}
+	}
+	deadline := oldest.Add(x.m.cfg.ResolveTimeout)
 	if len(batch) > 1 {
 		if x.runBatch(batch, deadline) == attemptDone {
 			return
@@ -271,7 +288,7 @@ func (x *executor) runBatch(batch []*waiter, deadline time.Time) attempt {
 	rule := batch[0].req.Stmt.Rule
 	x.groupKeys(batch)
 	t, ok := x.table(rule)
-	fast := ok && t.Integer && t.KeyUnique && !t.UpdateTriggers
+	fast := ok && t.Integer && t.KeyUnique && t.Exact()
 	for j := 0; fast && j < len(x.keys); j++ {
 		fast = keyFits(t, x.keys[j])
 	}
@@ -767,7 +784,7 @@ func (x *executor) afterCommit(p Path, batch []*waiter, failed, commitIdx int, e
 	}
 	oldID := x.b.id
 	x.drop()
-	committed, _, rerr := x.resolve(oldID, deadline, false)
+	committed, _, rerr := x.resolve(oldID, time.Now().Add(x.m.cfg.ResolveTimeout), false)
 	switch {
 	case rerr != nil:
 		for i := range batch {
@@ -929,7 +946,10 @@ func (x *executor) runLone(w *waiter, deadline time.Time) {
 			return
 		}
 		se := serverError(lastErr)
-		if time.Now().After(deadline) || se != nil && n >= loneAttempts {
+		// Server errors get loneAttempts tries whatever the deadline (a
+		// request may have waited long in its queue); an unreachable server
+		// is retried until the deadline.
+		if se == nil && time.Now().After(deadline) || se != nil && n >= loneAttempts {
 			if se == nil {
 				lastErr = ErrNotApplied
 			} else {
@@ -1020,7 +1040,7 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 	}
 	// The statement matched (or its OK was lost): the ledger row of this
 	// batch exists exactly when the transaction committed a grant.
-	committed, _, rerr := x.resolve(oldID, deadline, true)
+	committed, _, rerr := x.resolve(oldID, time.Now().Add(x.m.cfg.ResolveTimeout), true)
 	switch {
 	case rerr != nil:
 		x.errs[0] = ErrOutcomeUnknown

@@ -38,8 +38,9 @@ type Config struct {
 	// PoolSize is the most backend connections, hence the most tables
 	// whose batches run at the same time.
 	PoolSize int
-	// ResolveTimeout bounds how long a batch keeps retrying while the
-	// backend is unreachable, and how long an uncertain COMMIT is looked
+	// ResolveTimeout bounds how long a request's batch keeps retrying
+	// while the backend is unreachable, counted from the request's
+	// arrival, and how long an uncertain COMMIT is looked
 	// up before the requests fail with ErrOutcomeUnknown.
 	ResolveTimeout time.Duration
 	// MarkerRetention is how long batch markers are kept; older ones are

@@ -93,13 +93,18 @@ func (p *connPool) close() {
 	}
 }
 
+// dialTimeout bounds one connection attempt: the DSN's timeout, else 5 s.
+func (p *connPool) dialTimeout() time.Duration {
+	if p.dsn.Timeout > 0 {
+		return p.dsn.Timeout
+	}
+	return 5 * time.Second
+}
+
 // dial opens a backend outside the pool's accounting (resolution uses it
 // directly, so that it never waits for a pool slot).
 func (p *connPool) dial(ctx context.Context) (*backend, error) {
-	timeout := p.dsn.Timeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
+	timeout := p.dialTimeout()
 	c, err := client.ConnectWithContext(ctx, p.dsn.Addr, p.dsn.User, p.dsn.Passwd, "", timeout, func(c *client.Conn) error {
 		c.ReadTimeout, c.WriteTimeout = p.readTimeout, timeout
 		for _, capability := range []uint32{gomysql.CLIENT_MULTI_STATEMENTS, gomysql.CLIENT_FOUND_ROWS, gomysql.CLIENT_SESSION_TRACK} {

@@ -39,8 +39,11 @@
 //     different rows are independent); a key without a row matches
 //     nothing; then one UPDATE to the final value per changed row, one
 //     multi-row ledger INSERT, the marker and COMMIT in one round trip.
-//     Only for integer stock columns with a unique key and no UPDATE
-//     triggers, keys of the key column's kind (integer or string),
+//     Only for integer stock columns with a unique key on tables the
+//     server does nothing more for per statement (no UPDATE triggers, no
+//     CHECK constraints, no generated column on the stock column, not
+//     system-versioned: schema.Table.Exact), keys of the key column's
+//     kind (integer or string),
 //     requests without extra assignments whose operands are non-negative
 //     integers, and only when no request would raise an error or leave the
 //     column's range, and every key either equals a locked row's key byte
@@ -66,7 +69,9 @@
 //     read fails its requests with 1205, as each would have waited as
 //     long directly;
 //     lone requests retry with backoff while the server is unreachable, up
-//     to ResolveTimeout, then fail with ErrNotApplied.
+//     to ResolveTimeout after the batch's oldest request arrived (so
+//     batches queued behind one another share the bound; past it a batch
+//     makes one connection attempt), then fail with ErrNotApplied.
 //   - An uncertain COMMIT (connection lost while COMMIT may have run) is
 //     resolved on a new connection: KILL the old connection if it still
 //     exists, then a locking read of the batch's marker (a lone request's

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hotrow/hotrow/internal/localdb"
 	"github.com/hotrow/hotrow/internal/testdb"
 )
 
@@ -209,24 +210,42 @@ func TestKillBackend(t *testing.T) {
 
 // TestServerCrash kills the server (SIGKILL) in the middle of a run and
 // restarts it: every request still ends with an outcome or an error, and
-// the ledger, the stock and what clients heard agree.
+// the ledger, the stock and what clients heard agree. It crashes a server
+// of its own: killing the package's shared server would break whatever
+// else uses it, and if the restart failed (its port taken meanwhile by
+// another process), every later test would fail or hang.
 func TestServerCrash(t *testing.T) {
-	srv := testdb.Shared(t)
-	if srv.Local == nil {
-		t.Skip("HOTROW_TEST_DSN server: cannot crash it")
+	if testdb.Shared(t).Local == nil || !localdb.Installed() {
+		t.Skip("HOTROW_TEST_DSN server: no local server to crash")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	inst, err := localdb.Start(ctx, localdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(inst.Stop)
+	srv := &testdb.Server{Addr: inst.Addr, User: localdb.User, Password: localdb.Password, Local: inst}
+	db := &testdb.DB{Server: srv, Name: "crash"}
+	root := srv.Root(t)
+	if _, err := root.Exec("CREATE DATABASE crash"); err != nil {
+		t.Fatal(err)
 	}
 	const stock = 400
-	f := newFixture(t, "INT UNSIGNED", map[string]int64{"hot": stock}, nil)
+	f := newFixtureOn(t, db, "INT UNSIGNED", map[string]int64{"hot": stock}, nil)
 	done := make(chan loadResult)
 	go func() { done <- runLoad(t, f, 32, 15, false) }()
 	testdb.WaitFor(t, 30*time.Second, "requests flowing", func() bool { return f.m.Stats().Requests > 60 })
-	srv.Local.Kill()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := srv.Local.Restart(ctx); err != nil {
+	inst.Kill()
+	if err := inst.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res := <-done
+	var res loadResult
+	select {
+	case res = <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("requests still running 2 minutes after the restart")
+	}
 	checkLedger(t, f, map[string]int64{"hot": stock}, res)
 	t.Logf("stats %+v", f.m.Stats())
 }

@@ -42,7 +42,12 @@ const invDDL = "CREATE TABLE inv (sku VARCHAR(16) PRIMARY KEY, stock %s NOT NULL
 // starts a Merger on it; tune adjusts its config.
 func newFixture(t testing.TB, stockType string, rows map[string]int64, tune func(*Config)) *fixture {
 	t.Helper()
-	db := testdb.New(t)
+	return newFixtureOn(t, testdb.New(t), stockType, rows, tune)
+}
+
+// newFixtureOn is newFixture in database db.
+func newFixtureOn(t testing.TB, db *testdb.DB, stockType string, rows map[string]int64, tune func(*Config)) *fixture {
+	t.Helper()
 	db.Exec(t, fmt.Sprintf(invDDL, stockType))
 	conn := db.Open(t)
 	for sku, stock := range rows {
@@ -368,7 +373,11 @@ func TestRowHeldElsewhere(t *testing.T) {
 	}
 }
 
-func TestJanitorPrunesOldMarkersOnly(t *testing.T) {
+// TestJanitorPrunesOwnOldMarkersOnly: two instances share the meta
+// schema; each one's janitor deletes only its own markers older than
+// MarkerRetention (another instance may still be resolving an uncertain
+// commit by its marker), by a range scan of (instance_id, created_at).
+func TestJanitorPrunesOwnOldMarkersOnly(t *testing.T) {
 	db := testdb.New(t)
 	conn := db.Open(t)
 	meta := db.Name + "_hr"
@@ -376,22 +385,65 @@ func TestJanitorPrunesOldMarkersOnly(t *testing.T) {
 	if err := schema.Ensure(context.Background(), conn, meta); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Exec("INSERT INTO `" + meta + "`.batches (batch_id, instance_id, requests, granted, created_at) VALUES " +
-		"('old', 'x', 1, 1, NOW(6) - INTERVAL 2 HOUR), ('new', 'x', 1, 1, NOW(6))"); err != nil {
+	insert := func(instance, id, age string) {
+		t.Helper()
+		if _, err := conn.Exec("INSERT INTO `"+meta+"`.batches (batch_id, instance_id, requests, granted, created_at) VALUES "+
+			"(?, ?, 1, 1, NOW(6) - INTERVAL "+age+")", id, instance); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert("x", "x-old", "2 HOUR")
+	insert("x", "x-new", "0 SECOND")
+	insert("y", "y-new", "0 SECOND")
+	for i := range 200 { // the other instance's old markers, many of them
+		insert("y", fmt.Sprintf("y-old-%03d", i), "2 HOUR")
+	}
+	ids := func() string {
+		var s sql.NullString
+		if err := conn.QueryRow("SELECT GROUP_CONCAT(batch_id ORDER BY batch_id) FROM `" + meta + "`.batches WHERE batch_id NOT LIKE 'y-old-%'").Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s.String
+	}
+	others := func() int {
+		var n int
+		if err := conn.QueryRow("SELECT COUNT(*) FROM `" + meta + "`.batches WHERE batch_id LIKE 'y-old-%'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	start := func(instance string) *Merger {
+		cfg := DefaultConfig()
+		cfg.DSN, cfg.MetaSchema, cfg.MarkerRetention, cfg.InstanceID = db.DSN(), meta, time.Hour, instance
+		m, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	mx := start("x")
+	testdb.WaitFor(t, 20*time.Second, "x's old marker pruned", func() bool { return ids() == "x-new,y-new" })
+	mx.Close() // its janitor's first round is over
+	if n := others(); n != 200 {
+		t.Fatalf("instance x's janitor deleted %d of instance y's markers", 200-n)
+	}
+
+	// The DELETE reads only this instance's old markers, as a range.
+	var id int
+	var selType, table, typ, possible, key, keyLen, ref, rows, extra sql.NullString
+	if err := conn.QueryRow("EXPLAIN "+mx.pruneQuery(), "x").Scan(&id, &selType, &table, &typ, &possible, &key, &keyLen, &ref, &rows, &extra); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
-	cfg.DSN, cfg.MetaSchema, cfg.MarkerRetention = db.DSN(), meta, time.Hour
-	m, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
-	if err != nil {
-		t.Fatal(err)
+	if typ.String != "range" || key.String != "instance_time" {
+		t.Fatalf("EXPLAIN of the janitor's DELETE: type %q key %q (rows %s, %s), want a range on instance_time", typ.String, key.String, rows.String, extra.String)
 	}
-	defer m.Close()
-	testdb.WaitFor(t, 10*time.Second, "old marker pruned", func() bool {
-		var ids string
-		_ = conn.QueryRow("SELECT GROUP_CONCAT(batch_id) FROM `" + meta + "`.batches").Scan(&ids)
-		return ids == "new"
-	})
+
+	start("y")
+	testdb.WaitFor(t, 20*time.Second, "y's old markers pruned", func() bool { return others() == 0 })
+	if got := ids(); got != "x-new,y-new" {
+		t.Fatalf("markers left %q, want x-new,y-new", got)
+	}
 }
 
 // TestNonUniqueKey: a key matching several rows takes the general path;
@@ -432,5 +484,56 @@ func TestNonUniqueKey(t *testing.T) {
 	}
 	if s := f.m.Stats(); s.FastPath != 0 {
 		t.Fatalf("fast path used on a non-unique key: %+v", s)
+	}
+}
+
+// TestCheckConstraintBatch: with CHECK (stock <= 100) and stock 80, the
+// batch [+50, -40 AND stock >= 40] must end as serially: the restock fails
+// with 4025 and changes nothing, the decrement is granted, stock 40. The
+// fast path evaluated only the column's range, granted both and ended at
+// 90.
+func TestCheckConstraintBatch(t *testing.T) {
+	f := newFixture(t, "INT UNSIGNED NOT NULL CHECK (stock <= 100), pad INT DEFAULT 0", map[string]int64{"a": 80}, nil)
+	release := f.holdRow(t, "a")
+	type res struct {
+		i   int
+		out Outcome
+		err error
+	}
+	results := make(chan res, 3)
+	do := func(i int, q string) {
+		out, err := f.m.Do(context.Background(), f.text(t, q, uint32(i+1)))
+		results <- res{i, out, err}
+	}
+	go do(0, "UPDATE inv SET stock = stock - 0 WHERE sku = 'a'")
+	testdb.WaitFor(t, 10*time.Second, "first batch in flight", f.inFlight)
+	go do(1, "UPDATE inv SET stock = stock + 50 WHERE sku = 'a'")
+	testdb.WaitFor(t, 10*time.Second, "restock queued", func() bool { return f.m.Stats().Queued == 1 })
+	go do(2, "UPDATE inv SET stock = stock - 40 WHERE sku = 'a' AND stock >= 40")
+	testdb.WaitFor(t, 10*time.Second, "both queued", func() bool { return f.m.Stats().Queued == 2 })
+	release()
+	got := make([]result, 3)
+	for range 3 {
+		select {
+		case r := <-results:
+			got[r.i] = toResult(r.out, r.err, f.db.Name)
+		case <-time.After(30 * time.Second):
+			t.Fatal("requests did not finish in 30s")
+		}
+	}
+	if got[1].Code != 4025 {
+		t.Errorf("restock beyond the CHECK = %+v, want error 4025", got[1])
+	}
+	if want := (result{Matched: 1, Changed: 1}); got[2] != want {
+		t.Errorf("decrement = %+v, want %+v", got[2], want)
+	}
+	if s := f.stock(t, "a"); s != 40 {
+		t.Errorf("stock = %d, want 40 as serially", s)
+	}
+	if n := f.ledgerRows(t); n != 2 {
+		t.Errorf("ledger rows = %d, want 2 (the zero change and the decrement)", n)
+	}
+	if s := f.m.Stats(); s.FastPath != 0 {
+		t.Errorf("fast path used on a table with a CHECK constraint: %+v", s)
 	}
 }

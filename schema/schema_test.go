@@ -73,6 +73,11 @@ func TestLoad(t *testing.T) {
 		"CREATE TABLE c (sku INT PRIMARY KEY, stock DECIMAL(10,2))",
 		"CREATE TABLE d (sku INT PRIMARY KEY, stock TINYINT, n INT)",
 		"CREATE TRIGGER d_upd BEFORE UPDATE ON d FOR EACH ROW SET NEW.n = 1",
+		"CREATE TABLE e (sku INT PRIMARY KEY, stock INT NOT NULL, CONSTRAINT cap CHECK (stock <= 100))",
+		"CREATE TABLE f (sku INT PRIMARY KEY, stock INT NOT NULL CHECK (stock <= 100))",
+		"CREATE TABLE g (sku INT PRIMARY KEY, stock INT NOT NULL, left_pct TINYINT AS (stock * 100 DIV 50) PERSISTENT)",
+		"CREATE TABLE h (sku INT PRIMARY KEY, stock INT NOT NULL, other INT AS (sku + 1) VIRTUAL)",
+		"CREATE TABLE i (sku INT PRIMARY KEY, stock INT NOT NULL) WITH SYSTEM VERSIONING",
 	)
 	conn := db.Open(t)
 	cache := schema.NewCache(conn)
@@ -85,6 +90,11 @@ func TestLoad(t *testing.T) {
 		{"b", schema.Table{StockType: "bigint", Integer: true, Min: -1 << 63, Max: 1<<63 - 1, StockNullable: true, KeyType: "int", KeyInteger: true}},
 		{"c", schema.Table{StockType: "decimal", StockNullable: true, KeyType: "int", KeyInteger: true, KeyUnique: true}},
 		{"d", schema.Table{StockType: "tinyint", Integer: true, Min: -128, Max: 127, StockNullable: true, KeyType: "int", KeyInteger: true, KeyUnique: true, UpdateTriggers: true}},
+		{"e", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true, Checks: true}},
+		{"f", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true, Checks: true}},
+		{"g", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true, StockGenerated: true}},
+		{"h", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true}},
+		{"i", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true, SystemVersioned: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.table, func(t *testing.T) {
@@ -93,6 +103,9 @@ func TestLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.want.Schema, tc.want.Name, tc.want.Key, tc.want.Stock = db.Name, tc.table, "sku", "stock"
+			if got.Exact() != (!tc.want.UpdateTriggers && !tc.want.Checks && !tc.want.StockGenerated && !tc.want.SystemVersioned) {
+				t.Errorf("Exact() = %v for %+v", got.Exact(), got)
+			}
 			if got != tc.want {
 				t.Fatalf("got %+v\nwant %+v", got, tc.want)
 			}

@@ -41,6 +41,26 @@ type Table struct {
 	// UpdateTriggers is true when the table has UPDATE triggers (a merged
 	// UPDATE would fire them once instead of once per request).
 	UpdateTriggers bool
+	// Checks is true when the table has CHECK constraints (table or
+	// column level): the server evaluates them after every statement, so
+	// a batch's total change cannot stand for its requests.
+	Checks bool
+	// StockGenerated is true when a generated column's expression names
+	// the stock column (its value, and errors computing it, follow every
+	// statement).
+	StockGenerated bool
+	// SystemVersioned is true for a system-versioned table (every UPDATE
+	// writes a history row).
+	SystemVersioned bool
+}
+
+// Exact reports whether the server would do nothing per statement beyond
+// changing the stock column that a batch's one UPDATE to the final value
+// would not do too: no UPDATE triggers, CHECK constraints, generated
+// columns on the stock column or system versioning. Only such tables may
+// take a path that evaluates the requests outside the server.
+func (t Table) Exact() bool {
+	return !t.UpdateTriggers && !t.Checks && !t.StockGenerated && !t.SystemVersioned
 }
 
 // integerBits maps the integer DATA_TYPEs to their width.
@@ -102,6 +122,45 @@ WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? AND EVENT_MANIPULATION 
 		return t, fmt.Errorf("read triggers of %s.%s: %w", schemaName, name, err)
 	}
 	t.UpdateTriggers = n > 0
+	// MariaDB lists table- and column-level CHECKs in TABLE_CONSTRAINTS
+	// (and CHECK_CONSTRAINTS); MySQL 8 lists them in TABLE_CONSTRAINTS.
+	err = db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.TABLE_CONSTRAINTS
+WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_TYPE = 'CHECK'`, schemaName, name).Scan(&n)
+	if err != nil {
+		return t, fmt.Errorf("read constraints of %s.%s: %w", schemaName, name, err)
+	}
+	t.Checks = n > 0
+	rows, err := db.QueryContext(ctx, `SELECT COALESCE(GENERATION_EXPRESSION, '') FROM information_schema.COLUMNS
+WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND (EXTRA LIKE '%GENERATED%' OR EXTRA IN ('VIRTUAL', 'PERSISTENT', 'STORED')
+  OR COALESCE(GENERATION_EXPRESSION, '') <> '')`, schemaName, name)
+	if err != nil {
+		return t, fmt.Errorf("read generated columns of %s.%s: %w", schemaName, name, err)
+	}
+	for rows.Next() {
+		var expr string
+		if err := rows.Scan(&expr); err != nil {
+			rows.Close()
+			return t, fmt.Errorf("read generated columns of %s.%s: %w", schemaName, name, err)
+		}
+		// Conservative: any mention of the column's name (or an
+		// expression that could not be read) counts as depending on it.
+		if expr == "" || strings.Contains(strings.ToLower(expr), strings.ToLower(stock)) {
+			t.StockGenerated = true
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return t, fmt.Errorf("read generated columns of %s.%s: %w", schemaName, name, err)
+	}
+	if err := rows.Err(); err != nil {
+		return t, fmt.Errorf("read generated columns of %s.%s: %w", schemaName, name, err)
+	}
+	var tableType string
+	err = db.QueryRowContext(ctx, `SELECT TABLE_TYPE FROM information_schema.TABLES
+WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`, schemaName, name).Scan(&tableType)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return t, fmt.Errorf("read table type of %s.%s: %w", schemaName, name, err)
+	}
+	t.SystemVersioned = strings.EqualFold(tableType, "SYSTEM VERSIONED")
 	return t, nil
 }
 
