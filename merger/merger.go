@@ -172,8 +172,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 // *mysql.MySQLError values (the server's, or ErrQueueFull,
 // ErrLockWaitTimeout, ErrOutcomeUnknown, ErrNotApplied, ErrBadRequest,
 // ErrClosed),
-// except ctx.Err() when ctx ended before the request's batch started (the
-// request was then dropped). Once in a batch the request is applied and
+// except ctx.Err() when ctx ended before the request's batch started, or
+// context.Canceled when req.Gone reported the client gone then (the request
+// was then dropped). Once in a batch the request is applied and
 // Do waits for its outcome even if ctx ends.
 func (m *Merger) Do(ctx context.Context, req Request) (Outcome, error) {
 	if err := ctx.Err(); err != nil {
@@ -265,12 +266,17 @@ func (m *Merger) runTable(q *tableQueue) {
 }
 
 // expire fails the requests that waited longer than QueueTimeout with
-// ErrLockWaitTimeout, as the server fails a lock wait that long, and
-// returns the others.
+// ErrLockWaitTimeout, as the server fails a lock wait that long, drops
+// those whose client is gone, and returns the others.
 func (m *Merger) expire(batch []*waiter) []*waiter {
 	limit := time.Now().Add(-m.cfg.QueueTimeout)
 	kept := batch[:0]
 	for _, w := range batch {
+		if w.req.Gone != nil && w.req.Gone() {
+			m.stats.dropped.Add(1)
+			deliver(w, Outcome{}, context.Canceled)
+			continue
+		}
 		if w.enq.Before(limit) {
 			m.stats.timedOut.Add(1)
 			deliver(w, Outcome{}, ErrLockWaitTimeout)

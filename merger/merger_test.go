@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -288,6 +289,55 @@ func TestCancelWhileQueuedDrops(t *testing.T) {
 	}
 	if s := f.m.Stats(); s.Dropped != 1 || s.Queued != 0 {
 		t.Fatalf("stats = %+v, want 1 dropped, none queued", s)
+	}
+}
+
+// TestGoneClientDropped: a request whose client went away while it waited
+// is dropped when its batch forms, and one whose client is still there runs.
+func TestGoneClientDropped(t *testing.T) {
+	f := newFixture(t, "INT", map[string]int64{"a": 100}, nil)
+	release := f.holdRow(t, "a")
+	first := make(chan error, 1)
+	go func() {
+		_, err := f.m.Do(context.Background(), f.text(t, "UPDATE inv SET stock = stock - 1 WHERE sku = 'a'", 1))
+		first <- err
+	}()
+	testdb.WaitFor(t, 5*time.Second, "first batch in flight", f.inFlight)
+	var gone atomic.Bool
+	results := make(chan error, 2)
+	for i, g := range []func() bool{gone.Load, func() bool { return false }} {
+		req := f.text(t, "UPDATE inv SET stock = stock - 5 WHERE sku = 'a'", uint32(2+i))
+		req.Gone = g
+		go func() {
+			_, err := f.m.Do(context.Background(), req)
+			results <- err
+		}()
+	}
+	testdb.WaitFor(t, 5*time.Second, "requests queued", func() bool { return f.m.Stats().Queued == 2 })
+	gone.Store(true)
+	release()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	var canceled, ok int
+	for range 2 {
+		switch err := <-results; {
+		case errors.Is(err, context.Canceled):
+			canceled++
+		case err == nil:
+			ok++
+		default:
+			t.Fatal(err)
+		}
+	}
+	if canceled != 1 || ok != 1 {
+		t.Fatalf("%d dropped, %d applied; want 1 and 1", canceled, ok)
+	}
+	if got := f.stock(t, "a"); got != 94 {
+		t.Fatalf("stock = %d, want 94 (the gone client's request must not run)", got)
+	}
+	if s := f.m.Stats(); s.Dropped != 1 {
+		t.Fatalf("stats = %+v, want 1 dropped", s)
 	}
 }
 

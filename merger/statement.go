@@ -117,6 +117,11 @@ type Request struct {
 	Text string
 	// ConnID is the client's connection id, recorded in the ledger.
 	ConnID uint32
+	// Gone, when set, reports whether the client has gone away. The merger
+	// asks it when the request's batch forms and drops a request whose
+	// client is gone (Do returns context.Canceled); once in a batch, a
+	// request is applied whatever happens to its client.
+	Gone func() bool
 }
 
 // Outcome is what a serial execution would have reported to the client.

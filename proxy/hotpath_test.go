@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	driver "github.com/go-sql-driver/mysql"
 
@@ -349,5 +350,55 @@ func TestMergeableParams(t *testing.T) {
 				t.Fatalf("decoded = %v, want %v", ok, tt.ok)
 			}
 		})
+	}
+}
+
+// TestHotRowClientGoneWhileQueued: a client that disconnects while its
+// statement waits for a batch is dropped from the batch; the statement
+// of a client still there is applied.
+func TestHotRowClientGoneWhileQueued(t *testing.T) {
+	db := testdb.New(t)
+	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
+		"INSERT INTO inventory VALUES (1, 100)")
+	p, m, meta := startHotProxy(t, db)
+	ctx := context.Background()
+	// Hold the row so that the first merged statement's batch waits.
+	holder, err := db.Open(t).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if _, err := holder.ExecContext(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.ExecContext(ctx, "SELECT stock FROM inventory WHERE sku_id = 1 FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
+	first := make(chan error, 1)
+	go func() { _, err := open(t, db, p.Addr).Exec(hot); first <- err }()
+	testdb.WaitFor(t, 5*time.Second, "first batch in flight", func() bool { return m.Stats().Requests == 0 && m.Stats().Queued == 0 && len(m.Stats().Tables) == 1 })
+	leaving, cancel := context.WithCancel(ctx)
+	second := make(chan error, 1)
+	go func() { _, err := open(t, db, p.Addr).ExecContext(leaving, hot); second <- err }()
+	testdb.WaitFor(t, 5*time.Second, "second statement queued", func() bool { return m.Stats().Queued == 1 })
+	cancel() // go-sql-driver closes the connection
+	if err := <-second; err == nil {
+		t.Fatal("cancelled statement reported success")
+	}
+	if _, err := holder.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	direct := db.Open(t)
+	testdb.WaitFor(t, 5*time.Second, "the queued statement to be dropped", func() bool { return m.Stats().Dropped == 1 })
+	var stock int
+	if err := direct.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock); err != nil {
+		t.Fatal(err)
+	}
+	if stock != 99 || ledgerRows(t, direct, meta) != 1 {
+		t.Fatalf("stock %d, ledger %d rows; want 99 and 1", stock, ledgerRows(t, direct, meta))
 	}
 }

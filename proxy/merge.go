@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"time"
+	"syscall"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 
@@ -14,9 +13,6 @@ import (
 
 // errClientGone: the client disconnected while its merged request waited.
 var errClientGone = errors.New("client disconnected while its statement was queued")
-
-// aLongTimeAgo is a read deadline that has passed: it wakes a blocked read.
-var aLongTimeAgo = time.Unix(1, 0)
 
 // canMerge reports whether the session's next hot statement may be merged:
 // a merger runs, the session is eligible, and it is in autocommit mode
@@ -85,29 +81,38 @@ func (s *session) merge(ctx context.Context, req merger.Request) error {
 	return s.flushClient()
 }
 
-// doWatched calls the merger while watching the client connection: a
-// client that disconnects while its request is still queued is dropped
-// from the batch (the merger applies requests already in a batch).
+// doWatched calls the merger, which drops the request if its client has
+// disconnected by the time its batch forms (the merger applies requests
+// already in a batch).
 func (s *session) doWatched(ctx context.Context, req merger.Request) (merger.Outcome, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// Peek blocks until the client sends or goes away; the deadline
-		// below wakes it once the merger has answered.
-		if _, err := s.client.r.Peek(1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			cancel(errClientGone)
-		}
-	}()
+	req.Gone = s.clientGone
 	out, err := s.srv.merger.Do(ctx, req)
-	_ = s.conn.SetReadDeadline(aLongTimeAgo)
-	<-done
-	_ = s.conn.SetReadDeadline(noDeadline)
-	if err != nil && context.Cause(ctx) == errClientGone {
+	if errors.Is(err, context.Canceled) && ctx.Err() == nil {
 		return out, errClientGone
 	}
 	return out, err
+}
+
+// clientGone peeks at the client socket without blocking or consuming:
+// end of stream or a reset means the client went away. A single
+// non-blocking system call, cheap enough to ask for every merged request.
+func (s *session) clientGone() bool {
+	sc, ok := s.conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := false
+	var b [1]byte
+	err = raw.Read(func(fd uintptr) bool {
+		n, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		gone = n == 0 && rerr == nil || rerr != nil && rerr != syscall.EAGAIN && rerr != syscall.EINTR
+		return true
+	})
+	return gone || err != nil
 }
 
 // currentDB returns the session's default database, asking the backend
