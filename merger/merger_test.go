@@ -260,15 +260,24 @@ func TestCloseIsIdempotentAndRejects(t *testing.T) {
 	}
 }
 
-func TestCancelWhileQueuedDrops(t *testing.T) {
-	f := newFixture(t, "INT", map[string]int64{"a": 100}, nil)
-	release := f.holdRow(t, "a")
-	first := make(chan error, 1)
+// batchInFlight holds row 'a' elsewhere and starts a request on it whose
+// batch then waits for the row lock; later requests queue behind it.
+// release lets the batch finish; first receives its error.
+func (f *fixture) batchInFlight(t *testing.T) (release func(), first <-chan error) {
+	t.Helper()
+	release = f.holdRow(t, "a")
+	done := make(chan error, 1)
 	go func() {
 		_, err := f.m.Do(context.Background(), f.text(t, "UPDATE inv SET stock = stock - 1 WHERE sku = 'a'", 1))
-		first <- err
+		done <- err
 	}()
 	testdb.WaitFor(t, 5*time.Second, "first batch in flight", f.inFlight)
+	return release, done
+}
+
+func TestCancelWhileQueuedDrops(t *testing.T) {
+	f := newFixture(t, "INT", map[string]int64{"a": 100}, nil)
+	release, first := f.batchInFlight(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	second := make(chan error, 1)
 	go func() {
@@ -296,13 +305,7 @@ func TestCancelWhileQueuedDrops(t *testing.T) {
 // is dropped when its batch forms, and one whose client is still there runs.
 func TestGoneClientDropped(t *testing.T) {
 	f := newFixture(t, "INT", map[string]int64{"a": 100}, nil)
-	release := f.holdRow(t, "a")
-	first := make(chan error, 1)
-	go func() {
-		_, err := f.m.Do(context.Background(), f.text(t, "UPDATE inv SET stock = stock - 1 WHERE sku = 'a'", 1))
-		first <- err
-	}()
-	testdb.WaitFor(t, 5*time.Second, "first batch in flight", f.inFlight)
+	release, first := f.batchInFlight(t)
 	var gone atomic.Bool
 	results := make(chan error, 2)
 	for i, g := range []func() bool{gone.Load, func() bool { return false }} {
