@@ -17,12 +17,10 @@ const (
 
 // Server status flags the proxy reads from the backend's OK and EOF packets.
 const (
-	statusInTrans       = mysql.SERVER_STATUS_IN_TRANS
-	statusAutocommit    = mysql.SERVER_STATUS_AUTOCOMMIT
-	statusMoreResults   = mysql.SERVER_MORE_RESULTS_EXISTS
-	statusCursorExists  = mysql.SERVER_STATUS_CURSOR_EXISTS
-	statusLastRowSent   = mysql.SERVER_STATUS_LAST_ROW_SEND
-	statusInTransReadOn = mysql.SERVER_STATUS_IN_TRANS_READONLY
+	statusInTrans      = mysql.SERVER_STATUS_IN_TRANS
+	statusAutocommit   = mysql.SERVER_STATUS_AUTOCOMMIT
+	statusMoreResults  = mysql.SERVER_MORE_RESULTS_EXISTS
+	statusCursorExists = mysql.SERVER_STATUS_CURSOR_EXISTS
 )
 
 // proxyCapabilities are the capability flags hotrow can pass through
