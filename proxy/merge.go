@@ -37,9 +37,9 @@ func startsWithUpdate(q string) bool {
 }
 
 // mergeText merges a COM_QUERY that is a hot statement; handled is false
-// when the query must pass through.
+// when the query must pass through. The caller has checked canMerge.
 func (s *session) mergeText(ctx context.Context, query string) (handled bool, err error) {
-	if !s.canMerge() || !startsWithUpdate(query) {
+	if !startsWithUpdate(query) {
 		return false, nil
 	}
 	db, err := s.currentDB()
@@ -59,11 +59,16 @@ func (s *session) mergeText(ctx context.Context, query string) (handled bool, er
 
 // merge runs a request through the merger and answers the client with the
 // OK packet the server would have sent, or the error it would have raised.
+//
+// The merger drops the request if its client has disconnected by the time
+// its batch forms (it applies requests already in a batch); the session
+// then ends.
 func (s *session) merge(ctx context.Context, req merger.Request) error {
-	out, err := s.doWatched(ctx, req)
+	req.Gone = s.clientGone
+	out, err := s.srv.merger.Do(ctx, req)
 	if err != nil {
-		if errors.Is(err, errClientGone) {
-			return err
+		if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+			return errClientGone
 		}
 		return s.writeErr(toMySQLError(err))
 	}
@@ -79,18 +84,6 @@ func (s *session) merge(ctx context.Context, req merger.Request) error {
 		return err
 	}
 	return s.flushClient()
-}
-
-// doWatched calls the merger, which drops the request if its client has
-// disconnected by the time its batch forms (the merger applies requests
-// already in a batch).
-func (s *session) doWatched(ctx context.Context, req merger.Request) (merger.Outcome, error) {
-	req.Gone = s.clientGone
-	out, err := s.srv.merger.Do(ctx, req)
-	if errors.Is(err, context.Canceled) && ctx.Err() == nil {
-		return out, errClientGone
-	}
-	return out, err
 }
 
 // clientGone peeks at the client socket without blocking or consuming:
