@@ -9,7 +9,13 @@
 //     idempotency key of the order feed.
 //   - batches: one marker row per batch that wrote anything. A batch whose
 //     COMMIT outcome is unknown is resolved by a locking read of its marker.
+//   - checkpoints: one row per order feed consumer: the GTID set (and
+//     file:position) up to which every event was acknowledged by its sinks.
 //   - schema_version: the version of the tables above.
+//
+// LedgerRow is the ledger's row type; LedgerColumns and MarkerColumns are
+// the column lists writers use, and the Max* constants the widths of the
+// free-form columns, from which the DDL is built.
 //
 // Invariants:
 //   - Ensure is idempotent: every statement is CREATE ... IF NOT EXISTS or

@@ -5,27 +5,21 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
 )
 
 // Version is the version of hotrow's tables this binary writes.
-const Version = 1
+const Version = 2
 
 // Names of hotrow's tables inside the meta schema.
 const (
-	LedgerTable  = "ledger"
-	BatchesTable = "batches"
-	VersionTable = "schema_version"
-)
-
-// Sizes of the ledger's free-form columns; writers clip values to them.
-const (
-	MaxBatchID = 96
-	MaxKey     = 3072
-	MaxDelta   = 255
-	MaxDigest  = 64
+	LedgerTable      = "ledger"
+	BatchesTable     = "batches"
+	CheckpointsTable = "checkpoints"
+	VersionTable     = "schema_version"
 )
 
 // ErrPrivilege is wrapped by Ensure when the server refused a statement
@@ -41,32 +35,51 @@ func QuoteIdent(name string) string {
 	return "`" + strings.ReplaceAll(name, "`", "``") + "`"
 }
 
-// migrations[v-1] takes the tables from version v-1 to v. Every statement
-// must be safe to run twice (IF NOT EXISTS), since instances race at start.
+// varchar and varbinary are column types of width n.
+func varchar(n int) string   { return "VARCHAR(" + strconv.Itoa(n) + ")" }
+func varbinary(n int) string { return "VARBINARY(" + strconv.Itoa(n) + ")" }
+
+// migrations[v-1] takes the tables from version v-1 to v; %[1]s is the
+// quoted meta schema. Every statement must be safe to run twice (IF NOT
+// EXISTS, or an index whose duplicate is ignored), since instances race
+// at start.
 var migrations = [][]string{
 	{ // 1: ledger and batch markers
 		`CREATE TABLE IF NOT EXISTS %[1]s.` + LedgerTable + ` (
-  batch_id     VARCHAR(96) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  batch_id     ` + varchar(MaxBatchID) + ` CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
   seq          INT UNSIGNED NOT NULL,
-  table_schema VARCHAR(64) NOT NULL,
-  table_name   VARCHAR(64) NOT NULL,
-  key_value    VARBINARY(3072) NOT NULL,
-  delta        VARBINARY(255) NOT NULL,
-  stock_after  VARBINARY(255) NULL,
+  table_schema ` + varchar(MaxSchemaName) + ` NOT NULL,
+  table_name   ` + varchar(MaxTableName) + ` NOT NULL,
+  key_value    ` + varbinary(MaxKey) + ` NOT NULL,
+  delta        ` + varbinary(MaxDelta) + ` NOT NULL,
+  stock_after  ` + varbinary(MaxDelta) + ` NULL,
   conn_id      INT UNSIGNED NOT NULL,
-  digest       VARBINARY(64) NOT NULL,
+  digest       ` + varbinary(MaxDigest) + ` NOT NULL,
   created_at   TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   PRIMARY KEY (batch_id, seq)
 ) ENGINE=InnoDB`,
 		`CREATE TABLE IF NOT EXISTS %[1]s.` + BatchesTable + ` (
-  batch_id    VARCHAR(96) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-  instance_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  batch_id    ` + varchar(MaxBatchID) + ` CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  instance_id ` + varchar(MaxInstanceID) + ` CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
   requests    INT UNSIGNED NOT NULL,
   granted     INT UNSIGNED NOT NULL,
   created_at  TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   PRIMARY KEY (batch_id),
   KEY instance_time (instance_id, created_at)
 ) ENGINE=InnoDB`,
+	},
+	{ // 2: order feed checkpoints; time indexes for pruning markers of any
+		// instance and ledger rows behind every consumer.
+		`CREATE TABLE IF NOT EXISTS %[1]s.` + CheckpointsTable + ` (
+  consumer   ` + varchar(MaxConsumer) + ` CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  gtid       TEXT CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  file       VARCHAR(255) NOT NULL,
+  pos        BIGINT UNSIGNED NOT NULL,
+  updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (consumer)
+) ENGINE=InnoDB`,
+		`ALTER TABLE %[1]s.` + BatchesTable + ` ADD KEY created (created_at)`,
+		`ALTER TABLE %[1]s.` + LedgerTable + ` ADD KEY created (created_at)`,
 	},
 }
 
@@ -102,7 +115,7 @@ func Ensure(ctx context.Context, db *sql.DB, meta string) error {
 	}
 	for v := have + 1; v <= Version; v++ {
 		for _, stmt := range migrations[v-1] {
-			if err := exec(fmt.Sprintf(stmt, q)); err != nil {
+			if err := exec(fmt.Sprintf(stmt, q)); err != nil && !duplicateKey(err) {
 				return err
 			}
 		}
@@ -114,6 +127,18 @@ func Ensure(ctx context.Context, db *sql.DB, meta string) error {
 	return nil
 }
 
+// duplicateKey reports the server's 1061 (duplicate key name): an index a
+// concurrent or earlier run of the same migration already added.
+func duplicateKey(err error) bool {
+	var my *mysql.MySQLError
+	return errors.As(err, &my) && my.Number == 1061
+}
+
+// Privileges is what the merge user needs on the meta schema: CREATE for
+// Ensure, SELECT and INSERT for batches, DELETE for the marker janitor and
+// ledger retention, UPDATE for order feed checkpoints.
+const Privileges = "CREATE, ALTER, SELECT, INSERT, UPDATE, DELETE"
+
 // privilegeError names the privilege hotrow lacks when the server refused
 // a statement with an access-denied error, and passes other errors on.
 func privilegeError(meta string, err error) error {
@@ -121,8 +146,8 @@ func privilegeError(meta string, err error) error {
 	if errors.As(err, &my) {
 		switch my.Number {
 		case 1044, 1142, 1143, 1045, 1227:
-			return fmt.Errorf("%w: hotrow needs CREATE, SELECT and INSERT on %s.* (GRANT CREATE, SELECT, INSERT ON %s.* TO the merge user): %w",
-				ErrPrivilege, QuoteIdent(meta), QuoteIdent(meta), err)
+			return fmt.Errorf("%w: hotrow needs %s on %s.* (GRANT %s ON %s.* TO the merge user): %w",
+				ErrPrivilege, Privileges, QuoteIdent(meta), Privileges, QuoteIdent(meta), err)
 		}
 	}
 	return fmt.Errorf("schema %s: %w", QuoteIdent(meta), err)
