@@ -290,7 +290,7 @@ func (s *Server) handshake(sess *session) error {
 	if sess.db == "" {
 		sess.db = user.DefaultSchema
 	}
-	sess.mergeable = s.mergesFor(user.Name)
+	sess.stateTracker = newStateTracker(s.mergesFor(user.Name))
 	sess.client.seq = okSeq
 	sess.outBuf = appendOK(sess.outBuf[:0], 0, 0, sess.status, 0, "")
 	if err := sess.client.writePacket(sess.outBuf); err != nil {

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -37,11 +36,10 @@ type session struct {
 	// statement that may have changed it (USE inside a query).
 	db      string
 	dbKnown bool
-	// mergeable is false for sessions whose statements must not be merged:
-	// users other than the merge user, or sessions that changed sql_mode
-	// (the merged batch runs with the server's default).
-	mergeable bool
-	stmts     map[uint32]*preparedStmt
+	// stateTracker decides whether the session's hot statements may be
+	// merged (its mergeable field).
+	stateTracker
+	stmts map[uint32]*preparedStmt
 
 	cmdBuf []byte // client command, reused
 	rawBuf []byte // relayed packet, reused
@@ -224,7 +222,7 @@ func (s *session) quitBackend() {
 // prepared statements and session variables.
 func (s *session) resetState() {
 	s.stmts = map[uint32]*preparedStmt{}
-	s.mergeable = s.srv.mergesFor(s.user.Name)
+	s.stateTracker.reset()
 }
 
 // noteQuery updates what the proxy knows of the session before a
@@ -235,56 +233,7 @@ func (s *session) noteQuery(q []byte) {
 	if containsFold(q, "use") {
 		s.dbKnown = false
 	}
-	if s.mergeable && changesMergeSemantics(q) {
-		s.mergeable = false
-	}
-}
-
-// changesMergeSemantics reports whether q may change session state that
-// decides what a hot UPDATE does: sql_mode (errors, clipping), a temporary
-// table shadowing the hot table, table locks, read-only transactions,
-// statement time limits. It errs towards true: a false positive only stops
-// merging for that session. Reading such state (SELECT @@sql_mode) and SETs
-// of autocommit, the character set and user variables keep merging.
-func changesMergeSemantics(q []byte) bool {
-	for _, w := range []string{"temporary", "lock tables", "read lock"} {
-		if containsFold(q, w) {
-			return true
-		}
-	}
-	// Every statement of a multi-statement query; a ';' inside a string
-	// only adds a harmless false positive.
-	for _, stmt := range bytes.Split(q, []byte(";")) {
-		stmt = bytes.TrimLeft(stmt, " \t\r\n")
-		if len(stmt) < 4 || !containsFold(stmt[:4], "set ") {
-			continue
-		}
-		for _, assignment := range bytes.Split(stmt[4:], []byte(",")) {
-			if !harmlessSetting(assignment) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// harmlessSetting reports whether one SET assignment leaves merged
-// statements' semantics alone.
-func harmlessSetting(a []byte) bool {
-	a = bytes.ToLower(bytes.TrimSpace(a))
-	for _, prefix := range []string{"session ", "local ", "@@session.", "@@local.", "@@"} {
-		a = bytes.TrimPrefix(a, []byte(prefix))
-	}
-	if bytes.HasPrefix(a, []byte("@")) { // a user variable
-		return true
-	}
-	for _, name := range []string{"autocommit", "names ", "character set ", "charset ", "character_set_client",
-		"character_set_connection", "character_set_results", "collation_connection"} {
-		if bytes.HasPrefix(a, []byte(name)) {
-			return true
-		}
-	}
-	return false
+	s.stateTracker.note(q)
 }
 
 // writeErr sends an ERR packet and flushes.
