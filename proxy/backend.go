@@ -90,7 +90,7 @@ func authBackend(ctx context.Context, conn net.Conn, g greeting, u User, resp ha
 	if c.IsAutoCommit() {
 		status |= statusAutocommit
 	}
-	return &backendConn{packetIO: newPacketIO(rc), connID: g.connID, status: status}, nil
+	return &backendConn{packetIO: newPacketIO(rc, backendSide), connID: g.connID, status: status}, nil
 }
 
 // collationConn rewrites the handshake response that go-mysql's client

@@ -253,7 +253,7 @@ func TestPacketIORoundTrip(t *testing.T) {
 			a, b := net.Pipe()
 			defer a.Close()
 			defer b.Close()
-			w, r := newPacketIO(a), newPacketIO(b)
+			w, r := newPacketIO(a, clientSide), newPacketIO(b, backendSide)
 			payload := bytes.Repeat([]byte{0xab}, n)
 			done := make(chan error, 1)
 			go func() {
@@ -275,7 +275,7 @@ func TestPacketIORoundTrip(t *testing.T) {
 			}
 		})
 	}
-	p := newPacketIO(discardConn{})
+	p := newPacketIO(discardConn{}, clientSide)
 	payload := make([]byte, 100)
 	if allocs := testing.AllocsPerRun(100, func() { _ = p.writePacket(payload); _ = p.flush() }); allocs != 0 {
 		t.Errorf("writePacket allocates %v times", allocs)

@@ -27,19 +27,15 @@ func (s *session) forward(pkt []byte, relay func() error) error {
 }
 
 // lostBackend tells the client the backend went away (2013, as a direct
-// connection would report) and ends the session.
+// connection would report) and returns err, a *backendError, which ends
+// the session.
 func (s *session) lostBackend(err error) error {
-	be := &backendError{err: err}
-	_ = s.writeErr(toMySQLError(be))
-	return be
+	_ = s.writeErr(toMySQLError(err))
+	return err
 }
 
-func (s *session) flushClient() error {
-	if err := s.client.flush(); err != nil {
-		return fmt.Errorf("client: %w", err)
-	}
-	return nil
-}
+// flushClient sends what the session buffered for the client.
+func (s *session) flushClient() error { return s.client.flush() }
 
 // relayed describes one logical packet relayed from backend to client.
 type relayed struct {
@@ -56,7 +52,7 @@ func (s *session) relay() (relayed, error) {
 	}
 	s.rawBuf = raw.buf
 	if err := s.client.writeRaw(raw); err != nil {
-		return relayed{}, fmt.Errorf("client: %w", err)
+		return relayed{}, err
 	}
 	r := relayed{payload: raw.payload(), large: raw.more}
 	if len(r.payload) == 0 {
@@ -69,7 +65,7 @@ func (s *session) relay() (relayed, error) {
 		}
 		s.conBuf = raw.buf
 		if err := s.client.writeRaw(raw); err != nil {
-			return relayed{}, fmt.Errorf("client: %w", err)
+			return relayed{}, err
 		}
 	}
 	return r, nil
@@ -83,7 +79,7 @@ func (s *session) lostBackendMidResponse(err error) error {
 		s.client.seq = s.be.seq
 		return s.lostBackend(err)
 	}
-	return &backendError{err: err}
+	return err
 }
 
 func (s *session) isEOF(r relayed) bool { return !r.large && isEOF(r.payload) }
@@ -214,18 +210,18 @@ func (s *session) relayInfile() error {
 	for {
 		raw, err := s.client.readRaw(s.cmdBuf)
 		if err != nil {
-			return fmt.Errorf("client (local infile): %w", err)
+			return fmt.Errorf("local infile: %w", err)
 		}
 		s.cmdBuf = raw.buf
 		if err := s.be.writeRaw(raw); err != nil {
-			return &backendError{err: err}
+			return err
 		}
 		if len(raw.payload()) == 0 {
 			break
 		}
 	}
 	if err := s.be.flush(); err != nil {
-		return &backendError{err: err}
+		return err
 	}
 	s.client.seq = s.be.seq
 	return nil

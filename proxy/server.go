@@ -132,7 +132,7 @@ func (s *Server) serveConn(conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	sess := &session{srv: s, conn: conn, client: newPacketIO(conn), stmts: map[uint32]*preparedStmt{}}
+	sess := &session{srv: s, conn: conn, client: newPacketIO(conn, clientSide), stmts: map[uint32]*preparedStmt{}}
 	log := s.log.With("client", conn.RemoteAddr().String())
 	if err := s.handshake(sess); err != nil {
 		log.Info("handshake failed", "err", err)
