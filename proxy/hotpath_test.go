@@ -402,3 +402,84 @@ func TestHotRowClientGoneWhileQueued(t *testing.T) {
 		t.Fatalf("stock %d, ledger %d rows; want 99 and 1", stock, ledgerRows(t, direct, meta))
 	}
 }
+
+// TestShutdownCancelsQueuedMerges: at the drain deadline, a session whose
+// merged statement still waits in the merger's queue (its hot row locked
+// by a direct transaction, a batch in flight before it) is released with
+// an error and its statement never applied; the statement already in the
+// running batch is applied once the row is free, and Shutdown returns
+// within the drain timeout and a small margin.
+func TestShutdownCancelsQueuedMerges(t *testing.T) {
+	db := testdb.New(t)
+	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
+		"INSERT INTO inventory VALUES (1, 100)")
+	p, m, meta := startHotProxy(t, db)
+	ctx := context.Background()
+	holder, err := db.Open(t).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if _, err := holder.ExecContext(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.ExecContext(ctx, "SELECT stock FROM inventory WHERE sku_id = 1 FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
+	inBatch, queued := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := open(t, db, p.Addr).Exec(hot); inBatch <- err }()
+	testdb.WaitFor(t, 5*time.Second, "first batch in flight", func() bool {
+		s := m.Stats()
+		return s.Requests == 0 && s.Queued == 0 && len(s.Tables) == 1
+	})
+	go func() { _, err := open(t, db, p.Addr).Exec(hot); queued <- err }()
+	testdb.WaitFor(t, 5*time.Second, "second statement queued", func() bool { return m.Stats().Queued == 1 })
+
+	const drain = 300 * time.Millisecond
+	const margin = 2 * time.Second
+	start := time.Now()
+	shut := make(chan error, 1)
+	go func() {
+		dctx, cancel := context.WithTimeout(ctx, drain)
+		defer cancel()
+		shut <- p.Shutdown(dctx)
+	}()
+	select {
+	case err := <-queued:
+		if err == nil {
+			t.Error("queued statement reported success after the drain deadline")
+		}
+		if d := time.Since(start); d < drain {
+			t.Errorf("queued statement released after %v, before the drain deadline", d)
+		}
+	case <-time.After(drain + margin):
+		t.Fatal("queued statement still blocked past the drain deadline")
+	}
+	// While the row is still locked, the merger has dropped it.
+	testdb.WaitFor(t, margin, "the queued request to be dropped", func() bool { return m.Stats().Dropped == 1 })
+	// The batch in flight cannot be abandoned: free its row.
+	if _, err := holder.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-shut:
+		if err == nil {
+			t.Error("shutdown reported no error with sessions still busy at its deadline")
+		}
+		if d := time.Since(start); d > drain+margin {
+			t.Errorf("shutdown took %v, want at most %v", d, drain+margin)
+		}
+	case <-time.After(drain + margin):
+		t.Fatal("shutdown did not return")
+	}
+	<-inBatch // its client connection was closed at the deadline
+	direct := db.Open(t)
+	var stock int
+	if err := direct.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock); err != nil {
+		t.Fatal(err)
+	}
+	if n := ledgerRows(t, direct, meta); stock != 99 || n != 1 {
+		t.Fatalf("stock %d, ledger %d rows; want 99 and 1 (only the statement in the batch applied)", stock, n)
+	}
+}

@@ -121,7 +121,9 @@ Flags given on the command line override the --config file.
 		return err
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	// Not ctx: the signal starts the drain, and Shutdown cancels the
+	// sessions' context only once the drain timeout has passed.
+	go func() { served <- srv.Serve(context.Background(), ln) }()
 	select {
 	case err := <-served:
 		srv.Close()
