@@ -437,7 +437,7 @@ func TestLargePackets(t *testing.T) {
 	p := startProxy(t, db)
 	db.Exec(t, "CREATE TABLE big (id INT PRIMARY KEY, data LONGBLOB)")
 	big := bytes.Repeat([]byte("large packet "), (17<<20)/13)
-	pool := open(t, db, p.Addr, func(c *driver.Config) { c.InterpolateParams = false })
+	pool := open(t, db, p.addr, func(c *driver.Config) { c.InterpolateParams = false })
 	// No arguments: the query goes as it is, one COM_QUERY.
 	if _, err := pool.Exec("INSERT INTO big VALUES (0, '" + string(big) + "')"); err != nil {
 		t.Fatalf("text insert: %v", err)
@@ -476,12 +476,12 @@ func TestNoAbortedConnections(t *testing.T) {
 		return v
 	}
 	before := aborted()
-	pool := open(t, db, p.Addr)
+	pool := open(t, db, p.addr)
 	if err := pool.Ping(); err != nil {
 		t.Fatal(err)
 	}
 	pool.Close() // COM_QUIT
-	c, _ := dialRaw(t, p.Addr, db.User, db.Password, db.Name)
+	c, _ := dialRaw(t, p.addr, db.User, db.Password, db.Name)
 	c.conn.Close() // no COM_QUIT
 	testdb.WaitFor(t, 10*time.Second, "backend connections to close", func() bool {
 		return processCount(t, root, db.User, db.Name) == 0

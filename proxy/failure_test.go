@@ -45,7 +45,7 @@ func TestAuthErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var msgs []string
-			for _, tg := range []target{direct, proxied, {name: "proxy (caching_sha2_password)", db: proxied.db, addr: sha2.Addr}} {
+			for _, tg := range []target{direct, proxied, {name: "proxy (caching_sha2_password)", db: proxied.db, addr: sha2.addr}} {
 				err := open(t, tg.db, tg.addr, tt.mutate).Ping()
 				if tt.want == 0 {
 					if err != nil {
@@ -97,7 +97,7 @@ func TestBackendUserRejected(t *testing.T) {
 	t.Parallel()
 	db := testdb.New(t)
 	p := startProxy(t, db, func(c *Config) { c.Users = append(c.Users, User{Name: "ghost", Password: "boo"}) })
-	err := open(t, db, p.Addr, func(c *driver.Config) { c.User, c.Passwd = "ghost", "boo" }).Ping()
+	err := open(t, db, p.addr, func(c *driver.Config) { c.User, c.Passwd = "ghost", "boo" }).Ping()
 	if my := mysqlErr(t, err); my.Number != mysql.ER_ACCESS_DENIED_ERROR {
 		t.Fatalf("got %v, want 1045", my)
 	}
@@ -168,7 +168,7 @@ func TestClientDisconnectMidQuery(t *testing.T) {
 	db := testdb.New(t)
 	p := startProxy(t, db)
 	root := testdb.Shared(t).Root(t)
-	c, _ := dialRaw(t, p.Addr, db.User, db.Password, db.Name)
+	c, _ := dialRaw(t, p.addr, db.User, db.Password, db.Name)
 	c.command(comQuery("SELECT SLEEP(2)"))
 	testdb.WaitFor(t, 5*time.Second, "the query to run", func() bool {
 		var n int
@@ -179,7 +179,7 @@ func TestClientDisconnectMidQuery(t *testing.T) {
 	testdb.WaitFor(t, 15*time.Second, "the backend connection to close", func() bool {
 		return processCount(t, root, db.User, db.Name) == 0
 	})
-	if err := open(t, db, p.Addr).Ping(); err != nil {
+	if err := open(t, db, p.addr).Ping(); err != nil {
 		t.Fatalf("new session: %v", err)
 	}
 }
@@ -192,11 +192,11 @@ func TestShutdown(t *testing.T) {
 	p := startProxy(t, db)
 	root := testdb.Shared(t).Root(t)
 
-	idle, login := dialRaw(t, p.Addr, db.User, db.Password, db.Name)
+	idle, login := dialRaw(t, p.addr, db.User, db.Password, db.Name)
 	if login[0] != headerOK {
 		t.Fatalf("login: %x", login)
 	}
-	busy := open(t, db, p.Addr)
+	busy := open(t, db, p.addr)
 	res := make(chan string, 1)
 	go func() {
 		var v int
@@ -221,7 +221,7 @@ func TestShutdown(t *testing.T) {
 		t.Error("idle session still open during shutdown")
 	}
 	testdb.WaitFor(t, 5*time.Second, "the listener to close", func() bool {
-		conn, err := net.DialTimeout("tcp", p.Addr, time.Second)
+		conn, err := net.DialTimeout("tcp", p.addr, time.Second)
 		if err == nil {
 			conn.Close()
 		}
@@ -253,7 +253,7 @@ func TestShutdownDrainTimeout(t *testing.T) {
 	db := testdb.New(t)
 	p := startProxy(t, db)
 	root := testdb.Shared(t).Root(t)
-	client := open(t, db, p.Addr)
+	client := open(t, db, p.addr)
 	res := make(chan error, 1)
 	go func() { _, err := client.Exec("DO SLEEP(3)"); res <- err }()
 	testdb.WaitFor(t, 5*time.Second, "the query to run", func() bool {
@@ -307,7 +307,7 @@ func TestBackendRestart(t *testing.T) {
 		{"shut down", db.Local.Shutdown},
 	} {
 		t.Run(stop.name, func(t *testing.T) {
-			pool := open(t, db, p.Addr)
+			pool := open(t, db, p.addr)
 			idle, err := pool.Conn(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -354,7 +354,7 @@ func TestBackendRestart(t *testing.T) {
 				t.Logf("idle session: %v", err)
 			}
 			// New sessions get 2003 while the server is down...
-			err = open(t, db, p.Addr).Ping()
+			err = open(t, db, p.addr).Ping()
 			if my := mysqlErr(t, err); my.Number != crConnHostError {
 				t.Errorf("connect while down: got %v, want 2003", my)
 			} else {
@@ -362,7 +362,7 @@ func TestBackendRestart(t *testing.T) {
 			}
 			// ...and work again once it is back.
 			restart()
-			fresh := open(t, db, p.Addr)
+			fresh := open(t, db, p.addr)
 			var one int
 			if err := fresh.QueryRow("SELECT 1").Scan(&one); err != nil {
 				t.Fatalf("after restart: %v", err)

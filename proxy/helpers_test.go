@@ -22,7 +22,7 @@ func TestMain(m *testing.M) { testdb.Main(m) }
 // testProxy is a proxy on a loopback port in front of the test database.
 type testProxy struct {
 	*Server
-	Addr string
+	addr string // client-facing host:port
 	db   *testdb.DB
 }
 
@@ -66,7 +66,7 @@ func serveProxy(t testing.TB, cfg Config, db *testdb.DB, hot *HotPath) *testProx
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return &testProxy{Server: srv, Addr: cfg.Listen, db: db}
+	return &testProxy{Server: srv, addr: cfg.Listen, db: db}
 }
 
 // testWriter sends log lines to t.Logf.
@@ -111,7 +111,7 @@ func targets(t testing.TB, mutate ...func(*Config)) (direct, proxied target, p *
 	t.Helper()
 	dd, pd := testdb.New(t), testdb.New(t)
 	p = startProxy(t, pd, mutate...)
-	return target{name: "direct", db: dd, addr: dd.Addr}, target{name: "proxy", db: pd, addr: p.Addr}, p
+	return target{name: "direct", db: dd, addr: dd.Addr}, target{name: "proxy", db: pd, addr: p.addr}, p
 }
 
 // normalize replaces the target's database name by a placeholder.

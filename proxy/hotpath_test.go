@@ -77,8 +77,8 @@ func TestHotRowMixedClients(t *testing.T) {
 	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
 		"INSERT INTO inventory VALUES (1, 300), (2, 1000)")
 	p, m, meta := startHotProxy(t, db)
-	text := open(t, db, p.Addr, func(c *driver.Config) { c.InterpolateParams = true })
-	prepared := open(t, db, p.Addr)
+	text := open(t, db, p.addr, func(c *driver.Config) { c.InterpolateParams = true })
+	prepared := open(t, db, p.addr)
 	const clients, each = 32, 20 // demand 640 > stock 300
 	var wg sync.WaitGroup
 	granted := make(chan int64, clients)
@@ -164,7 +164,7 @@ func TestHotRowSerialOutcomes(t *testing.T) {
 			db.Exec(t, "UPDATE inventory SET stock = 5 WHERE sku_id = 1", "UPDATE inventory SET stock = 0, note = '' WHERE sku_id = 2",
 				"UPDATE twin SET stock = 5 WHERE sku_id = 1", "UPDATE twin SET stock = 0, note = '' WHERE sku_id = 2")
 			opt := func(c *driver.Config) { c.ClientFoundRows = foundRows }
-			viaProxy := open(t, db, p.Addr, opt)
+			viaProxy := open(t, db, p.addr, opt)
 			direct := open(t, db, db.Addr, opt)
 			before := m.Stats().Requests
 			for _, q := range stmts {
@@ -238,7 +238,7 @@ func TestHotRowNotMerged(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := context.Background()
-			conn, err := open(t, db, p.Addr, func(c *driver.Config) { c.MultiStatements = true }).Conn(ctx)
+			conn, err := open(t, db, p.addr, func(c *driver.Config) { c.MultiStatements = true }).Conn(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -307,7 +307,7 @@ func TestHotRowCLI(t *testing.T) {
 		}
 		return timingRE.ReplaceAllString(string(out), "(N sec)")
 	}
-	got, want := run(p.Addr), run(db.Addr)
+	got, want := run(p.addr), run(db.Addr)
 	if got != want {
 		t.Fatalf("through proxy:\n%s\ndirect:\n%s", got, want)
 	}
@@ -376,11 +376,11 @@ func TestHotRowClientGoneWhileQueued(t *testing.T) {
 	}
 	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
 	first := make(chan error, 1)
-	go func() { _, err := open(t, db, p.Addr).Exec(hot); first <- err }()
+	go func() { _, err := open(t, db, p.addr).Exec(hot); first <- err }()
 	testdb.WaitFor(t, 5*time.Second, "first batch in flight", func() bool { return m.Stats().Requests == 0 && m.Stats().Queued == 0 && len(m.Stats().Tables) == 1 })
 	leaving, cancel := context.WithCancel(ctx)
 	second := make(chan error, 1)
-	go func() { _, err := open(t, db, p.Addr).ExecContext(leaving, hot); second <- err }()
+	go func() { _, err := open(t, db, p.addr).ExecContext(leaving, hot); second <- err }()
 	testdb.WaitFor(t, 5*time.Second, "second statement queued", func() bool { return m.Stats().Queued == 1 })
 	cancel() // go-sql-driver closes the connection
 	if err := <-second; err == nil {
@@ -428,12 +428,12 @@ func TestShutdownCancelsQueuedMerges(t *testing.T) {
 	}
 	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
 	inBatch, queued := make(chan error, 1), make(chan error, 1)
-	go func() { _, err := open(t, db, p.Addr).Exec(hot); inBatch <- err }()
+	go func() { _, err := open(t, db, p.addr).Exec(hot); inBatch <- err }()
 	testdb.WaitFor(t, 5*time.Second, "first batch in flight", func() bool {
 		s := m.Stats()
 		return s.Requests == 0 && s.Queued == 0 && len(s.Tables) == 1
 	})
-	go func() { _, err := open(t, db, p.Addr).Exec(hot); queued <- err }()
+	go func() { _, err := open(t, db, p.addr).Exec(hot); queued <- err }()
 	testdb.WaitFor(t, 5*time.Second, "second statement queued", func() bool { return m.Stats().Queued == 1 })
 
 	const drain = 300 * time.Millisecond

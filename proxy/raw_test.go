@@ -438,7 +438,7 @@ func TestRawBadInput(t *testing.T) {
 	t.Parallel()
 	db := testdb.New(t)
 	p := startProxy(t, db, func(c *Config) { c.MaxPacketSize = 4096 })
-	other := open(t, db, p.Addr)
+	other := open(t, db, p.addr)
 	other.SetMaxOpenConns(1)
 	if err := other.Ping(); err != nil {
 		t.Fatal(err)
@@ -475,7 +475,7 @@ func TestRawBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, login := dialRaw(t, p.Addr, db.User, db.Password, db.Name)
+			c, login := dialRaw(t, p.addr, db.User, db.Password, db.Name)
 			if login[0] != headerOK {
 				t.Fatalf("login: %x", login)
 			}
@@ -542,7 +542,7 @@ func TestBadHandshake(t *testing.T) {
 			}
 		})
 	}
-	if err := open(t, proxied.db, p.Addr).Ping(); err != nil {
+	if err := open(t, proxied.db, p.addr).Ping(); err != nil {
 		t.Fatalf("new session: %v", err)
 	}
 }
