@@ -10,21 +10,15 @@ import (
 	_ "net/http/pprof" // profiles on --debug-addr
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	driver "github.com/go-sql-driver/mysql"
 
+	"github.com/hotrow/hotrow/internal/cli"
 	"github.com/hotrow/hotrow/merger"
 	"github.com/hotrow/hotrow/proxy"
 )
-
-// listFlag collects a repeatable string flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func proxyMain(args []string) error {
 	cfg := proxy.DefaultConfig()
@@ -45,7 +39,7 @@ Flags given on the command line override the --config file.
 	configFile := fs.String("config", "", "TOML `file` with the same settings (listen, backend, users = [{name, password, default_schema}], hot_rules, ...)")
 	listen := fs.String("listen", cfg.Listen, "client-facing `address`")
 	backend := fs.String("backend", "", "MySQL/MariaDB server `host:port`")
-	var users, rules listFlag
+	var users, rules cli.ListFlag
 	fs.Var(&users, "user", "client account `NAME:PASSWORD` (repeatable); the backend session opens with the same credentials")
 	fs.Var(&rules, "hot-rule", "merge stock updates of `DB.TABLE:KEYCOL:STOCKCOL` (repeatable)")
 	mergeUser := fs.String("merge-user", "", "user whose sessions are merged and whose credentials run merged batches (default: the first --user)")
@@ -56,7 +50,7 @@ Flags given on the command line override the --config file.
 	drain := fs.Duration("drain-timeout", cfg.DrainTimeout.Duration, "on SIGTERM/SIGINT, how long running statements may finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	debugAddr := fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback `address` (e.g. 127.0.0.1:6060); off when empty")
-	if done, err := parseFlags(fs, args); done || err != nil {
+	if done, err := cli.ParseFlags(fs, args); done || err != nil {
 		return err
 	}
 	log, err := newLogger(*logLevel)
