@@ -48,6 +48,12 @@ type Config struct {
 	// MaxBatch and MetaSchema tune the merger (see package merger).
 	MaxBatch   int    `toml:"max_batch"`
 	MetaSchema string `toml:"meta_schema"`
+	// InstanceID names this proxy instance in the ids of its merged
+	// batches (merger.Config.InstanceID): stable across restarts of the
+	// same instance, whose recovery looks for its own batches, and unique
+	// across instances in front of the same server. Empty: the merger's
+	// default (host name, process id and a random suffix).
+	InstanceID string `toml:"instance_id"`
 }
 
 // duration is a time.Duration that reads "5s" from TOML.

@@ -45,6 +45,7 @@ Flags given on the command line override the --config file.
 	mergeUser := fs.String("merge-user", "", "user whose sessions are merged and whose credentials run merged batches (default: the first --user)")
 	maxBatch := fs.Int("max-batch", cfg.MaxBatch, "most requests merged into one transaction")
 	metaSchema := fs.String("meta-schema", cfg.MetaSchema, "database for hotrow's ledger and batch markers")
+	instanceID := fs.String("instance-id", "", "`id` of this proxy instance in its batch ids, 1-48 of [A-Za-z0-9._-]: keep it stable across\nrestarts of the same instance (recovery after a crash resolves only its own batches) and unique\nacross instances in front of the same server (default: host name, process id and a random suffix)")
 	authPlugin := fs.String("auth-plugin", cfg.AuthPlugin, "auth plugin offered to clients: mysql_native_password or caching_sha2_password")
 	maxPacket := fs.Int("max-packet-size", cfg.MaxPacketSize, "largest client packet in `bytes` (like max_allowed_packet)")
 	drain := fs.Duration("drain-timeout", cfg.DrainTimeout.Duration, "on SIGTERM/SIGINT, how long running statements may finish")
@@ -75,6 +76,8 @@ Flags given on the command line override the --config file.
 			cfg.MaxBatch = *maxBatch
 		case "meta-schema":
 			cfg.MetaSchema = *metaSchema
+		case "instance-id":
+			cfg.InstanceID = *instanceID
 		case "auth-plugin":
 			cfg.AuthPlugin = *authPlugin
 		case "max-packet-size":
@@ -154,6 +157,22 @@ func startMerger(ctx context.Context, cfg proxy.Config, log *slog.Logger) (hot *
 		return nil, closeHot, err
 	}
 	rules, _ := cfg.Rules()
+	m, err := merger.New(ctx, mergerConfig(cfg), log.With("component", "merger"))
+	if err != nil {
+		return nil, closeHot, fmt.Errorf("start merger: %w", err)
+	}
+	closeHot = func() {
+		if err := m.Close(); err != nil {
+			log.Error("closing merger", "err", err)
+		}
+	}
+	return &proxy.HotPath{Matcher: merger.NewMatcher(rules), Executor: m}, closeHot, nil
+}
+
+// mergerConfig is the merger's configuration for a valid proxy
+// configuration: merged batches run with the merge user's credentials;
+// settings left unset keep the merger's defaults.
+func mergerConfig(cfg proxy.Config) merger.Config {
 	u, _ := cfg.MergeAccount()
 	dsn := driver.NewConfig()
 	dsn.User, dsn.Passwd, dsn.Net, dsn.Addr = u.Name, u.Password, "tcp", cfg.Backend
@@ -165,16 +184,10 @@ func startMerger(ctx context.Context, cfg proxy.Config, log *slog.Logger) (hot *
 	if cfg.MetaSchema != "" {
 		mc.MetaSchema = cfg.MetaSchema
 	}
-	m, err := merger.New(ctx, mc, log.With("component", "merger"))
-	if err != nil {
-		return nil, closeHot, fmt.Errorf("start merger: %w", err)
+	if cfg.InstanceID != "" {
+		mc.InstanceID = cfg.InstanceID
 	}
-	closeHot = func() {
-		if err := m.Close(); err != nil {
-			log.Error("closing merger", "err", err)
-		}
-	}
-	return &proxy.HotPath{Matcher: merger.NewMatcher(rules), Executor: m}, closeHot, nil
+	return mc
 }
 
 // serveDebug exposes net/http/pprof for profiling a running proxy.
