@@ -23,9 +23,11 @@ demo: deps build
 bench: deps build
 	./$(BENCH) bench --scenario all --clients 256 --json bench/results/all-256.json --chart bench/results/all-256.png
 
+# gofmt, go vet, and go.mod/go.sum as go mod tidy leaves them.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 deps:
 	@scripts/install-deps.sh
