@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
-	"github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/hotrow/hotrow/merger"
 )
@@ -72,7 +72,7 @@ func DefaultConfig() Config {
 		MaxBatch:       m.MaxBatch,
 		MetaSchema:     m.MetaSchema,
 		Listen:         "127.0.0.1:6033",
-		AuthPlugin:     mysql.AUTH_NATIVE_PASSWORD,
+		AuthPlugin:     gomysql.AUTH_NATIVE_PASSWORD,
 		MaxPacketSize:  64 << 20,
 		ConnectTimeout: duration{5 * time.Second},
 		DrainTimeout:   duration{10 * time.Second},
@@ -148,8 +148,8 @@ func (c *Config) Validate() error {
 		}
 		seen[u.Name] = true
 	}
-	if c.AuthPlugin != mysql.AUTH_NATIVE_PASSWORD && c.AuthPlugin != mysql.AUTH_CACHING_SHA2_PASSWORD {
-		errs = append(errs, fmt.Errorf("auth plugin %q: want %s or %s", c.AuthPlugin, mysql.AUTH_NATIVE_PASSWORD, mysql.AUTH_CACHING_SHA2_PASSWORD))
+	if c.AuthPlugin != gomysql.AUTH_NATIVE_PASSWORD && c.AuthPlugin != gomysql.AUTH_CACHING_SHA2_PASSWORD {
+		errs = append(errs, fmt.Errorf("auth plugin %q: want %s or %s", c.AuthPlugin, gomysql.AUTH_NATIVE_PASSWORD, gomysql.AUTH_CACHING_SHA2_PASSWORD))
 	}
 	if c.MaxPacketSize < 1024 {
 		errs = append(errs, fmt.Errorf("max packet size %d: want at least 1024", c.MaxPacketSize))

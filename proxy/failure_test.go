@@ -8,17 +8,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
-	driver "github.com/go-sql-driver/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/hotrow/hotrow/internal/testdb"
 )
 
-// mysqlErr returns the *driver.MySQLError in err, failing the test when
+// mysqlErr returns the *mysql.MySQLError in err, failing the test when
 // there is none.
-func mysqlErr(t testing.TB, err error) *driver.MySQLError {
+func mysqlErr(t testing.TB, err error) *mysql.MySQLError {
 	t.Helper()
-	var my *driver.MySQLError
+	var my *mysql.MySQLError
 	if !errors.As(err, &my) {
 		t.Fatalf("got %v (%T), want a MySQL error", err, err)
 	}
@@ -30,17 +30,17 @@ func mysqlErr(t testing.TB, err error) *driver.MySQLError {
 func TestAuthErrors(t *testing.T) {
 	t.Parallel()
 	direct, proxied, _ := targets(t)
-	sha2 := startProxy(t, proxied.db, func(c *Config) { c.AuthPlugin = mysql.AUTH_CACHING_SHA2_PASSWORD })
+	sha2 := startProxy(t, proxied.db, func(c *Config) { c.AuthPlugin = gomysql.AUTH_CACHING_SHA2_PASSWORD })
 	tests := []struct {
 		name   string
-		mutate func(*driver.Config)
+		mutate func(*mysql.Config)
 		want   uint16
 	}{
-		{"wrong password", func(c *driver.Config) { c.Passwd = "wrong" }, mysql.ER_ACCESS_DENIED_ERROR},
-		{"no password", func(c *driver.Config) { c.Passwd = "" }, mysql.ER_ACCESS_DENIED_ERROR},
-		{"unknown user", func(c *driver.Config) { c.User = "nobody" }, mysql.ER_ACCESS_DENIED_ERROR},
-		{"unknown database", func(c *driver.Config) { c.DBName = "nosuchdb" }, mysql.ER_BAD_DB_ERROR},
-		{"good login", func(*driver.Config) {}, 0},
+		{"wrong password", func(c *mysql.Config) { c.Passwd = "wrong" }, gomysql.ER_ACCESS_DENIED_ERROR},
+		{"no password", func(c *mysql.Config) { c.Passwd = "" }, gomysql.ER_ACCESS_DENIED_ERROR},
+		{"unknown user", func(c *mysql.Config) { c.User = "nobody" }, gomysql.ER_ACCESS_DENIED_ERROR},
+		{"unknown database", func(c *mysql.Config) { c.DBName = "nosuchdb" }, gomysql.ER_BAD_DB_ERROR},
+		{"good login", func(*mysql.Config) {}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,7 +73,7 @@ func TestAuthErrors(t *testing.T) {
 func TestAuthSwitch(t *testing.T) {
 	t.Parallel()
 	direct, proxied, _ := targets(t)
-	for _, plugin := range []string{"client_ed25519", mysql.AUTH_SHA256_PASSWORD} {
+	for _, plugin := range []string{"client_ed25519", gomysql.AUTH_SHA256_PASSWORD} {
 		t.Run(plugin, func(t *testing.T) {
 			var logs [2][]string
 			for i, tg := range []target{direct, proxied} {
@@ -97,8 +97,8 @@ func TestBackendUserRejected(t *testing.T) {
 	t.Parallel()
 	db := testdb.New(t)
 	p := startProxy(t, db, func(c *Config) { c.Users = append(c.Users, User{Name: "ghost", Password: "boo"}) })
-	err := open(t, db, p.addr, func(c *driver.Config) { c.User, c.Passwd = "ghost", "boo" }).Ping()
-	if my := mysqlErr(t, err); my.Number != mysql.ER_ACCESS_DENIED_ERROR {
+	err := open(t, db, p.addr, func(c *mysql.Config) { c.User, c.Passwd = "ghost", "boo" }).Ping()
+	if my := mysqlErr(t, err); my.Number != gomysql.ER_ACCESS_DENIED_ERROR {
 		t.Fatalf("got %v, want 1045", my)
 	}
 }
@@ -123,9 +123,9 @@ func TestBackendKilledMidQuery(t *testing.T) {
 				go func() {
 					var v int
 					err := c.QueryRowContext(context.Background(), "SELECT SLEEP(5)").Scan(&v)
-					var my *driver.MySQLError
+					var my *mysql.MySQLError
 					switch {
-					case errors.Is(err, driver.ErrInvalidConn) || errors.As(err, &my) && my.Number == crServerLost:
+					case errors.Is(err, mysql.ErrInvalidConn) || errors.As(err, &my) && my.Number == crServerLost:
 						// The driver's own words for a connection lost
 						// directly, and the proxy's 2013 error.
 						res <- "lost connection"

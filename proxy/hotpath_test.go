@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	driver "github.com/go-sql-driver/mysql"
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/hotrow/hotrow/internal/testdb"
 	"github.com/hotrow/hotrow/merger"
@@ -77,7 +77,7 @@ func TestHotRowMixedClients(t *testing.T) {
 	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
 		"INSERT INTO inventory VALUES (1, 300), (2, 1000)")
 	p, m, meta := startHotProxy(t, db)
-	text := open(t, db, p.addr, func(c *driver.Config) { c.InterpolateParams = true })
+	text := open(t, db, p.addr, func(c *mysql.Config) { c.InterpolateParams = true })
 	prepared := open(t, db, p.addr)
 	const clients, each = 32, 20 // demand 640 > stock 300
 	var wg sync.WaitGroup
@@ -163,7 +163,7 @@ func TestHotRowSerialOutcomes(t *testing.T) {
 		t.Run(fmt.Sprintf("found_rows=%v", foundRows), func(t *testing.T) {
 			db.Exec(t, "UPDATE inventory SET stock = 5 WHERE sku_id = 1", "UPDATE inventory SET stock = 0, note = '' WHERE sku_id = 2",
 				"UPDATE twin SET stock = 5 WHERE sku_id = 1", "UPDATE twin SET stock = 0, note = '' WHERE sku_id = 2")
-			opt := func(c *driver.Config) { c.ClientFoundRows = foundRows }
+			opt := func(c *mysql.Config) { c.ClientFoundRows = foundRows }
 			viaProxy := open(t, db, p.addr, opt)
 			direct := open(t, db, db.Addr, opt)
 			before := m.Stats().Requests
@@ -192,7 +192,7 @@ func TestHotRowSerialOutcomes(t *testing.T) {
 func outcome(conn *sql.DB, q string) string {
 	res, err := conn.Exec(q)
 	if err != nil {
-		var me *driver.MySQLError
+		var me *mysql.MySQLError
 		if errors.As(err, &me) {
 			// The twin table's name is the only expected difference.
 			msg := strings.ReplaceAll(me.Message, "twin", "inventory")
@@ -238,7 +238,7 @@ func TestHotRowNotMerged(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := context.Background()
-			conn, err := open(t, db, p.addr, func(c *driver.Config) { c.MultiStatements = true }).Conn(ctx)
+			conn, err := open(t, db, p.addr, func(c *mysql.Config) { c.MultiStatements = true }).Conn(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -259,7 +259,7 @@ func TestHotRowNotMerged(t *testing.T) {
 			}
 			before, ledgerBefore := m.Stats().Requests, ledgerRows(t, direct, meta)
 			_, err = conn.ExecContext(ctx, hot)
-			var me *driver.MySQLError
+			var me *mysql.MySQLError
 			switch {
 			case tt.errCode != 0 && (!errors.As(err, &me) || me.Number != tt.errCode):
 				t.Fatalf("got %v, want error %d", err, tt.errCode)

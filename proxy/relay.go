@@ -3,7 +3,7 @@ package proxy
 import (
 	"fmt"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
 
 // forward sends the client's command to the backend and relays the
@@ -56,7 +56,7 @@ func (s *session) relay() (relayed, error) {
 	}
 	r := relayed{payload: raw.payload(), large: raw.more}
 	if len(r.payload) == 0 {
-		return r, fmt.Errorf("backend sent an empty packet: %w", mysql.ErrMalformPacket)
+		return r, fmt.Errorf("backend sent an empty packet: %w", gomysql.ErrMalformPacket)
 	}
 	r.header = r.payload[0]
 	for raw.more {
@@ -165,7 +165,7 @@ func (s *session) relayResult() error {
 func (s *session) relayResultSet(first relayed) (bool, error) {
 	cols, _, ok := lenEncInt(first.payload)
 	if !ok || first.large {
-		return false, fmt.Errorf("backend column count: %w", mysql.ErrMalformPacket)
+		return false, fmt.Errorf("backend column count: %w", gomysql.ErrMalformPacket)
 	}
 	for range cols {
 		if _, err := s.relay(); err != nil {
@@ -179,7 +179,7 @@ func (s *session) relayResultSet(first relayed) (bool, error) {
 		return false, err
 	}
 	if !s.isEOF(eof) {
-		return false, fmt.Errorf("backend result set: no EOF after columns: %w", mysql.ErrMalformPacket)
+		return false, fmt.Errorf("backend result set: no EOF after columns: %w", gomysql.ErrMalformPacket)
 	}
 	if st := eofStatus(eof.payload); st&statusCursorExists != 0 {
 		s.status = st

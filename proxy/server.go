@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/hotrow/hotrow/merger"
 )
@@ -203,9 +203,9 @@ func (s *Server) handshake(ctx context.Context, sess *session) error {
 
 	beConn, g, err := dialBackend(ctx, s.cfg.Backend)
 	if err != nil {
-		var my *mysql.MyError
+		var my *gomysql.MyError
 		if !errors.As(err, &my) {
-			my = mysql.NewError(crConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (hotrow: %v)", s.cfg.Backend, err))
+			my = gomysql.NewError(crConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (hotrow: %v)", s.cfg.Backend, err))
 		}
 		_ = sess.writeErr(my)
 		return fmt.Errorf("backend: %w", err)
@@ -221,7 +221,7 @@ func (s *Server) handshake(ctx context.Context, sess *session) error {
 		}
 	}()
 
-	salt := mysql.RandomBuf(20)
+	salt := gomysql.RandomBuf(20)
 	offered := g.capability & proxyCapabilities
 	sess.outBuf = appendGreeting(sess.outBuf[:0], g, offered, salt, s.cfg.AuthPlugin)
 	if err := sess.client.writePacket(sess.outBuf); err != nil {
@@ -236,17 +236,17 @@ func (s *Server) handshake(ctx context.Context, sess *session) error {
 	}
 	resp, err := parseHandshakeResponse(pkt, offered)
 	if errors.Is(err, errSSLRequested) && len(pkt) == 32 { // a genuine SSLRequest packet
-		_ = sess.writeErr(mysql.NewError(mysql.ER_HANDSHAKE_ERROR, "Bad handshake: hotrow does not offer TLS; connect without SSL (e.g. --ssl-mode=DISABLED, tls=false)"))
+		_ = sess.writeErr(gomysql.NewError(gomysql.ER_HANDSHAKE_ERROR, "Bad handshake: hotrow does not offer TLS; connect without SSL (e.g. --ssl-mode=DISABLED, tls=false)"))
 		return err
 	}
 	if err != nil {
-		_ = sess.writeErr(mysql.NewDefaultError(mysql.ER_HANDSHAKE_ERROR))
+		_ = sess.writeErr(gomysql.NewDefaultError(gomysql.ER_HANDSHAKE_ERROR))
 		return err
 	}
 	user, known := s.users[resp.user]
 	plugin := resp.plugin
 	if plugin == "" {
-		plugin = mysql.AUTH_NATIVE_PASSWORD
+		plugin = gomysql.AUTH_NATIVE_PASSWORD
 	}
 	if !supportedPlugin(plugin) {
 		// Ask the client to answer again with the plugin we verify.
@@ -269,10 +269,10 @@ func (s *Server) handshake(ctx context.Context, sess *session) error {
 		if len(resp.authData) == 0 {
 			using = "NO"
 		}
-		_ = sess.writeErr(mysql.NewDefaultError(mysql.ER_ACCESS_DENIED_ERROR, resp.user, host, using))
+		_ = sess.writeErr(gomysql.NewDefaultError(gomysql.ER_ACCESS_DENIED_ERROR, resp.user, host, using))
 		return fmt.Errorf("access denied for user %q", resp.user)
 	}
-	if plugin == mysql.AUTH_CACHING_SHA2_PASSWORD && user.Password != "" {
+	if plugin == gomysql.AUTH_CACHING_SHA2_PASSWORD && user.Password != "" {
 		// caching_sha2_password: "fast auth succeeded", then the OK.
 		if err := sess.client.writePacket([]byte{0x01, 0x03}); err != nil {
 			return err
@@ -284,9 +284,9 @@ func (s *Server) handshake(ctx context.Context, sess *session) error {
 	loggedIn = true // authBackend closes the connection itself on failure
 	if err != nil {
 		sess.client.seq = okSeq
-		var my *mysql.MyError
+		var my *gomysql.MyError
 		if !errors.As(err, &my) {
-			my = mysql.NewError(crConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (hotrow: %v)", s.cfg.Backend, err))
+			my = gomysql.NewError(crConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (hotrow: %v)", s.cfg.Backend, err))
 		}
 		_ = sess.writeErr(my)
 		return fmt.Errorf("backend login: %w", err)
@@ -313,12 +313,12 @@ func (s *Server) abandonBackend(conn net.Conn, g greeting) {
 	defer s.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout.Duration)
 	defer cancel()
-	be, err := authBackend(ctx, conn, g, s.cfg.Users[0], handshakeResponse{capability: mysql.CLIENT_PROTOCOL_41, collation: g.charset})
+	be, err := authBackend(ctx, conn, g, s.cfg.Users[0], handshakeResponse{capability: gomysql.CLIENT_PROTOCOL_41, collation: g.charset})
 	if err != nil {
 		return // authBackend closed it
 	}
 	be.resetSeq()
-	if be.writePacket([]byte{mysql.COM_QUIT}) == nil {
+	if be.writePacket([]byte{gomysql.COM_QUIT}) == nil {
 		_ = be.flush()
 	}
 	be.conn.Close()

@@ -9,7 +9,7 @@ import (
 	"net"
 	"sync"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
 
 // session is one client connection and its pinned backend connection.
@@ -66,18 +66,18 @@ func (s *session) run(ctx context.Context) error {
 		if err != nil {
 			s.quitBackend()
 			if errors.Is(err, errPacketTooLarge) {
-				_ = s.writeErr(mysql.NewDefaultError(mysql.ER_NET_PACKET_TOO_LARGE))
+				_ = s.writeErr(gomysql.NewDefaultError(gomysql.ER_NET_PACKET_TOO_LARGE))
 			}
 			return err
 		}
 		s.cmdBuf = pkt
 		if len(pkt) == 0 {
 			s.quitBackend()
-			return fmt.Errorf("empty command packet: %w", mysql.ErrMalformPacket)
+			return fmt.Errorf("empty command packet: %w", gomysql.ErrMalformPacket)
 		}
 		if !s.begin() {
 			s.quitBackend()
-			_ = s.writeErr(mysql.NewDefaultError(mysql.ER_SERVER_SHUTDOWN))
+			_ = s.writeErr(gomysql.NewDefaultError(gomysql.ER_SERVER_SHUTDOWN))
 			return nil
 		}
 		err = s.dispatch(ctx, pkt)
@@ -136,10 +136,10 @@ func (s *session) close() {
 
 func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 	switch cmd := pkt[0]; cmd {
-	case mysql.COM_QUIT:
+	case gomysql.COM_QUIT:
 		s.quitBackend()
 		return errQuit
-	case mysql.COM_QUERY:
+	case gomysql.COM_QUERY:
 		if s.canMerge() { // spares pass-through queries the string copy
 			if handled, err := s.mergeText(ctx, string(pkt[1:])); handled || err != nil {
 				return err
@@ -148,7 +148,7 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 		// Before forwarding: a LOCAL INFILE exchange reuses pkt's buffer.
 		s.noteQuery(pkt[1:])
 		return s.forward(pkt, s.relayResult)
-	case mysql.COM_INIT_DB:
+	case gomysql.COM_INIT_DB:
 		return s.forward(pkt, func() error {
 			ok, err := s.relayReply()
 			if ok {
@@ -156,10 +156,10 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 			}
 			return err
 		})
-	case mysql.COM_PING, mysql.COM_STATISTICS, mysql.COM_PROCESS_KILL, mysql.COM_DEBUG,
-		mysql.COM_REFRESH, mysql.COM_SET_OPTION:
+	case gomysql.COM_PING, gomysql.COM_STATISTICS, gomysql.COM_PROCESS_KILL, gomysql.COM_DEBUG,
+		gomysql.COM_REFRESH, gomysql.COM_SET_OPTION:
 		return s.forward(pkt, s.relayReplyOnly)
-	case mysql.COM_RESET_CONNECTION:
+	case gomysql.COM_RESET_CONNECTION:
 		return s.forward(pkt, func() error {
 			ok, err := s.relayReply()
 			if ok {
@@ -167,43 +167,43 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 			}
 			return err
 		})
-	case mysql.COM_FIELD_LIST:
+	case gomysql.COM_FIELD_LIST:
 		return s.forward(pkt, s.relayUntilEOF)
-	case mysql.COM_PROCESS_INFO:
+	case gomysql.COM_PROCESS_INFO:
 		return s.forward(pkt, s.relayResult)
-	case mysql.COM_STMT_PREPARE:
+	case gomysql.COM_STMT_PREPARE:
 		return s.prepare(pkt)
-	case mysql.COM_STMT_EXECUTE:
+	case gomysql.COM_STMT_EXECUTE:
 		return s.execute(ctx, pkt)
-	case mysql.COM_STMT_FETCH:
+	case gomysql.COM_STMT_FETCH:
 		return s.forward(pkt, s.relayUntilEOF)
-	case mysql.COM_STMT_SEND_LONG_DATA:
+	case gomysql.COM_STMT_SEND_LONG_DATA:
 		if st := s.stmt(pkt); st != nil {
 			st.longData = true
 		}
 		return s.forward(pkt, nil)
-	case mysql.COM_STMT_CLOSE:
+	case gomysql.COM_STMT_CLOSE:
 		if len(pkt) >= 5 {
 			delete(s.stmts, binary.LittleEndian.Uint32(pkt[1:]))
 		}
 		return s.forward(pkt, nil)
-	case mysql.COM_STMT_RESET:
+	case gomysql.COM_STMT_RESET:
 		if st := s.stmt(pkt); st != nil {
 			st.longData = false
 		}
 		return s.forward(pkt, s.relayReplyOnly)
-	case mysql.COM_CHANGE_USER:
+	case gomysql.COM_CHANGE_USER:
 		// Re-authenticating both sides mid-session is not supported; the
 		// server closes a connection whose COM_CHANGE_USER fails, and so do we.
-		_ = s.writeErr(mysql.NewError(mysql.ER_NOT_SUPPORTED_YET,
+		_ = s.writeErr(gomysql.NewError(gomysql.ER_NOT_SUPPORTED_YET,
 			"hotrow does not support COM_CHANGE_USER; open a new connection for another user"))
 		return errQuit
-	case mysql.COM_BINLOG_DUMP, mysql.COM_BINLOG_DUMP_GTID, mysql.COM_REGISTER_SLAVE,
-		mysql.COM_TABLE_DUMP:
-		return s.writeErr(mysql.NewError(mysql.ER_NOT_SUPPORTED_YET,
+	case gomysql.COM_BINLOG_DUMP, gomysql.COM_BINLOG_DUMP_GTID, gomysql.COM_REGISTER_SLAVE,
+		gomysql.COM_TABLE_DUMP:
+		return s.writeErr(gomysql.NewError(gomysql.ER_NOT_SUPPORTED_YET,
 			fmt.Sprintf("hotrow does not proxy replication commands (command 0x%02x); connect to the server directly", cmd)))
 	default:
-		return s.writeErr(mysql.NewDefaultError(mysql.ER_UNKNOWN_COM_ERROR))
+		return s.writeErr(gomysql.NewDefaultError(gomysql.ER_UNKNOWN_COM_ERROR))
 	}
 }
 
@@ -213,7 +213,7 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 // a warning. Errors do not matter, the connection is closed next.
 func (s *session) quitBackend() {
 	s.be.resetSeq()
-	if s.be.writePacket([]byte{mysql.COM_QUIT}) == nil {
+	if s.be.writePacket([]byte{gomysql.COM_QUIT}) == nil {
 		_ = s.be.flush()
 	}
 }
@@ -237,7 +237,7 @@ func (s *session) noteQuery(q []byte) {
 }
 
 // writeErr sends an ERR packet and flushes.
-func (s *session) writeErr(e *mysql.MyError) error {
+func (s *session) writeErr(e *gomysql.MyError) error {
 	s.outBuf = appendErr(s.outBuf[:0], e)
 	if err := s.client.writePacket(s.outBuf); err != nil {
 		return err

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	driver "github.com/go-sql-driver/mysql"
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/hotrow/hotrow/internal/cli"
 	"github.com/hotrow/hotrow/merger"
@@ -174,7 +174,7 @@ func startMerger(ctx context.Context, cfg proxy.Config, log *slog.Logger) (hot *
 // settings left unset keep the merger's defaults.
 func mergerConfig(cfg proxy.Config) merger.Config {
 	u, _ := cfg.MergeAccount()
-	dsn := driver.NewConfig()
+	dsn := mysql.NewConfig()
 	dsn.User, dsn.Passwd, dsn.Net, dsn.Addr = u.Name, u.Password, "tcp", cfg.Backend
 	mc := merger.DefaultConfig()
 	mc.DSN = dsn.FormatDSN()
