@@ -8,7 +8,7 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
-	"github.com/pingcap/errors"
+	pingcap "github.com/pingcap/errors"
 )
 
 var noDeadline time.Time
@@ -83,7 +83,7 @@ func authBackend(ctx context.Context, conn net.Conn, g greeting, u User, resp ha
 	}
 	c, err := client.ConnectWithDialer(ctx, "tcp", "", u.Name, u.Password, db, dialer, configure)
 	if err != nil {
-		return nil, errors.Cause(err)
+		return nil, pingcap.Cause(err)
 	}
 	_ = conn.SetDeadline(noDeadline)
 	status := uint16(0)
