@@ -26,6 +26,7 @@
 //     reads or builds.
 //   - errors.go, side.go: errors, and the side of the connection (client
 //     or backend) an I/O error came from.
+//   - config.go: Config, from flags or a TOML file.
 //
 // # Invariants
 //
