@@ -427,13 +427,14 @@ func TestShutdownCancelsQueuedMerges(t *testing.T) {
 		t.Fatal(err)
 	}
 	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
+	first, second := open(t, db, p.addr), open(t, db, p.addr)
 	inBatch, queued := make(chan error, 1), make(chan error, 1)
-	go func() { _, err := open(t, db, p.addr).Exec(hot); inBatch <- err }()
+	go func() { _, err := first.Exec(hot); inBatch <- err }()
 	testdb.WaitFor(t, 5*time.Second, "first batch in flight", func() bool {
 		s := m.Stats()
 		return s.Requests == 0 && s.Queued == 0 && len(s.Tables) == 1
 	})
-	go func() { _, err := open(t, db, p.addr).Exec(hot); queued <- err }()
+	go func() { _, err := second.Exec(hot); queued <- err }()
 	testdb.WaitFor(t, 5*time.Second, "second statement queued", func() bool { return m.Stats().Queued == 1 })
 
 	const drain = 300 * time.Millisecond

@@ -78,9 +78,9 @@ func (s *Server) mergesFor(user string) bool {
 }
 
 // Serve accepts connections on ln until Shutdown or Close. Every session's
-// context derives from ctx (cancelling it interrupts statements waiting in
-// the merger, not the sessions themselves); Shutdown cancels it once its
-// drain deadline has passed.
+// context derives from ctx: cancelling it fails the merged statements
+// waiting in a queue, and any later ones, but ends no session. Shutdown
+// cancels it once its drain deadline has passed.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
