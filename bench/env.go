@@ -46,8 +46,10 @@ type Env struct {
 }
 
 // Provision makes the database and the proxy available as opts says.
-func Provision(ctx context.Context, opts EnvOptions, log *slog.Logger) (env *Env, err error) {
-	env = &Env{}
+func Provision(ctx context.Context, opts EnvOptions, log *slog.Logger) (_ *Env, err error) {
+	// Not the named result: a failure returns nil, and the deferred Close
+	// must still reach what was started.
+	env := &Env{}
 	defer func() {
 		if err != nil {
 			env.Close()

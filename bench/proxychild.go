@@ -20,8 +20,8 @@ import (
 
 // ProxyOptions start a proxy child process.
 type ProxyOptions struct {
-	// Binary is the hotrow executable (os.Executable() from the CLI; a
-	// binary built by the test otherwise).
+	// Binary is the hotrow executable: from the CLI, the one beside
+	// hotrow-bench (or --proxy-binary); in tests, one they build.
 	Binary string
 	// Backend is the database server's host:port.
 	Backend string

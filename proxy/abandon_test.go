@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	driver "github.com/go-sql-driver/mysql"
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/hotrow/hotrow/internal/testdb"
 )
@@ -27,7 +27,7 @@ func TestFailedLoginsDoNotAbortBackendConnects(t *testing.T) {
 	}
 	before := abortedConnects()
 	for range 3 {
-		bad, err := sql.Open("mysql", dsn(db, p.Addr, func(c *driver.Config) { c.Passwd = "wrong" }))
+		bad, err := sql.Open("mysql", dsn(db, p.addr, func(c *mysql.Config) { c.Passwd = "wrong" }))
 		if err != nil {
 			t.Fatal(err)
 		}

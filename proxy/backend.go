@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
-	"github.com/go-mysql-org/go-mysql/mysql"
-	"github.com/pingcap/errors"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	pingcap "github.com/pingcap/errors"
 )
 
 var noDeadline time.Time
@@ -41,8 +41,8 @@ func dialBackend(ctx context.Context, addr string) (net.Conn, greeting, error) {
 // server sends; the backend connection asks for exactly the ones the client
 // negotiated with the proxy, so packets pass through unchanged.
 var backendOptionalCaps = []uint32{
-	mysql.CLIENT_FOUND_ROWS, mysql.CLIENT_IGNORE_SPACE, mysql.CLIENT_MULTI_STATEMENTS,
-	mysql.CLIENT_MULTI_RESULTS, mysql.CLIENT_PS_MULTI_RESULTS, mysql.CLIENT_LOCAL_FILES,
+	gomysql.CLIENT_FOUND_ROWS, gomysql.CLIENT_IGNORE_SPACE, gomysql.CLIENT_MULTI_STATEMENTS,
+	gomysql.CLIENT_MULTI_RESULTS, gomysql.CLIENT_PS_MULTI_RESULTS, gomysql.CLIENT_LOCAL_FILES,
 }
 
 // authBackend completes the backend handshake on conn (whose greeting g was
@@ -50,7 +50,7 @@ var backendOptionalCaps = []uint32{
 // capabilities and connection attributes.
 func authBackend(ctx context.Context, conn net.Conn, g greeting, u User, resp handshakeResponse) (*backendConn, error) {
 	rc := &collationConn{replayConn: replayConn{Conn: conn, pending: g.raw}, collation: resp.collation,
-		interactive: resp.capability&mysql.CLIENT_INTERACTIVE != 0, extCapability: resp.extCapability}
+		interactive: resp.capability&gomysql.CLIENT_INTERACTIVE != 0, extCapability: resp.extCapability}
 	dialer := func(context.Context, string, string) (net.Conn, error) { return rc, nil }
 	configure := func(c *client.Conn) error {
 		for _, flag := range backendOptionalCaps {
@@ -63,10 +63,10 @@ func authBackend(ctx context.Context, conn net.Conn, g greeting, u User, resp ha
 			}
 		}
 		// Layout-changing capabilities the proxy does not parse.
-		c.UnsetCapability(mysql.CLIENT_DEPRECATE_EOF)
-		c.UnsetCapability(mysql.CLIENT_QUERY_ATTRIBUTES)
-		c.UnsetCapability(mysql.CLIENT_SESSION_TRACK)
-		c.UnsetCapability(mysql.CLIENT_COMPRESS)
+		c.UnsetCapability(gomysql.CLIENT_DEPRECATE_EOF)
+		c.UnsetCapability(gomysql.CLIENT_QUERY_ATTRIBUTES)
+		c.UnsetCapability(gomysql.CLIENT_SESSION_TRACK)
+		c.UnsetCapability(gomysql.CLIENT_COMPRESS)
 		attrs := map[string]string{"_proxy": "hotrow"}
 		for k, v := range resp.attrs {
 			attrs[k] = v
@@ -83,14 +83,14 @@ func authBackend(ctx context.Context, conn net.Conn, g greeting, u User, resp ha
 	}
 	c, err := client.ConnectWithDialer(ctx, "tcp", "", u.Name, u.Password, db, dialer, configure)
 	if err != nil {
-		return nil, errors.Cause(err)
+		return nil, pingcap.Cause(err)
 	}
 	_ = conn.SetDeadline(noDeadline)
 	status := uint16(0)
 	if c.IsAutoCommit() {
 		status |= statusAutocommit
 	}
-	return &backendConn{packetIO: newPacketIO(rc), connID: g.connID, status: status}, nil
+	return &backendConn{packetIO: newPacketIO(rc, backendSide), connID: g.connID, status: status}, nil
 }
 
 // collationConn rewrites the handshake response that go-mysql's client
@@ -116,10 +116,10 @@ func (c *collationConn) Write(b []byte) (int, error) {
 		b[12] = c.collation
 		caps := binary.LittleEndian.Uint32(b[4:])
 		if c.interactive {
-			caps |= mysql.CLIENT_INTERACTIVE
+			caps |= gomysql.CLIENT_INTERACTIVE
 		}
 		if c.extCapability != 0 {
-			caps &^= mysql.CLIENT_LONG_PASSWORD
+			caps &^= gomysql.CLIENT_LONG_PASSWORD
 			binary.LittleEndian.PutUint32(b[32:], c.extCapability)
 		}
 		binary.LittleEndian.PutUint32(b[4:], caps)

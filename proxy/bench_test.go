@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	driver "github.com/go-sql-driver/mysql"
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/hotrow/hotrow/internal/testdb"
 )
@@ -34,9 +34,9 @@ func BenchmarkOverhead(b *testing.B) {
 	relay := startRelay(b, db.Addr)
 	for _, clients := range []int{1, 16} {
 		var directNs float64
-		for _, tg := range []struct{ name, addr string }{{"direct", db.Addr}, {"proxy", p.Addr}, {"tcp-relay", relay}} {
+		for _, tg := range []struct{ name, addr string }{{"direct", db.Addr}, {"proxy", p.addr}, {"tcp-relay", relay}} {
 			b.Run(fmt.Sprintf("clients=%d/%s", clients, tg.name), func(b *testing.B) {
-				pool := open(b, db, tg.addr, func(c *driver.Config) { c.InterpolateParams = true })
+				pool := open(b, db, tg.addr, func(c *mysql.Config) { c.InterpolateParams = true })
 				pool.SetMaxOpenConns(clients)
 				pool.SetMaxIdleConns(clients)
 				const query = "SELECT v, n FROM kv WHERE id = ?"

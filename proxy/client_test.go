@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
-	driver "github.com/go-sql-driver/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/hotrow/hotrow/internal/testdb"
@@ -147,7 +147,7 @@ func TestDriverScenarios(t *testing.T) {
 			t.Run(mode.name+"/"+sc.name, func(t *testing.T) {
 				var transcripts [2][]string
 				for i, tg := range []target{direct, proxied} {
-					c := tg.conn(t, mode.mutate, func(c *driver.Config) { c.Loc = time.UTC })
+					c := tg.conn(t, mode.mutate, func(c *mysql.Config) { c.Loc = time.UTC })
 					transcripts[i] = runSteps(t, tg, c, sc.steps)
 				}
 				compareLines(t, transcripts[0], transcripts[1])
@@ -173,7 +173,7 @@ func TestMultiStatements(t *testing.T) {
 	}
 	var transcripts [2][]string
 	for i, tg := range []target{direct, proxied} {
-		c := tg.conn(t, func(c *driver.Config) { c.MultiStatements = true })
+		c := tg.conn(t, func(c *mysql.Config) { c.MultiStatements = true })
 		transcripts[i] = runSteps(t, tg, c, steps)
 	}
 	compareLines(t, transcripts[0], transcripts[1])
@@ -190,15 +190,15 @@ func TestClientFlags(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		mutate func(*driver.Config)
+		mutate func(*mysql.Config)
 		steps  []step
 		want   string // in the proxy's transcript
 	}{
-		{"found rows", func(c *driver.Config) { c.ClientFoundRows = true },
+		{"found rows", func(c *mysql.Config) { c.ClientFoundRows = true },
 			[]step{execStep("UPDATE f SET v = 1 WHERE id = 1")}, "affected=1"},
-		{"changed rows", func(c *driver.Config) { c.ClientFoundRows = false },
+		{"changed rows", func(c *mysql.Config) { c.ClientFoundRows = false },
 			[]step{execStep("UPDATE f SET v = 1 WHERE id = 1")}, "affected=0"},
-		{"no multi-statements", func(c *driver.Config) { c.MultiStatements = false },
+		{"no multi-statements", func(c *mysql.Config) { c.MultiStatements = false },
 			[]step{execStep("DO 1; DO 2")}, "ERR 1064"},
 	}
 	for _, tt := range tests {
@@ -293,7 +293,7 @@ func TestSqlx(t *testing.T) {
 			}
 			var results [2]result
 			for i, tg := range []target{direct, proxied} {
-				db := sqlx.NewDb(open(t, tg.db, tg.addr, mode.mutate, func(c *driver.Config) { c.ParseTime = true }), "mysql")
+				db := sqlx.NewDb(open(t, tg.db, tg.addr, mode.mutate, func(c *mysql.Config) { c.ParseTime = true }), "mysql")
 				db.MustExecContext(ctx, "DROP TABLE IF EXISTS items")
 				db.MustExecContext(ctx, `CREATE TABLE items (id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20),
 					price DOUBLE NULL, tags BLOB, added DATETIME(3))`)
@@ -357,7 +357,7 @@ func TestLongData(t *testing.T) {
 	big := bytes.Repeat([]byte("0123456789abcdef"), 64<<10/16) // 64 KiB
 	for i, tg := range []target{direct, proxied} {
 		tg.db.Exec(t, "CREATE TABLE blobs (id INT PRIMARY KEY, data LONGBLOB, note VARCHAR(10))")
-		pool := open(t, tg.db, tg.addr, func(c *driver.Config) {
+		pool := open(t, tg.db, tg.addr, func(c *mysql.Config) {
 			c.InterpolateParams = false
 			c.MaxAllowedPacket = 16 << 10 // long data past 16 KiB / (params + 1)
 		})
@@ -407,8 +407,8 @@ func TestLocalInfile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(csv.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	driver.RegisterLocalFile(path)
-	t.Cleanup(func() { driver.DeregisterLocalFile(path) })
+	mysql.RegisterLocalFile(path)
+	t.Cleanup(func() { mysql.DeregisterLocalFile(path) })
 	steps := []step{
 		execStep("SET SESSION sql_mode = ''"),
 		execStep("CREATE TABLE loaded (s VARCHAR(40), n INT)"),
@@ -437,7 +437,7 @@ func TestLargePackets(t *testing.T) {
 	p := startProxy(t, db)
 	db.Exec(t, "CREATE TABLE big (id INT PRIMARY KEY, data LONGBLOB)")
 	big := bytes.Repeat([]byte("large packet "), (17<<20)/13)
-	pool := open(t, db, p.Addr, func(c *driver.Config) { c.InterpolateParams = false })
+	pool := open(t, db, p.addr, func(c *mysql.Config) { c.InterpolateParams = false })
 	// No arguments: the query goes as it is, one COM_QUERY.
 	if _, err := pool.Exec("INSERT INTO big VALUES (0, '" + string(big) + "')"); err != nil {
 		t.Fatalf("text insert: %v", err)
@@ -476,12 +476,12 @@ func TestNoAbortedConnections(t *testing.T) {
 		return v
 	}
 	before := aborted()
-	pool := open(t, db, p.Addr)
+	pool := open(t, db, p.addr)
 	if err := pool.Ping(); err != nil {
 		t.Fatal(err)
 	}
 	pool.Close() // COM_QUIT
-	c, _ := dialRaw(t, p.Addr, db.User, db.Password, db.Name)
+	c, _ := dialRaw(t, p.addr, db.User, db.Password, db.Name)
 	c.conn.Close() // no COM_QUIT
 	testdb.WaitFor(t, 10*time.Second, "backend connections to close", func() bool {
 		return processCount(t, root, db.User, db.Name) == 0
@@ -507,8 +507,8 @@ func TestInteractiveClient(t *testing.T) {
 	t.Cleanup(func() { _, _ = root.Exec("SET GLOBAL interactive_timeout = " + saved) })
 	var rows [2][]string
 	for i, tg := range []target{direct, proxied} {
-		for _, caps := range []uint32{0, mysql.CLIENT_INTERACTIVE} {
-			c, _ := dialRawWith(t, tg.addr, tg.db.User, tg.db.Password, tg.db.Name, mysql.AUTH_NATIVE_PASSWORD, caps)
+		for _, caps := range []uint32{0, gomysql.CLIENT_INTERACTIVE} {
+			c, _ := dialRawWith(t, tg.addr, tg.db.User, tg.db.Password, tg.db.Name, gomysql.AUTH_NATIVE_PASSWORD, caps)
 			c.command(comQuery("SELECT @@wait_timeout"))
 			if err := c.response(respResult); err != nil {
 				t.Fatal(err)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
-	"github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/hotrow/hotrow/merger"
 )
@@ -48,6 +48,12 @@ type Config struct {
 	// MaxBatch and MetaSchema tune the merger (see package merger).
 	MaxBatch   int    `toml:"max_batch"`
 	MetaSchema string `toml:"meta_schema"`
+	// InstanceID names this proxy instance in the ids of its merged
+	// batches (merger.Config.InstanceID): stable across restarts of the
+	// same instance, whose recovery looks for its own batches, and unique
+	// across instances in front of the same server. Empty: the merger's
+	// default (host name, process id and a random suffix).
+	InstanceID string `toml:"instance_id"`
 }
 
 // duration is a time.Duration that reads "5s" from TOML.
@@ -66,7 +72,7 @@ func DefaultConfig() Config {
 		MaxBatch:       m.MaxBatch,
 		MetaSchema:     m.MetaSchema,
 		Listen:         "127.0.0.1:6033",
-		AuthPlugin:     mysql.AUTH_NATIVE_PASSWORD,
+		AuthPlugin:     gomysql.AUTH_NATIVE_PASSWORD,
 		MaxPacketSize:  64 << 20,
 		ConnectTimeout: duration{5 * time.Second},
 		DrainTimeout:   duration{10 * time.Second},
@@ -142,8 +148,8 @@ func (c *Config) Validate() error {
 		}
 		seen[u.Name] = true
 	}
-	if c.AuthPlugin != mysql.AUTH_NATIVE_PASSWORD && c.AuthPlugin != mysql.AUTH_CACHING_SHA2_PASSWORD {
-		errs = append(errs, fmt.Errorf("auth plugin %q: want %s or %s", c.AuthPlugin, mysql.AUTH_NATIVE_PASSWORD, mysql.AUTH_CACHING_SHA2_PASSWORD))
+	if c.AuthPlugin != gomysql.AUTH_NATIVE_PASSWORD && c.AuthPlugin != gomysql.AUTH_CACHING_SHA2_PASSWORD {
+		errs = append(errs, fmt.Errorf("auth plugin %q: want %s or %s", c.AuthPlugin, gomysql.AUTH_NATIVE_PASSWORD, gomysql.AUTH_CACHING_SHA2_PASSWORD))
 	}
 	if c.MaxPacketSize < 1024 {
 		errs = append(errs, fmt.Errorf("max packet size %d: want at least 1024", c.MaxPacketSize))

@@ -14,6 +14,7 @@ func TestConfigFile(t *testing.T) {
 backend = "127.0.0.1:3306"
 hot_rules = ["shop.inventory:sku_id:stock"]
 drain_timeout = "3s"
+instance_id = "shop-proxy-1"
 
 [[users]]
 name = "app"
@@ -31,7 +32,7 @@ default_schema = "shop"
 		t.Fatal(err)
 	}
 	u, ok := cfg.MergeAccount()
-	if cfg.Listen != "127.0.0.1:7000" || cfg.DrainTimeout.Duration != 3*time.Second || !ok ||
+	if cfg.Listen != "127.0.0.1:7000" || cfg.DrainTimeout.Duration != 3*time.Second || cfg.InstanceID != "shop-proxy-1" || !ok ||
 		u != (User{Name: "app", Password: "p:w", DefaultSchema: "shop"}) || cfg.AuthPlugin != "mysql_native_password" {
 		t.Fatalf("config %+v, merge account %+v", cfg, u)
 	}

@@ -8,17 +8,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
-	driver "github.com/go-sql-driver/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/hotrow/hotrow/internal/testdb"
 )
 
-// mysqlErr returns the *driver.MySQLError in err, failing the test when
+// mysqlErr returns the *mysql.MySQLError in err, failing the test when
 // there is none.
-func mysqlErr(t testing.TB, err error) *driver.MySQLError {
+func mysqlErr(t testing.TB, err error) *mysql.MySQLError {
 	t.Helper()
-	var my *driver.MySQLError
+	var my *mysql.MySQLError
 	if !errors.As(err, &my) {
 		t.Fatalf("got %v (%T), want a MySQL error", err, err)
 	}
@@ -30,22 +30,22 @@ func mysqlErr(t testing.TB, err error) *driver.MySQLError {
 func TestAuthErrors(t *testing.T) {
 	t.Parallel()
 	direct, proxied, _ := targets(t)
-	sha2 := startProxy(t, proxied.db, func(c *Config) { c.AuthPlugin = mysql.AUTH_CACHING_SHA2_PASSWORD })
+	sha2 := startProxy(t, proxied.db, func(c *Config) { c.AuthPlugin = gomysql.AUTH_CACHING_SHA2_PASSWORD })
 	tests := []struct {
 		name   string
-		mutate func(*driver.Config)
+		mutate func(*mysql.Config)
 		want   uint16
 	}{
-		{"wrong password", func(c *driver.Config) { c.Passwd = "wrong" }, mysql.ER_ACCESS_DENIED_ERROR},
-		{"no password", func(c *driver.Config) { c.Passwd = "" }, mysql.ER_ACCESS_DENIED_ERROR},
-		{"unknown user", func(c *driver.Config) { c.User = "nobody" }, mysql.ER_ACCESS_DENIED_ERROR},
-		{"unknown database", func(c *driver.Config) { c.DBName = "nosuchdb" }, mysql.ER_BAD_DB_ERROR},
-		{"good login", func(*driver.Config) {}, 0},
+		{"wrong password", func(c *mysql.Config) { c.Passwd = "wrong" }, gomysql.ER_ACCESS_DENIED_ERROR},
+		{"no password", func(c *mysql.Config) { c.Passwd = "" }, gomysql.ER_ACCESS_DENIED_ERROR},
+		{"unknown user", func(c *mysql.Config) { c.User = "nobody" }, gomysql.ER_ACCESS_DENIED_ERROR},
+		{"unknown database", func(c *mysql.Config) { c.DBName = "nosuchdb" }, gomysql.ER_BAD_DB_ERROR},
+		{"good login", func(*mysql.Config) {}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var msgs []string
-			for _, tg := range []target{direct, proxied, {name: "proxy (caching_sha2_password)", db: proxied.db, addr: sha2.Addr}} {
+			for _, tg := range []target{direct, proxied, {name: "proxy (caching_sha2_password)", db: proxied.db, addr: sha2.addr}} {
 				err := open(t, tg.db, tg.addr, tt.mutate).Ping()
 				if tt.want == 0 {
 					if err != nil {
@@ -73,7 +73,7 @@ func TestAuthErrors(t *testing.T) {
 func TestAuthSwitch(t *testing.T) {
 	t.Parallel()
 	direct, proxied, _ := targets(t)
-	for _, plugin := range []string{"client_ed25519", mysql.AUTH_SHA256_PASSWORD} {
+	for _, plugin := range []string{"client_ed25519", gomysql.AUTH_SHA256_PASSWORD} {
 		t.Run(plugin, func(t *testing.T) {
 			var logs [2][]string
 			for i, tg := range []target{direct, proxied} {
@@ -97,8 +97,8 @@ func TestBackendUserRejected(t *testing.T) {
 	t.Parallel()
 	db := testdb.New(t)
 	p := startProxy(t, db, func(c *Config) { c.Users = append(c.Users, User{Name: "ghost", Password: "boo"}) })
-	err := open(t, db, p.Addr, func(c *driver.Config) { c.User, c.Passwd = "ghost", "boo" }).Ping()
-	if my := mysqlErr(t, err); my.Number != mysql.ER_ACCESS_DENIED_ERROR {
+	err := open(t, db, p.addr, func(c *mysql.Config) { c.User, c.Passwd = "ghost", "boo" }).Ping()
+	if my := mysqlErr(t, err); my.Number != gomysql.ER_ACCESS_DENIED_ERROR {
 		t.Fatalf("got %v, want 1045", my)
 	}
 }
@@ -123,9 +123,9 @@ func TestBackendKilledMidQuery(t *testing.T) {
 				go func() {
 					var v int
 					err := c.QueryRowContext(context.Background(), "SELECT SLEEP(5)").Scan(&v)
-					var my *driver.MySQLError
+					var my *mysql.MySQLError
 					switch {
-					case errors.Is(err, driver.ErrInvalidConn) || errors.As(err, &my) && my.Number == crServerLost:
+					case errors.Is(err, mysql.ErrInvalidConn) || errors.As(err, &my) && my.Number == crServerLost:
 						// The driver's own words for a connection lost
 						// directly, and the proxy's 2013 error.
 						res <- "lost connection"
@@ -168,7 +168,7 @@ func TestClientDisconnectMidQuery(t *testing.T) {
 	db := testdb.New(t)
 	p := startProxy(t, db)
 	root := testdb.Shared(t).Root(t)
-	c, _ := dialRaw(t, p.Addr, db.User, db.Password, db.Name)
+	c, _ := dialRaw(t, p.addr, db.User, db.Password, db.Name)
 	c.command(comQuery("SELECT SLEEP(2)"))
 	testdb.WaitFor(t, 5*time.Second, "the query to run", func() bool {
 		var n int
@@ -179,7 +179,7 @@ func TestClientDisconnectMidQuery(t *testing.T) {
 	testdb.WaitFor(t, 15*time.Second, "the backend connection to close", func() bool {
 		return processCount(t, root, db.User, db.Name) == 0
 	})
-	if err := open(t, db, p.Addr).Ping(); err != nil {
+	if err := open(t, db, p.addr).Ping(); err != nil {
 		t.Fatalf("new session: %v", err)
 	}
 }
@@ -192,11 +192,11 @@ func TestShutdown(t *testing.T) {
 	p := startProxy(t, db)
 	root := testdb.Shared(t).Root(t)
 
-	idle, login := dialRaw(t, p.Addr, db.User, db.Password, db.Name)
+	idle, login := dialRaw(t, p.addr, db.User, db.Password, db.Name)
 	if login[0] != headerOK {
 		t.Fatalf("login: %x", login)
 	}
-	busy := open(t, db, p.Addr)
+	busy := open(t, db, p.addr)
 	res := make(chan string, 1)
 	go func() {
 		var v int
@@ -221,7 +221,7 @@ func TestShutdown(t *testing.T) {
 		t.Error("idle session still open during shutdown")
 	}
 	testdb.WaitFor(t, 5*time.Second, "the listener to close", func() bool {
-		conn, err := net.DialTimeout("tcp", p.Addr, time.Second)
+		conn, err := net.DialTimeout("tcp", p.addr, time.Second)
 		if err == nil {
 			conn.Close()
 		}
@@ -253,7 +253,7 @@ func TestShutdownDrainTimeout(t *testing.T) {
 	db := testdb.New(t)
 	p := startProxy(t, db)
 	root := testdb.Shared(t).Root(t)
-	client := open(t, db, p.Addr)
+	client := open(t, db, p.addr)
 	res := make(chan error, 1)
 	go func() { _, err := client.Exec("DO SLEEP(3)"); res <- err }()
 	testdb.WaitFor(t, 5*time.Second, "the query to run", func() bool {
@@ -307,7 +307,7 @@ func TestBackendRestart(t *testing.T) {
 		{"shut down", db.Local.Shutdown},
 	} {
 		t.Run(stop.name, func(t *testing.T) {
-			pool := open(t, db, p.Addr)
+			pool := open(t, db, p.addr)
 			idle, err := pool.Conn(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -354,7 +354,7 @@ func TestBackendRestart(t *testing.T) {
 				t.Logf("idle session: %v", err)
 			}
 			// New sessions get 2003 while the server is down...
-			err = open(t, db, p.Addr).Ping()
+			err = open(t, db, p.addr).Ping()
 			if my := mysqlErr(t, err); my.Number != crConnHostError {
 				t.Errorf("connect while down: got %v, want 2003", my)
 			} else {
@@ -362,7 +362,7 @@ func TestBackendRestart(t *testing.T) {
 			}
 			// ...and work again once it is back.
 			restart()
-			fresh := open(t, db, p.Addr)
+			fresh := open(t, db, p.addr)
 			var one int
 			if err := fresh.QueryRow("SELECT 1").Scan(&one); err != nil {
 				t.Fatalf("after restart: %v", err)

@@ -10,7 +10,7 @@ import (
 	"io"
 	"net"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
 
 // greeting is the backend's initial handshake packet, read before the
@@ -32,7 +32,7 @@ func parseGreeting(raw []byte) (greeting, error) {
 	g := greeting{raw: raw}
 	p := raw[4:]
 	if len(p) < 1 {
-		return g, mysql.ErrMalformPacket
+		return g, gomysql.ErrMalformPacket
 	}
 	if p[0] == headerErr {
 		return g, parseErr(p)
@@ -42,12 +42,12 @@ func parseGreeting(raw []byte) (greeting, error) {
 	}
 	end := bytes.IndexByte(p[1:], 0)
 	if end < 0 {
-		return g, mysql.ErrMalformPacket
+		return g, gomysql.ErrMalformPacket
 	}
 	g.version = string(p[1 : 1+end])
 	pos := 1 + end + 1
 	if pos+4+8+1+2+1+2+2 > len(p) {
-		return g, mysql.ErrMalformPacket
+		return g, gomysql.ErrMalformPacket
 	}
 	g.connID = binary.LittleEndian.Uint32(p[pos:])
 	pos += 4 + 8 + 1 // connection id, auth-plugin-data-part-1, filler
@@ -57,7 +57,7 @@ func parseGreeting(raw []byte) (greeting, error) {
 	g.capability |= uint32(binary.LittleEndian.Uint16(p[pos+5:])) << 16
 	// Then the auth data length, 6 reserved bytes, and MariaDB's
 	// extended capabilities.
-	if ext := pos + 7 + 1 + 6; g.capability&mysql.CLIENT_LONG_PASSWORD == 0 && ext+4 <= len(p) {
+	if ext := pos + 7 + 1 + 6; g.capability&gomysql.CLIENT_LONG_PASSWORD == 0 && ext+4 <= len(p) {
 		g.extCapability = binary.LittleEndian.Uint32(p[ext:])
 	}
 	return g, nil
@@ -83,17 +83,17 @@ var errSSLRequested = errors.New("client requested TLS")
 func parseHandshakeResponse(p []byte, offered uint32) (handshakeResponse, error) {
 	var r handshakeResponse
 	if len(p) < 32 {
-		return r, mysql.ErrMalformPacket
+		return r, gomysql.ErrMalformPacket
 	}
 	r.capability = binary.LittleEndian.Uint32(p) & offered
-	if binary.LittleEndian.Uint32(p)&mysql.CLIENT_SSL != 0 {
+	if binary.LittleEndian.Uint32(p)&gomysql.CLIENT_SSL != 0 {
 		return r, errSSLRequested
 	}
-	if r.capability&mysql.CLIENT_PROTOCOL_41 == 0 {
+	if r.capability&gomysql.CLIENT_PROTOCOL_41 == 0 {
 		return r, errors.New("client does not speak protocol 4.1")
 	}
 	r.collation = p[8]
-	if offered&mysql.CLIENT_LONG_PASSWORD == 0 && binary.LittleEndian.Uint32(p)&mysql.CLIENT_LONG_PASSWORD == 0 {
+	if offered&gomysql.CLIENT_LONG_PASSWORD == 0 && binary.LittleEndian.Uint32(p)&gomysql.CLIENT_LONG_PASSWORD == 0 {
 		r.extCapability = binary.LittleEndian.Uint32(p[28:]) & proxyExtCapabilities
 	}
 	pos := 32
@@ -103,15 +103,15 @@ func parseHandshakeResponse(p []byte, offered uint32) (handshakeResponse, error)
 	}
 	r.user, pos = user, pos+n
 	switch {
-	case r.capability&mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0:
+	case r.capability&gomysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0:
 		auth, n, ok := lenEncBytes(p[pos:])
 		if !ok {
-			return r, mysql.ErrMalformPacket
+			return r, gomysql.ErrMalformPacket
 		}
 		r.authData, pos = auth, pos+n
-	case r.capability&mysql.CLIENT_SECURE_CONNECTION != 0:
+	case r.capability&gomysql.CLIENT_SECURE_CONNECTION != 0:
 		if pos >= len(p) || pos+1+int(p[pos]) > len(p) {
-			return r, mysql.ErrMalformPacket
+			return r, gomysql.ErrMalformPacket
 		}
 		l := int(p[pos])
 		r.authData, pos = p[pos+1:pos+1+l], pos+1+l
@@ -122,21 +122,21 @@ func parseHandshakeResponse(p []byte, offered uint32) (handshakeResponse, error)
 		}
 		r.authData, pos = []byte(auth), pos+n
 	}
-	if r.capability&mysql.CLIENT_CONNECT_WITH_DB != 0 && pos < len(p) {
+	if r.capability&gomysql.CLIENT_CONNECT_WITH_DB != 0 && pos < len(p) {
 		db, n, err := cString(p[pos:])
 		if err != nil {
 			return r, err
 		}
 		r.db, pos = db, pos+n
 	}
-	if r.capability&mysql.CLIENT_PLUGIN_AUTH != 0 && pos < len(p) {
+	if r.capability&gomysql.CLIENT_PLUGIN_AUTH != 0 && pos < len(p) {
 		plugin, n, err := cString(p[pos:])
 		if err != nil {
 			return r, err
 		}
 		r.plugin, pos = plugin, pos+n
 	}
-	if r.capability&mysql.CLIENT_CONNECT_ATTRS != 0 && pos < len(p) {
+	if r.capability&gomysql.CLIENT_CONNECT_ATTRS != 0 && pos < len(p) {
 		r.attrs, err = parseAttrs(p[pos:])
 		if err != nil {
 			return r, err
@@ -148,7 +148,7 @@ func parseHandshakeResponse(p []byte, offered uint32) (handshakeResponse, error)
 func cString(p []byte) (string, int, error) {
 	i := bytes.IndexByte(p, 0)
 	if i < 0 {
-		return "", 0, mysql.ErrMalformPacket
+		return "", 0, gomysql.ErrMalformPacket
 	}
 	return string(p[:i]), i + 1, nil
 }
@@ -156,7 +156,7 @@ func cString(p []byte) (string, int, error) {
 func parseAttrs(p []byte) (map[string]string, error) {
 	p, _, ok := lenEncBytes(p)
 	if !ok {
-		return nil, mysql.ErrMalformPacket
+		return nil, gomysql.ErrMalformPacket
 	}
 	attrs := map[string]string{}
 	for len(p) > 0 {
@@ -164,7 +164,7 @@ func parseAttrs(p []byte) (map[string]string, error) {
 		for i := range kv {
 			v, n, ok := lenEncBytes(p)
 			if !ok {
-				return nil, mysql.ErrMalformPacket
+				return nil, gomysql.ErrMalformPacket
 			}
 			kv[i], p = string(v), p[n:]
 		}
@@ -202,10 +202,10 @@ func checkAuth(plugin string, authData, salt []byte, password string) bool {
 		return len(authData) == 0 || (len(authData) == 1 && authData[0] == 0)
 	}
 	switch plugin {
-	case mysql.AUTH_NATIVE_PASSWORD:
-		return mysql.CompareNativePassword(authData, mysql.NativePasswordHash([]byte(password)), salt)
-	case mysql.AUTH_CACHING_SHA2_PASSWORD:
-		want := mysql.CalcCachingSha2Password(salt, []byte(password))
+	case gomysql.AUTH_NATIVE_PASSWORD:
+		return gomysql.CompareNativePassword(authData, gomysql.NativePasswordHash([]byte(password)), salt)
+	case gomysql.AUTH_CACHING_SHA2_PASSWORD:
+		want := gomysql.CalcCachingSha2Password(salt, []byte(password))
 		return subtle.ConstantTimeCompare(authData, want) == 1
 	}
 	return false
@@ -213,7 +213,7 @@ func checkAuth(plugin string, authData, salt []byte, password string) bool {
 
 // supportedPlugin reports whether the proxy verifies plugin itself.
 func supportedPlugin(plugin string) bool {
-	return plugin == mysql.AUTH_NATIVE_PASSWORD || plugin == mysql.AUTH_CACHING_SHA2_PASSWORD
+	return plugin == gomysql.AUTH_NATIVE_PASSWORD || plugin == gomysql.AUTH_CACHING_SHA2_PASSWORD
 }
 
 // readGreeting reads the backend's initial handshake packet off a fresh

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	driver "github.com/go-sql-driver/mysql"
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/hotrow/hotrow/internal/testdb"
 )
@@ -22,7 +22,7 @@ func TestMain(m *testing.M) { testdb.Main(m) }
 // testProxy is a proxy on a loopback port in front of the test database.
 type testProxy struct {
 	*Server
-	Addr string
+	addr string // client-facing host:port
 	db   *testdb.DB
 }
 
@@ -55,7 +55,7 @@ func serveProxy(t testing.TB, cfg Config, db *testdb.DB, hot *HotPath) *testProx
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	go func() { done <- srv.Serve(context.Background(), ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -66,7 +66,7 @@ func serveProxy(t testing.TB, cfg Config, db *testdb.DB, hot *HotPath) *testProx
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return &testProxy{Server: srv, Addr: cfg.Listen, db: db}
+	return &testProxy{Server: srv, addr: cfg.Listen, db: db}
 }
 
 // testWriter sends log lines to t.Logf.
@@ -75,8 +75,8 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) { w.t.Logf("%s", p); return len(p), nil }
 
 // dsn returns a go-sql-driver DSN for addr with the test superuser.
-func dsn(db *testdb.DB, addr string, mutate ...func(*driver.Config)) string {
-	cfg := driver.NewConfig()
+func dsn(db *testdb.DB, addr string, mutate ...func(*mysql.Config)) string {
+	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = db.User, db.Password, "tcp", addr, db.Name
 	cfg.Timeout = 5 * time.Second
 	for _, m := range mutate {
@@ -86,7 +86,7 @@ func dsn(db *testdb.DB, addr string, mutate ...func(*driver.Config)) string {
 }
 
 // open returns a pool through addr, closed at cleanup.
-func open(t testing.TB, db *testdb.DB, addr string, mutate ...func(*driver.Config)) *sql.DB {
+func open(t testing.TB, db *testdb.DB, addr string, mutate ...func(*mysql.Config)) *sql.DB {
 	t.Helper()
 	conn, err := sql.Open("mysql", dsn(db, addr, mutate...))
 	if err != nil {
@@ -111,7 +111,7 @@ func targets(t testing.TB, mutate ...func(*Config)) (direct, proxied target, p *
 	t.Helper()
 	dd, pd := testdb.New(t), testdb.New(t)
 	p = startProxy(t, pd, mutate...)
-	return target{name: "direct", db: dd, addr: dd.Addr}, target{name: "proxy", db: pd, addr: p.Addr}, p
+	return target{name: "direct", db: dd, addr: dd.Addr}, target{name: "proxy", db: pd, addr: p.addr}, p
 }
 
 // normalize replaces the target's database name by a placeholder.
@@ -137,7 +137,7 @@ func compareLines(t testing.TB, want, got []string) {
 
 // describeErr formats an error with the fields a client sees.
 func describeErr(err error) string {
-	var my *driver.MySQLError
+	var my *mysql.MySQLError
 	if errors.As(err, &my) {
 		return fmt.Sprintf("ERR %d %s %s", my.Number, string(my.SQLState[:]), my.Message)
 	}
@@ -246,7 +246,7 @@ func runSteps(t testing.TB, tg target, q queryer, steps []step) []string {
 }
 
 // conn returns one connection of a pool on tg, for session-scoped steps.
-func (tg target) conn(t testing.TB, mutate ...func(*driver.Config)) *sql.Conn {
+func (tg target) conn(t testing.TB, mutate ...func(*mysql.Config)) *sql.Conn {
 	t.Helper()
 	pool := open(t, tg.db, tg.addr, mutate...)
 	c, err := pool.Conn(context.Background())
@@ -262,10 +262,10 @@ func (tg target) conn(t testing.TB, mutate ...func(*driver.Config)) *sql.Conn {
 // prepared statements (binary protocol).
 var driverModes = []struct {
 	name   string
-	mutate func(*driver.Config)
+	mutate func(*mysql.Config)
 }{
-	{"text", func(c *driver.Config) { c.InterpolateParams = true }},
-	{"prepared", func(c *driver.Config) { c.InterpolateParams = false }},
+	{"text", func(c *mysql.Config) { c.InterpolateParams = true }},
+	{"prepared", func(c *mysql.Config) { c.InterpolateParams = false }},
 }
 
 // processCount counts the server threads of user whose database is db.

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	driver "github.com/go-sql-driver/mysql"
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/hotrow/hotrow/internal/testdb"
 	"github.com/hotrow/hotrow/merger"
@@ -77,8 +77,8 @@ func TestHotRowMixedClients(t *testing.T) {
 	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
 		"INSERT INTO inventory VALUES (1, 300), (2, 1000)")
 	p, m, meta := startHotProxy(t, db)
-	text := open(t, db, p.Addr, func(c *driver.Config) { c.InterpolateParams = true })
-	prepared := open(t, db, p.Addr)
+	text := open(t, db, p.addr, func(c *mysql.Config) { c.InterpolateParams = true })
+	prepared := open(t, db, p.addr)
 	const clients, each = 32, 20 // demand 640 > stock 300
 	var wg sync.WaitGroup
 	granted := make(chan int64, clients)
@@ -163,8 +163,8 @@ func TestHotRowSerialOutcomes(t *testing.T) {
 		t.Run(fmt.Sprintf("found_rows=%v", foundRows), func(t *testing.T) {
 			db.Exec(t, "UPDATE inventory SET stock = 5 WHERE sku_id = 1", "UPDATE inventory SET stock = 0, note = '' WHERE sku_id = 2",
 				"UPDATE twin SET stock = 5 WHERE sku_id = 1", "UPDATE twin SET stock = 0, note = '' WHERE sku_id = 2")
-			opt := func(c *driver.Config) { c.ClientFoundRows = foundRows }
-			viaProxy := open(t, db, p.Addr, opt)
+			opt := func(c *mysql.Config) { c.ClientFoundRows = foundRows }
+			viaProxy := open(t, db, p.addr, opt)
 			direct := open(t, db, db.Addr, opt)
 			before := m.Stats().Requests
 			for _, q := range stmts {
@@ -192,7 +192,7 @@ func TestHotRowSerialOutcomes(t *testing.T) {
 func outcome(conn *sql.DB, q string) string {
 	res, err := conn.Exec(q)
 	if err != nil {
-		var me *driver.MySQLError
+		var me *mysql.MySQLError
 		if errors.As(err, &me) {
 			// The twin table's name is the only expected difference.
 			msg := strings.ReplaceAll(me.Message, "twin", "inventory")
@@ -238,7 +238,7 @@ func TestHotRowNotMerged(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := context.Background()
-			conn, err := open(t, db, p.Addr, func(c *driver.Config) { c.MultiStatements = true }).Conn(ctx)
+			conn, err := open(t, db, p.addr, func(c *mysql.Config) { c.MultiStatements = true }).Conn(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -259,7 +259,7 @@ func TestHotRowNotMerged(t *testing.T) {
 			}
 			before, ledgerBefore := m.Stats().Requests, ledgerRows(t, direct, meta)
 			_, err = conn.ExecContext(ctx, hot)
-			var me *driver.MySQLError
+			var me *mysql.MySQLError
 			switch {
 			case tt.errCode != 0 && (!errors.As(err, &me) || me.Number != tt.errCode):
 				t.Fatalf("got %v, want error %d", err, tt.errCode)
@@ -307,7 +307,7 @@ func TestHotRowCLI(t *testing.T) {
 		}
 		return timingRE.ReplaceAllString(string(out), "(N sec)")
 	}
-	got, want := run(p.Addr), run(db.Addr)
+	got, want := run(p.addr), run(db.Addr)
 	if got != want {
 		t.Fatalf("through proxy:\n%s\ndirect:\n%s", got, want)
 	}
@@ -376,11 +376,11 @@ func TestHotRowClientGoneWhileQueued(t *testing.T) {
 	}
 	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
 	first := make(chan error, 1)
-	go func() { _, err := open(t, db, p.Addr).Exec(hot); first <- err }()
+	go func() { _, err := open(t, db, p.addr).Exec(hot); first <- err }()
 	testdb.WaitFor(t, 5*time.Second, "first batch in flight", func() bool { return m.Stats().Requests == 0 && m.Stats().Queued == 0 && len(m.Stats().Tables) == 1 })
 	leaving, cancel := context.WithCancel(ctx)
 	second := make(chan error, 1)
-	go func() { _, err := open(t, db, p.Addr).ExecContext(leaving, hot); second <- err }()
+	go func() { _, err := open(t, db, p.addr).ExecContext(leaving, hot); second <- err }()
 	testdb.WaitFor(t, 5*time.Second, "second statement queued", func() bool { return m.Stats().Queued == 1 })
 	cancel() // go-sql-driver closes the connection
 	if err := <-second; err == nil {
@@ -400,5 +400,87 @@ func TestHotRowClientGoneWhileQueued(t *testing.T) {
 	}
 	if stock != 99 || ledgerRows(t, direct, meta) != 1 {
 		t.Fatalf("stock %d, ledger %d rows; want 99 and 1", stock, ledgerRows(t, direct, meta))
+	}
+}
+
+// TestShutdownCancelsQueuedMerges: at the drain deadline, a session whose
+// merged statement still waits in the merger's queue (its hot row locked
+// by a direct transaction, a batch in flight before it) is released with
+// an error and its statement never applied; the statement already in the
+// running batch is applied once the row is free, and Shutdown returns
+// within the drain timeout and a small margin.
+func TestShutdownCancelsQueuedMerges(t *testing.T) {
+	db := testdb.New(t)
+	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
+		"INSERT INTO inventory VALUES (1, 100)")
+	p, m, meta := startHotProxy(t, db)
+	ctx := context.Background()
+	holder, err := db.Open(t).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if _, err := holder.ExecContext(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.ExecContext(ctx, "SELECT stock FROM inventory WHERE sku_id = 1 FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
+	first, second := open(t, db, p.addr), open(t, db, p.addr)
+	inBatch, queued := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := first.Exec(hot); inBatch <- err }()
+	testdb.WaitFor(t, 5*time.Second, "first batch in flight", func() bool {
+		s := m.Stats()
+		return s.Requests == 0 && s.Queued == 0 && len(s.Tables) == 1
+	})
+	go func() { _, err := second.Exec(hot); queued <- err }()
+	testdb.WaitFor(t, 5*time.Second, "second statement queued", func() bool { return m.Stats().Queued == 1 })
+
+	const drain = 300 * time.Millisecond
+	const margin = 2 * time.Second
+	start := time.Now()
+	shut := make(chan error, 1)
+	go func() {
+		dctx, cancel := context.WithTimeout(ctx, drain)
+		defer cancel()
+		shut <- p.Shutdown(dctx)
+	}()
+	select {
+	case err := <-queued:
+		if err == nil {
+			t.Error("queued statement reported success after the drain deadline")
+		}
+		if d := time.Since(start); d < drain {
+			t.Errorf("queued statement released after %v, before the drain deadline", d)
+		}
+	case <-time.After(drain + margin):
+		t.Fatal("queued statement still blocked past the drain deadline")
+	}
+	// While the row is still locked, the merger has dropped it.
+	testdb.WaitFor(t, margin, "the queued request to be dropped", func() bool { return m.Stats().Dropped == 1 })
+	// The batch in flight cannot be abandoned: free its row.
+	if _, err := holder.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-shut:
+		if err == nil {
+			t.Error("shutdown reported no error with sessions still busy at its deadline")
+		}
+		if d := time.Since(start); d > drain+margin {
+			t.Errorf("shutdown took %v, want at most %v", d, drain+margin)
+		}
+	case <-time.After(drain + margin):
+		t.Fatal("shutdown did not return")
+	}
+	<-inBatch // its client connection was closed at the deadline
+	direct := db.Open(t)
+	var stock int
+	if err := direct.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock); err != nil {
+		t.Fatal(err)
+	}
+	if n := ledgerRows(t, direct, meta); stock != 99 || n != 1 {
+		t.Fatalf("stock %d, ledger %d rows; want 99 and 1 (only the statement in the batch applied)", stock, n)
 	}
 }

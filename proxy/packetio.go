@@ -21,18 +21,21 @@ var errSequence = errors.New("packet out of order")
 
 // packetIO reads and writes MySQL protocol packets on one connection. Reads
 // are buffered; writes are buffered until Flush, so that a whole response
-// leaves in one write system call.
+// leaves in one write system call. Every error it returns is tagged with
+// the connection's side (*clientError or *backendError).
 type packetIO struct {
 	conn net.Conn
+	side side
 	r    *bufio.Reader
 	w    *bufio.Writer
 	seq  uint8
 	hdr  [4]byte
 }
 
-func newPacketIO(conn net.Conn) *packetIO {
+func newPacketIO(conn net.Conn, s side) *packetIO {
 	return &packetIO{
 		conn: conn,
+		side: s,
 		r:    bufio.NewReaderSize(conn, 16<<10),
 		w:    bufio.NewWriterSize(conn, 16<<10),
 	}
@@ -46,20 +49,20 @@ func (p *packetIO) readPacket(buf []byte, limit int) ([]byte, error) {
 	buf = buf[:0]
 	for {
 		if _, err := io.ReadFull(p.r, p.hdr[:]); err != nil {
-			return nil, err
+			return nil, p.side.tag(err)
 		}
 		n := int(p.hdr[0]) | int(p.hdr[1])<<8 | int(p.hdr[2])<<16
 		if p.hdr[3] != p.seq {
-			return nil, fmt.Errorf("%w: got sequence %d, want %d", errSequence, p.hdr[3], p.seq)
+			return nil, p.side.tag(fmt.Errorf("%w: got sequence %d, want %d", errSequence, p.hdr[3], p.seq))
 		}
 		p.seq++
 		if limit > 0 && len(buf)+n > limit {
-			return nil, errPacketTooLarge
+			return nil, p.side.tag(errPacketTooLarge)
 		}
 		start := len(buf)
 		buf = slices.Grow(buf, n)[:start+n]
 		if _, err := io.ReadFull(p.r, buf[start:]); err != nil {
-			return nil, err
+			return nil, p.side.tag(err)
 		}
 		if n < maxPayloadChunk {
 			return buf, nil
@@ -77,10 +80,10 @@ func (p *packetIO) writePacket(payload []byte) error {
 		hdr := append(p.w.AvailableBuffer(), byte(n), byte(n>>8), byte(n>>16), p.seq)
 		p.seq++
 		if _, err := p.w.Write(hdr); err != nil {
-			return err
+			return p.side.tag(err)
 		}
 		if _, err := p.w.Write(payload[:n]); err != nil {
-			return err
+			return p.side.tag(err)
 		}
 		payload = payload[n:]
 		if n < maxPayloadChunk {
@@ -107,11 +110,11 @@ func (p *packetIO) readRaw(buf []byte) (rawPacket, error) {
 	}
 	buf = buf[:4]
 	if _, err := io.ReadFull(p.r, buf); err != nil {
-		return rawPacket{}, err
+		return rawPacket{}, p.side.tag(err)
 	}
 	n := int(buf[0]) | int(buf[1])<<8 | int(buf[2])<<16
 	if buf[3] != p.seq {
-		return rawPacket{}, fmt.Errorf("%w: got sequence %d, want %d", errSequence, buf[3], p.seq)
+		return rawPacket{}, p.side.tag(fmt.Errorf("%w: got sequence %d, want %d", errSequence, buf[3], p.seq))
 	}
 	p.seq++
 	if cap(buf) < 4+n {
@@ -121,7 +124,7 @@ func (p *packetIO) readRaw(buf []byte) (rawPacket, error) {
 	}
 	buf = buf[:4+n]
 	if _, err := io.ReadFull(p.r, buf[4:]); err != nil {
-		return rawPacket{}, err
+		return rawPacket{}, p.side.tag(err)
 	}
 	return rawPacket{buf: buf, more: n == maxPayloadChunk}, nil
 }
@@ -131,10 +134,10 @@ func (p *packetIO) readRaw(buf []byte) (rawPacket, error) {
 func (p *packetIO) writeRaw(r rawPacket) error {
 	p.seq = r.buf[3] + 1
 	_, err := p.w.Write(r.buf)
-	return err
+	return p.side.tag(err)
 }
 
-func (p *packetIO) flush() error { return p.w.Flush() }
+func (p *packetIO) flush() error { return p.side.tag(p.w.Flush()) }
 
 // resetSeq starts a new command exchange.
 func (p *packetIO) resetSeq() { p.seq = 0 }

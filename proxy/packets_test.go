@@ -8,7 +8,7 @@ import (
 	"net"
 	"testing"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
 
 // TestGoldenPackets pins the bytes of the packets the proxy builds itself.
@@ -22,7 +22,7 @@ func TestGoldenPackets(t *testing.T) {
 	}{
 		{
 			name: "greeting",
-			got:  appendGreeting(nil, g, proxyCapabilities, salt, mysql.AUTH_NATIVE_PASSWORD),
+			got:  appendGreeting(nil, g, proxyCapabilities, salt, gomysql.AUTH_NATIVE_PASSWORD),
 			want: "0a" + hex.EncodeToString([]byte("10.11.6-MariaDB")) + "00" +
 				"04030201" + hex.EncodeToString(salt[:8]) + "00" +
 				"cfb7" + "2d" + "0200" + "3f00" + "15" + "00000000000000000000" +
@@ -32,7 +32,7 @@ func TestGoldenPackets(t *testing.T) {
 		{
 			name: "mariadb greeting",
 			got: appendGreeting(nil, greeting{version: "11.4.2-MariaDB", connID: 9, charset: 45, status: statusAutocommit,
-				extCapability: 0x1f}, proxyCapabilities&^mysql.CLIENT_LONG_PASSWORD, salt, mysql.AUTH_NATIVE_PASSWORD),
+				extCapability: 0x1f}, proxyCapabilities&^gomysql.CLIENT_LONG_PASSWORD, salt, gomysql.AUTH_NATIVE_PASSWORD),
 			want: "0a" + hex.EncodeToString([]byte("11.4.2-MariaDB")) + "00" +
 				"09000000" + hex.EncodeToString(salt[:8]) + "00" +
 				"ceb7" + "2d" + "0200" + "3f00" + "15" + "000000000000" + "08000000" +
@@ -53,13 +53,13 @@ func TestGoldenPackets(t *testing.T) {
 		},
 		{
 			name: "err",
-			got:  appendErr(nil, mysql.NewDefaultError(mysql.ER_NET_PACKET_TOO_LARGE)),
+			got:  appendErr(nil, gomysql.NewDefaultError(gomysql.ER_NET_PACKET_TOO_LARGE)),
 			want: "ff" + "8104" + "23" + hex.EncodeToString([]byte("08S01")) +
 				hex.EncodeToString([]byte("Got a packet bigger than 'max_allowed_packet' bytes")),
 		},
 		{
 			name: "err with bad state",
-			got:  appendErr(nil, &mysql.MyError{Code: 2013, State: "", Message: "x"}),
+			got:  appendErr(nil, &gomysql.MyError{Code: 2013, State: "", Message: "x"}),
 			want: "ff" + "dd07" + "23" + hex.EncodeToString([]byte("HY000")) + "78",
 		},
 	}
@@ -77,8 +77,8 @@ func TestGreetingRoundTrip(t *testing.T) {
 	salt := []byte("abcdefghijklmnopqrst")
 	g := greeting{version: "11.4.2-MariaDB-log", connID: 77, charset: 45, status: statusAutocommit,
 		extCapability: mariadbExtendedTypeInfo}
-	caps := uint32(proxyCapabilities &^ mysql.CLIENT_LONG_PASSWORD)
-	payload := appendGreeting(nil, g, caps, salt, mysql.AUTH_CACHING_SHA2_PASSWORD)
+	caps := uint32(proxyCapabilities &^ gomysql.CLIENT_LONG_PASSWORD)
+	payload := appendGreeting(nil, g, caps, salt, gomysql.AUTH_CACHING_SHA2_PASSWORD)
 	raw := append([]byte{byte(len(payload)), byte(len(payload) >> 8), 0, 0}, payload...)
 	got, err := parseGreeting(raw)
 	if err != nil {
@@ -99,32 +99,32 @@ func handshakeResponseFor(caps uint32, user string, auth []byte, db, plugin stri
 	b = append(b, make([]byte, 23)...)
 	b = append(append(b, user...), 0)
 	switch {
-	case caps&mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0:
-		b = append(mysql.AppendLengthEncodedInteger(b, uint64(len(auth))), auth...)
-	case caps&mysql.CLIENT_SECURE_CONNECTION != 0:
+	case caps&gomysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0:
+		b = append(gomysql.AppendLengthEncodedInteger(b, uint64(len(auth))), auth...)
+	case caps&gomysql.CLIENT_SECURE_CONNECTION != 0:
 		b = append(append(b, byte(len(auth))), auth...)
 	default:
 		b = append(append(b, auth...), 0)
 	}
-	if caps&mysql.CLIENT_CONNECT_WITH_DB != 0 {
+	if caps&gomysql.CLIENT_CONNECT_WITH_DB != 0 {
 		b = append(append(b, db...), 0)
 	}
-	if caps&mysql.CLIENT_PLUGIN_AUTH != 0 {
+	if caps&gomysql.CLIENT_PLUGIN_AUTH != 0 {
 		b = append(append(b, plugin...), 0)
 	}
-	if caps&mysql.CLIENT_CONNECT_ATTRS != 0 {
+	if caps&gomysql.CLIENT_CONNECT_ATTRS != 0 {
 		var kv []byte
 		for k, v := range attrs {
-			kv = append(mysql.AppendLengthEncodedInteger(kv, uint64(len(k))), k...)
-			kv = append(mysql.AppendLengthEncodedInteger(kv, uint64(len(v))), v...)
+			kv = append(gomysql.AppendLengthEncodedInteger(kv, uint64(len(k))), k...)
+			kv = append(gomysql.AppendLengthEncodedInteger(kv, uint64(len(v))), v...)
 		}
-		b = append(mysql.AppendLengthEncodedInteger(b, uint64(len(kv))), kv...)
+		b = append(gomysql.AppendLengthEncodedInteger(b, uint64(len(kv))), kv...)
 	}
 	return b
 }
 
 func TestParseHandshakeResponse(t *testing.T) {
-	base := uint32(mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_SECURE_CONNECTION | mysql.CLIENT_PLUGIN_AUTH)
+	base := uint32(gomysql.CLIENT_PROTOCOL_41 | gomysql.CLIENT_SECURE_CONNECTION | gomysql.CLIENT_PLUGIN_AUTH)
 	auth := bytes.Repeat([]byte{7}, 20)
 	tests := []struct {
 		name    string
@@ -136,21 +136,21 @@ func TestParseHandshakeResponse(t *testing.T) {
 		attrs   map[string]string
 		wantErr bool
 	}{
-		{name: "mariadb extended capabilities", caps: base, offered: proxyCapabilities &^ mysql.CLIENT_LONG_PASSWORD,
+		{name: "mariadb extended capabilities", caps: base, offered: proxyCapabilities &^ gomysql.CLIENT_LONG_PASSWORD,
 			ext: 0x1f, wantExt: mariadbExtendedTypeInfo},
-		{name: "mysql client of a mariadb server", caps: base | mysql.CLIENT_LONG_PASSWORD,
-			offered: proxyCapabilities &^ mysql.CLIENT_LONG_PASSWORD, ext: 0x1f},
+		{name: "mysql client of a mariadb server", caps: base | gomysql.CLIENT_LONG_PASSWORD,
+			offered: proxyCapabilities &^ gomysql.CLIENT_LONG_PASSWORD, ext: 0x1f},
 		{name: "extended capabilities not offered", caps: base, ext: 0x1f},
 		{name: "secure connection", caps: base},
-		{name: "lenenc auth data", caps: base | mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA},
-		{name: "with db", caps: base | mysql.CLIENT_CONNECT_WITH_DB, db: "shop"},
-		{name: "with attrs", caps: base | mysql.CLIENT_CONNECT_ATTRS, attrs: map[string]string{"_client_name": "x"}},
-		{name: "ssl refused", caps: base | mysql.CLIENT_SSL, wantErr: true},
-		{name: "pre-4.1 refused", caps: mysql.CLIENT_SECURE_CONNECTION, wantErr: true},
+		{name: "lenenc auth data", caps: base | gomysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA},
+		{name: "with db", caps: base | gomysql.CLIENT_CONNECT_WITH_DB, db: "shop"},
+		{name: "with attrs", caps: base | gomysql.CLIENT_CONNECT_ATTRS, attrs: map[string]string{"_client_name": "x"}},
+		{name: "ssl refused", caps: base | gomysql.CLIENT_SSL, wantErr: true},
+		{name: "pre-4.1 refused", caps: gomysql.CLIENT_SECURE_CONNECTION, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := handshakeResponseFor(tt.caps, "alice", auth, tt.db, mysql.AUTH_NATIVE_PASSWORD, tt.attrs)
+			p := handshakeResponseFor(tt.caps, "alice", auth, tt.db, gomysql.AUTH_NATIVE_PASSWORD, tt.attrs)
 			binary.LittleEndian.PutUint32(p[28:], tt.ext)
 			offered := tt.offered
 			if offered == 0 {
@@ -167,7 +167,7 @@ func TestParseHandshakeResponse(t *testing.T) {
 				t.Fatal(err)
 			}
 			if r.user != "alice" || !bytes.Equal(r.authData, auth) || r.db != tt.db ||
-				r.plugin != mysql.AUTH_NATIVE_PASSWORD || r.collation != 45 || len(r.attrs) != len(tt.attrs) ||
+				r.plugin != gomysql.AUTH_NATIVE_PASSWORD || r.collation != 45 || len(r.attrs) != len(tt.attrs) ||
 				r.extCapability != tt.wantExt {
 				t.Errorf("parsed %+v", r)
 			}
@@ -177,20 +177,20 @@ func TestParseHandshakeResponse(t *testing.T) {
 
 // FuzzParseHandshakeResponse feeds the handshake parsers arbitrary bytes.
 func FuzzParseHandshakeResponse(f *testing.F) {
-	base := uint32(mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_SECURE_CONNECTION | mysql.CLIENT_PLUGIN_AUTH |
-		mysql.CLIENT_CONNECT_WITH_DB | mysql.CLIENT_CONNECT_ATTRS)
+	base := uint32(gomysql.CLIENT_PROTOCOL_41 | gomysql.CLIENT_SECURE_CONNECTION | gomysql.CLIENT_PLUGIN_AUTH |
+		gomysql.CLIENT_CONNECT_WITH_DB | gomysql.CLIENT_CONNECT_ATTRS)
 	f.Add(handshakeResponseFor(base, "u", []byte("01234567890123456789"), "db", "mysql_native_password",
 		map[string]string{"a": "b"}))
-	f.Add(handshakeResponseFor(base|mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, "u", nil, "", "", nil))
+	f.Add(handshakeResponseFor(base|gomysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, "u", nil, "", "", nil))
 	// A truncated length-encoded auth length and a huge one.
-	f.Add(append(handshakeResponseFor(base|mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, "u", nil, "", "", nil)[:34], 0xfc))
-	f.Add(append(handshakeResponseFor(base|mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, "u", nil, "", "", nil)[:34],
+	f.Add(append(handshakeResponseFor(base|gomysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, "u", nil, "", "", nil)[:34], 0xfc))
+	f.Add(append(handshakeResponseFor(base|gomysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, "u", nil, "", "", nil)[:34],
 		0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
 	salt := []byte("abcdefghijklmnopqrst")
 	f.Add(appendGreeting(nil, greeting{version: "10.11.6-MariaDB", extCapability: 0x1f}, 0, salt, "x"))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		_, _ = parseHandshakeResponse(p, proxyCapabilities)
-		_, _ = parseHandshakeResponse(p, proxyCapabilities&^mysql.CLIENT_LONG_PASSWORD)
+		_, _ = parseHandshakeResponse(p, proxyCapabilities&^gomysql.CLIENT_LONG_PASSWORD)
 		_, _ = parseGreeting(append([]byte{0, 0, 0, 0}, p...)) // the backend's side
 	})
 }
@@ -200,7 +200,7 @@ func FuzzParseHandshakeResponse(f *testing.F) {
 // and the parameter decoding of mergeable ones.
 func FuzzDecodeExecute(f *testing.F) {
 	exec := func(params int, bound bool, types, values []byte) []byte {
-		b := []byte{mysql.COM_STMT_EXECUTE, 1, 0, 0, 0, 0, 1, 0, 0, 0}
+		b := []byte{gomysql.COM_STMT_EXECUTE, 1, 0, 0, 0, 0, 1, 0, 0, 0}
 		b = append(b, make([]byte, (params+7)/8)...)
 		if bound {
 			b = append(append(b, 1), types...)
@@ -209,10 +209,10 @@ func FuzzDecodeExecute(f *testing.F) {
 		}
 		return append(b, values...)
 	}
-	f.Add(uint8(2), exec(2, true, []byte{mysql.MYSQL_TYPE_LONGLONG, 0, mysql.MYSQL_TYPE_VAR_STRING, 0},
+	f.Add(uint8(2), exec(2, true, []byte{gomysql.MYSQL_TYPE_LONGLONG, 0, gomysql.MYSQL_TYPE_VAR_STRING, 0},
 		[]byte{1, 0, 0, 0, 0, 0, 0, 0, 3, 'a', 'b', 'c'}))
-	f.Add(uint8(1), exec(1, true, []byte{mysql.MYSQL_TYPE_VAR_STRING, 0}, []byte{0xfc, 1}))
-	f.Add(uint8(1), exec(1, true, []byte{mysql.MYSQL_TYPE_BLOB, 0}, []byte{0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}))
+	f.Add(uint8(1), exec(1, true, []byte{gomysql.MYSQL_TYPE_VAR_STRING, 0}, []byte{0xfc, 1}))
+	f.Add(uint8(1), exec(1, true, []byte{gomysql.MYSQL_TYPE_BLOB, 0}, []byte{0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}))
 	f.Add(uint8(3), exec(3, false, nil, nil))
 	f.Fuzz(func(t *testing.T, params uint8, pkt []byte) {
 		st := &preparedStmt{numParams: int(params)}
@@ -253,7 +253,7 @@ func TestPacketIORoundTrip(t *testing.T) {
 			a, b := net.Pipe()
 			defer a.Close()
 			defer b.Close()
-			w, r := newPacketIO(a), newPacketIO(b)
+			w, r := newPacketIO(a, clientSide), newPacketIO(b, backendSide)
 			payload := bytes.Repeat([]byte{0xab}, n)
 			done := make(chan error, 1)
 			go func() {
@@ -275,7 +275,7 @@ func TestPacketIORoundTrip(t *testing.T) {
 			}
 		})
 	}
-	p := newPacketIO(discardConn{})
+	p := newPacketIO(discardConn{}, clientSide)
 	payload := make([]byte, 100)
 	if allocs := testing.AllocsPerRun(100, func() { _ = p.writePacket(payload); _ = p.flush() }); allocs != 0 {
 		t.Errorf("writePacket allocates %v times", allocs)

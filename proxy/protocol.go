@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
 
 // Packet headers of the responses the proxy reads or writes.
@@ -17,10 +17,10 @@ const (
 
 // Server status flags the proxy reads from the backend's OK and EOF packets.
 const (
-	statusInTrans      = mysql.SERVER_STATUS_IN_TRANS
-	statusAutocommit   = mysql.SERVER_STATUS_AUTOCOMMIT
-	statusMoreResults  = mysql.SERVER_MORE_RESULTS_EXISTS
-	statusCursorExists = mysql.SERVER_STATUS_CURSOR_EXISTS
+	statusInTrans      = gomysql.SERVER_STATUS_IN_TRANS
+	statusAutocommit   = gomysql.SERVER_STATUS_AUTOCOMMIT
+	statusMoreResults  = gomysql.SERVER_MORE_RESULTS_EXISTS
+	statusCursorExists = gomysql.SERVER_STATUS_CURSOR_EXISTS
 )
 
 // proxyCapabilities are the capability flags hotrow can pass through
@@ -30,13 +30,13 @@ const (
 // layouts the proxy parses). CLIENT_LONG_PASSWORD is offered when the
 // backend offers it: a MariaDB server clears it and then negotiates its
 // extended capabilities (proxyExtCapabilities).
-const proxyCapabilities = mysql.CLIENT_LONG_PASSWORD | mysql.CLIENT_FOUND_ROWS |
-	mysql.CLIENT_LONG_FLAG | mysql.CLIENT_CONNECT_WITH_DB | mysql.CLIENT_ODBC |
-	mysql.CLIENT_LOCAL_FILES | mysql.CLIENT_IGNORE_SPACE | mysql.CLIENT_PROTOCOL_41 |
-	mysql.CLIENT_INTERACTIVE | mysql.CLIENT_IGNORE_SIGPIPE | mysql.CLIENT_TRANSACTIONS |
-	mysql.CLIENT_SECURE_CONNECTION | mysql.CLIENT_MULTI_STATEMENTS |
-	mysql.CLIENT_MULTI_RESULTS | mysql.CLIENT_PS_MULTI_RESULTS | mysql.CLIENT_PLUGIN_AUTH |
-	mysql.CLIENT_CONNECT_ATTRS | mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+const proxyCapabilities = gomysql.CLIENT_LONG_PASSWORD | gomysql.CLIENT_FOUND_ROWS |
+	gomysql.CLIENT_LONG_FLAG | gomysql.CLIENT_CONNECT_WITH_DB | gomysql.CLIENT_ODBC |
+	gomysql.CLIENT_LOCAL_FILES | gomysql.CLIENT_IGNORE_SPACE | gomysql.CLIENT_PROTOCOL_41 |
+	gomysql.CLIENT_INTERACTIVE | gomysql.CLIENT_IGNORE_SIGPIPE | gomysql.CLIENT_TRANSACTIONS |
+	gomysql.CLIENT_SECURE_CONNECTION | gomysql.CLIENT_MULTI_STATEMENTS |
+	gomysql.CLIENT_MULTI_RESULTS | gomysql.CLIENT_PS_MULTI_RESULTS | gomysql.CLIENT_PLUGIN_AUTH |
+	gomysql.CLIENT_CONNECT_ATTRS | gomysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
 
 // MariaDB's extended capabilities (the upper 32 bits of its 64-bit flags)
 // travel in the greeting's and the handshake response's reserved bytes
@@ -59,7 +59,7 @@ type okInfo struct {
 
 // lenEncInt reads a length-encoded integer off the front of p; n is its
 // width in bytes. ok is false when p is too short or starts with the NULL
-// (0xFB) or reserved (0xFF) marker. Unlike mysql.LengthEncodedInt it never
+// (0xFB) or reserved (0xFF) marker. Unlike gomysql.LengthEncodedInt it never
 // reads past p, so it is safe on packets from the network.
 func lenEncInt(p []byte) (v uint64, n int, ok bool) {
 	if len(p) == 0 {
@@ -102,18 +102,18 @@ func lenEncBytes(p []byte) ([]byte, int, bool) {
 func parseOK(p []byte) (okInfo, error) {
 	var ok okInfo
 	if len(p) < 1 {
-		return ok, mysql.ErrMalformPacket
+		return ok, gomysql.ErrMalformPacket
 	}
 	pos := 1
 	for _, v := range []*uint64{&ok.affectedRows, &ok.insertID} {
 		x, n, valid := lenEncInt(p[pos:])
 		if !valid {
-			return ok, mysql.ErrMalformPacket
+			return ok, gomysql.ErrMalformPacket
 		}
 		*v, pos = x, pos+n
 	}
 	if pos+4 > len(p) {
-		return ok, mysql.ErrMalformPacket
+		return ok, gomysql.ErrMalformPacket
 	}
 	ok.status = binary.LittleEndian.Uint16(p[pos:])
 	ok.warnings = binary.LittleEndian.Uint16(p[pos+2:])
@@ -136,8 +136,8 @@ func eofStatus(p []byte) uint16 {
 // sends after an UPDATE ("Rows matched: 1  Changed: 1  Warnings: 0").
 func appendOK(b []byte, affected, insertID uint64, status, warnings uint16, info string) []byte {
 	b = append(b, headerOK)
-	b = mysql.AppendLengthEncodedInteger(b, affected)
-	b = mysql.AppendLengthEncodedInteger(b, insertID)
+	b = gomysql.AppendLengthEncodedInteger(b, affected)
+	b = gomysql.AppendLengthEncodedInteger(b, insertID)
 	b = binary.LittleEndian.AppendUint16(b, status)
 	b = binary.LittleEndian.AppendUint16(b, warnings)
 	if info == "" {
@@ -145,17 +145,17 @@ func appendOK(b []byte, affected, insertID uint64, status, warnings uint16, info
 	}
 	// The server sends the info as a length-encoded string (libmariadb
 	// reads it so, with or without CLIENT_SESSION_TRACK).
-	b = mysql.AppendLengthEncodedInteger(b, uint64(len(info)))
+	b = gomysql.AppendLengthEncodedInteger(b, uint64(len(info)))
 	return append(b, info...)
 }
 
 // appendErr builds an ERR packet payload.
-func appendErr(b []byte, e *mysql.MyError) []byte {
+func appendErr(b []byte, e *gomysql.MyError) []byte {
 	b = append(b, headerErr)
 	b = binary.LittleEndian.AppendUint16(b, e.Code)
 	state := e.State
 	if len(state) != 5 {
-		state = mysql.DEFAULT_MYSQL_STATE
+		state = gomysql.DEFAULT_MYSQL_STATE
 	}
 	b = append(b, '#')
 	b = append(b, state...)
@@ -163,10 +163,10 @@ func appendErr(b []byte, e *mysql.MyError) []byte {
 }
 
 // parseErr decodes an ERR packet payload.
-func parseErr(p []byte) *mysql.MyError {
-	e := &mysql.MyError{State: mysql.DEFAULT_MYSQL_STATE}
+func parseErr(p []byte) *gomysql.MyError {
+	e := &gomysql.MyError{State: gomysql.DEFAULT_MYSQL_STATE}
 	if len(p) < 3 {
-		e.Code, e.Message = mysql.ER_UNKNOWN_ERROR, "malformed error packet"
+		e.Code, e.Message = gomysql.ER_UNKNOWN_ERROR, "malformed error packet"
 		return e
 	}
 	e.Code = binary.LittleEndian.Uint16(p[1:])

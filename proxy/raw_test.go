@@ -12,15 +12,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/hotrow/hotrow/internal/testdb"
 )
 
 // rawCaps are the capabilities the raw test client asks for.
-const rawCaps = mysql.CLIENT_LONG_PASSWORD | mysql.CLIENT_LONG_FLAG | mysql.CLIENT_CONNECT_WITH_DB |
-	mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_TRANSACTIONS | mysql.CLIENT_SECURE_CONNECTION |
-	mysql.CLIENT_MULTI_RESULTS | mysql.CLIENT_PS_MULTI_RESULTS | mysql.CLIENT_PLUGIN_AUTH
+const rawCaps = gomysql.CLIENT_LONG_PASSWORD | gomysql.CLIENT_LONG_FLAG | gomysql.CLIENT_CONNECT_WITH_DB |
+	gomysql.CLIENT_PROTOCOL_41 | gomysql.CLIENT_TRANSACTIONS | gomysql.CLIENT_SECURE_CONNECTION |
+	gomysql.CLIENT_MULTI_RESULTS | gomysql.CLIENT_PS_MULTI_RESULTS | gomysql.CLIENT_PLUGIN_AUTH
 
 // rawConn is a minimal MySQL client, independent of the proxy's code, for
 // tests that send exact packets and compare the exact bytes of replies.
@@ -38,7 +38,7 @@ type rawConn struct {
 // returns the connection and the server's final login reply (OK or ERR).
 func dialRaw(t testing.TB, addr, user, password, db string) (*rawConn, []byte) {
 	t.Helper()
-	return dialRawWith(t, addr, user, password, db, mysql.AUTH_NATIVE_PASSWORD, 0)
+	return dialRawWith(t, addr, user, password, db, gomysql.AUTH_NATIVE_PASSWORD, 0)
 }
 
 // dialRawWith logs in naming plugin in the handshake response (with a
@@ -73,7 +73,7 @@ func dialRawWith(t testing.TB, addr, user, password, db, plugin string, extraCap
 	resp = append(resp, 45) // utf8mb4_general_ci
 	resp = append(resp, make([]byte, 23)...)
 	resp = append(append(resp, user...), 0)
-	auth := mysql.CalcNativePassword(salt, []byte(password))
+	auth := gomysql.CalcNativePassword(salt, []byte(password))
 	resp = append(append(resp, byte(len(auth))), auth...)
 	resp = append(append(resp, db...), 0)
 	resp = append(append(resp, plugin...), 0)
@@ -89,10 +89,10 @@ func dialRawWith(t testing.TB, addr, user, password, db, plugin string, extraCap
 		}
 		// Auth switch: plugin name, then the new salt.
 		plugin, rest, _ := bytes.Cut(reply[1:], []byte{0})
-		if string(plugin) != mysql.AUTH_NATIVE_PASSWORD {
+		if string(plugin) != gomysql.AUTH_NATIVE_PASSWORD {
 			t.Fatalf("login: server switched to %s", plugin)
 		}
-		c.write(mysql.CalcNativePassword(bytes.TrimRight(rest, "\x00"), []byte(password)))
+		c.write(gomysql.CalcNativePassword(bytes.TrimRight(rest, "\x00"), []byte(password)))
 	}
 }
 
@@ -111,7 +111,7 @@ func (c *rawConn) read() ([]byte, error) {
 	}
 	c.seq = hdr[3] + 1
 	logged := p
-	if len(p) > 3 && p[0] == headerErr && binary.LittleEndian.Uint16(p[1:]) == mysql.ER_UNKNOWN_STMT_HANDLER {
+	if len(p) > 3 && p[0] == headerErr && binary.LittleEndian.Uint16(p[1:]) == gomysql.ER_UNKNOWN_STMT_HANDLER {
 		// The message names the server's statement id.
 		logged = stmtIDInMessage.ReplaceAll(p, []byte("(N)"))
 	}
@@ -212,14 +212,14 @@ func (c *rawConn) response(k respKind) error {
 		case headerErr:
 			return nil
 		case headerOK:
-			_, _, n := mysql.LengthEncodedInt(p[1:])
-			_, _, m := mysql.LengthEncodedInt(p[1+n:])
+			_, _, n := gomysql.LengthEncodedInt(p[1:])
+			_, _, m := gomysql.LengthEncodedInt(p[1+n:])
 			if binary.LittleEndian.Uint16(p[1+n+m:])&statusMoreResults == 0 {
 				return nil
 			}
 			continue
 		}
-		cols, _, _ := mysql.LengthEncodedInt(p)
+		cols, _, _ := gomysql.LengthEncodedInt(p)
 		for range cols + 1 {
 			if p, err = c.read(); err != nil {
 				return err
@@ -246,7 +246,7 @@ func (c *rawConn) response(k respKind) error {
 }
 
 // Builders of command packets.
-func comQuery(q string) []byte { return append([]byte{mysql.COM_QUERY}, q...) }
+func comQuery(q string) []byte { return append([]byte{gomysql.COM_QUERY}, q...) }
 
 func comStmt(cmd byte, id uint32, rest ...byte) []byte {
 	return append(binary.LittleEndian.AppendUint32([]byte{cmd}, id), rest...)
@@ -255,7 +255,7 @@ func comStmt(cmd byte, id uint32, rest ...byte) []byte {
 // comExecute builds COM_STMT_EXECUTE: flags, iteration count 1, the NULL
 // bitmap, and the types when given (new-params-bound flag set).
 func comExecute(id uint32, flags byte, nullMap []byte, types []byte, values []byte) []byte {
-	p := comStmt(mysql.COM_STMT_EXECUTE, id, flags, 1, 0, 0, 0)
+	p := comStmt(gomysql.COM_STMT_EXECUTE, id, flags, 1, 0, 0, 0)
 	p = append(p, nullMap...)
 	if types != nil {
 		p = append(append(p, 1), types...)
@@ -266,7 +266,7 @@ func comExecute(id uint32, flags byte, nullMap []byte, types []byte, values []by
 }
 
 func lenencString(s string) []byte {
-	return append(mysql.AppendLengthEncodedInteger(nil, uint64(len(s))), s...)
+	return append(gomysql.AppendLengthEncodedInteger(nil, uint64(len(s))), s...)
 }
 
 func int64LE(v int64) []byte { return binary.LittleEndian.AppendUint64(nil, uint64(v)) }
@@ -313,26 +313,26 @@ var rawScript = []rawStep{
 	rq("START TRANSACTION READ ONLY"),
 	rq("SELECT 1"),
 	rq("ROLLBACK"),
-	rawCmd("COM_PING", respReply, fixed([]byte{mysql.COM_PING})),
-	rawCmd("COM_INIT_DB information_schema", respReply, fixed(append([]byte{mysql.COM_INIT_DB}, "information_schema"...))),
+	rawCmd("COM_PING", respReply, fixed([]byte{gomysql.COM_PING})),
+	rawCmd("COM_INIT_DB information_schema", respReply, fixed(append([]byte{gomysql.COM_INIT_DB}, "information_schema"...))),
 	rq("SELECT DATABASE()"),
-	rawCmd("COM_INIT_DB nosuchdb", respReply, fixed(append([]byte{mysql.COM_INIT_DB}, "nosuchdb"...))),
+	rawCmd("COM_INIT_DB nosuchdb", respReply, fixed(append([]byte{gomysql.COM_INIT_DB}, "nosuchdb"...))),
 	rawCmd("COM_INIT_DB back", respReply, nil), // filled in per target
-	rawCmd("COM_FIELD_LIST t", respFieldList, fixed(append([]byte{mysql.COM_FIELD_LIST}, "t\x00"...))),
-	rawCmd("COM_FIELD_LIST t v%", respFieldList, fixed(append([]byte{mysql.COM_FIELD_LIST}, "t\x00v%"...))),
-	rawCmd("COM_FIELD_LIST nosuch", respFieldList, fixed(append([]byte{mysql.COM_FIELD_LIST}, "nosuch\x00"...))),
+	rawCmd("COM_FIELD_LIST t", respFieldList, fixed(append([]byte{gomysql.COM_FIELD_LIST}, "t\x00"...))),
+	rawCmd("COM_FIELD_LIST t v%", respFieldList, fixed(append([]byte{gomysql.COM_FIELD_LIST}, "t\x00v%"...))),
+	rawCmd("COM_FIELD_LIST nosuch", respFieldList, fixed(append([]byte{gomysql.COM_FIELD_LIST}, "nosuch\x00"...))),
 	rq("SELECT 1; SELECT 2"),
-	rawCmd("COM_SET_OPTION multi-statements on", respReply, fixed([]byte{mysql.COM_SET_OPTION, 0, 0})),
+	rawCmd("COM_SET_OPTION multi-statements on", respReply, fixed([]byte{gomysql.COM_SET_OPTION, 0, 0})),
 	rq("SELECT 1; SELECT 'two', 2; DO 3"),
 	rq("SELECT 1; SELECT * FROM nosuch; SELECT 3"),
-	rawCmd("COM_SET_OPTION multi-statements off", respReply, fixed([]byte{mysql.COM_SET_OPTION, 1, 0})),
+	rawCmd("COM_SET_OPTION multi-statements off", respReply, fixed([]byte{gomysql.COM_SET_OPTION, 1, 0})),
 	rq("SELECT 1; SELECT 2"),
 	rq(`CREATE PROCEDURE two() BEGIN SELECT 1 AS a; SELECT 'b' AS b; END`),
 	rq("CALL two()"),
 	// Prepared statements.
-	rawCmd("prepare", respPrepare, fixed(append([]byte{mysql.COM_STMT_PREPARE}, "SELECT ?, CONCAT(?, '!'), v FROM t WHERE id = ?"...))),
+	rawCmd("prepare", respPrepare, fixed(append([]byte{gomysql.COM_STMT_PREPARE}, "SELECT ?, CONCAT(?, '!'), v FROM t WHERE id = ?"...))),
 	rawCmd("execute with types", respResult, func(id uint32) []byte {
-		types := []byte{mysql.MYSQL_TYPE_LONGLONG, 0, mysql.MYSQL_TYPE_VAR_STRING, 0, mysql.MYSQL_TYPE_LONGLONG, 0}
+		types := []byte{gomysql.MYSQL_TYPE_LONGLONG, 0, gomysql.MYSQL_TYPE_VAR_STRING, 0, gomysql.MYSQL_TYPE_LONGLONG, 0}
 		vals := append(append(int64LE(7), lenencString("hi")...), int64LE(1)...)
 		return comExecute(id, 0, []byte{0}, types, vals)
 	}),
@@ -343,33 +343,33 @@ var rawScript = []rawStep{
 		return comExecute(id, 0, []byte{0b011}, nil, int64LE(1))
 	}),
 	rawCmd("send long data 1", respNone, func(id uint32) []byte {
-		return comStmt(mysql.COM_STMT_SEND_LONG_DATA, id, append([]byte{1, 0}, "long "...)...)
+		return comStmt(gomysql.COM_STMT_SEND_LONG_DATA, id, append([]byte{1, 0}, "long "...)...)
 	}),
 	rawCmd("send long data 2", respNone, func(id uint32) []byte {
-		return comStmt(mysql.COM_STMT_SEND_LONG_DATA, id, append([]byte{1, 0}, "data"...)...)
+		return comStmt(gomysql.COM_STMT_SEND_LONG_DATA, id, append([]byte{1, 0}, "data"...)...)
 	}),
 	rawCmd("execute with long data", respResult, func(id uint32) []byte {
 		return comExecute(id, 0, []byte{0}, nil, append(int64LE(9), int64LE(1)...))
 	}),
 	rawCmd("send long data then reset", respNone, func(id uint32) []byte {
-		return comStmt(mysql.COM_STMT_SEND_LONG_DATA, id, append([]byte{1, 0}, "dropped"...)...)
+		return comStmt(gomysql.COM_STMT_SEND_LONG_DATA, id, append([]byte{1, 0}, "dropped"...)...)
 	}),
-	rawCmd("COM_STMT_RESET", respReply, func(id uint32) []byte { return comStmt(mysql.COM_STMT_RESET, id) }),
+	rawCmd("COM_STMT_RESET", respReply, func(id uint32) []byte { return comStmt(gomysql.COM_STMT_RESET, id) }),
 	rawCmd("execute after reset", respResult, func(id uint32) []byte {
 		return comExecute(id, 0, []byte{0}, nil, append(append(int64LE(10), lenencString("after")...), int64LE(2)...))
 	}),
 	rawCmd("execute with a cursor", respResult, func(id uint32) []byte {
 		return comExecute(id, 1, []byte{0}, nil, append(append(int64LE(11), lenencString("cur")...), int64LE(1)...))
 	}),
-	rawCmd("COM_STMT_FETCH", respFieldList, func(id uint32) []byte { return comStmt(mysql.COM_STMT_FETCH, id, 5, 0, 0, 0) }),
-	rawCmd("COM_STMT_CLOSE", respNone, func(id uint32) []byte { return comStmt(mysql.COM_STMT_CLOSE, id) }),
+	rawCmd("COM_STMT_FETCH", respFieldList, func(id uint32) []byte { return comStmt(gomysql.COM_STMT_FETCH, id, 5, 0, 0, 0) }),
+	rawCmd("COM_STMT_CLOSE", respNone, func(id uint32) []byte { return comStmt(gomysql.COM_STMT_CLOSE, id) }),
 	rawCmd("execute a closed statement", respResult, func(id uint32) []byte {
 		return comExecute(id, 0, []byte{0}, nil, nil)
 	}),
-	rawCmd("prepare a syntax error", respPrepare, fixed(append([]byte{mysql.COM_STMT_PREPARE}, "SELEC ?"...))),
-	rawCmd("prepare insert", respPrepare, fixed(append([]byte{mysql.COM_STMT_PREPARE}, "INSERT INTO t (v, d) VALUES (?, ?)"...))),
+	rawCmd("prepare a syntax error", respPrepare, fixed(append([]byte{gomysql.COM_STMT_PREPARE}, "SELEC ?"...))),
+	rawCmd("prepare insert", respPrepare, fixed(append([]byte{gomysql.COM_STMT_PREPARE}, "INSERT INTO t (v, d) VALUES (?, ?)"...))),
 	rawCmd("execute insert", respResult, func(id uint32) []byte {
-		types := []byte{mysql.MYSQL_TYPE_VAR_STRING, 0, mysql.MYSQL_TYPE_NEWDECIMAL, 0}
+		types := []byte{gomysql.MYSQL_TYPE_VAR_STRING, 0, gomysql.MYSQL_TYPE_NEWDECIMAL, 0}
 		return comExecute(id, 0, []byte{0}, types, append(lenencString("p"), lenencString("3.25")...))
 	}),
 	rawCmd("execute insert, out of range", respResult, func(id uint32) []byte {
@@ -377,14 +377,14 @@ var rawScript = []rawStep{
 	}),
 	// COM_RESET_CONNECTION drops user variables and prepared statements.
 	rq("SET @a = 1"),
-	rawCmd("COM_RESET_CONNECTION", respReply, fixed([]byte{mysql.COM_RESET_CONNECTION})),
+	rawCmd("COM_RESET_CONNECTION", respReply, fixed([]byte{gomysql.COM_RESET_CONNECTION})),
 	rq("SELECT @a, @@autocommit"),
 	rawCmd("execute after reset connection", respResult, func(id uint32) []byte {
 		return comExecute(id, 0, []byte{0}, nil, append(lenencString("q"), lenencString("1")...))
 	}),
-	rawCmd("COM_STATISTICS shape", respReply, fixed([]byte{mysql.COM_STATISTICS})),
+	rawCmd("COM_STATISTICS shape", respReply, fixed([]byte{gomysql.COM_STATISTICS})),
 	rawCmd("unknown command 0x40", respReply, fixed([]byte{0x40, 1, 2, 3})),
-	rawCmd("COM_SLEEP", respReply, fixed([]byte{mysql.COM_SLEEP})),
+	rawCmd("COM_SLEEP", respReply, fixed([]byte{gomysql.COM_SLEEP})),
 	rq("SELEC 1"),
 	rq("SELECT 'still here'"),
 }
@@ -401,7 +401,7 @@ func TestRawCommands(t *testing.T) {
 		for _, s := range rawScript {
 			pkt := s.pkt
 			if pkt == nil { // COM_INIT_DB back to the target's database
-				pkt = fixed(append([]byte{mysql.COM_INIT_DB}, tg.db.Name...))
+				pkt = fixed(append([]byte{gomysql.COM_INIT_DB}, tg.db.Name...))
 			}
 			c.log = nil
 			c.command(pkt(c.stmtID))
@@ -418,7 +418,7 @@ func TestRawCommands(t *testing.T) {
 				logs[i] = append(logs[i], s.name+" "+l)
 			}
 		}
-		c.command([]byte{mysql.COM_QUIT})
+		c.command([]byte{gomysql.COM_QUIT})
 		if !c.isClosed() {
 			t.Errorf("%s: connection open after COM_QUIT", tg.name)
 		}
@@ -438,7 +438,7 @@ func TestRawBadInput(t *testing.T) {
 	t.Parallel()
 	db := testdb.New(t)
 	p := startProxy(t, db, func(c *Config) { c.MaxPacketSize = 4096 })
-	other := open(t, db, p.Addr)
+	other := open(t, db, p.addr)
 	other.SetMaxOpenConns(1)
 	if err := other.Ping(); err != nil {
 		t.Fatal(err)
@@ -453,29 +453,29 @@ func TestRawBadInput(t *testing.T) {
 		{"wrong sequence", func(c *rawConn) { c.writeSeq(3, comQuery("SELECT 1")) }, 0},
 		{"empty packet", func(c *rawConn) { c.command(nil) }, 0},
 		{"oversized", func(c *rawConn) { c.command(comQuery("SELECT '" + string(bytes.Repeat([]byte("x"), 5000)) + "'")) },
-			mysql.ER_NET_PACKET_TOO_LARGE},
+			gomysql.ER_NET_PACKET_TOO_LARGE},
 		{"oversized by far", func(c *rawConn) {
 			// The proxy stops reading after the header: the client may
 			// not even manage to send it all.
 			wrote := make(chan error, 1)
 			go func() {
-				_, err := c.conn.Write(append([]byte{0, 0, 16, 0, mysql.COM_QUERY}, make([]byte, 1<<20)...))
+				_, err := c.conn.Write(append([]byte{0, 0, 16, 0, gomysql.COM_QUERY}, make([]byte, 1<<20)...))
 				wrote <- err
 			}()
 			c.t.Cleanup(func() { <-wrote }) // ends at the close, or the connection's deadline
-		}, mysql.ER_NET_PACKET_TOO_LARGE},
-		{"COM_CHANGE_USER", func(c *rawConn) { c.command(append([]byte{mysql.COM_CHANGE_USER}, "root\x00\x00"...)) },
-			mysql.ER_NOT_SUPPORTED_YET},
-		{"COM_BINLOG_DUMP", func(c *rawConn) { c.command(comStmt(mysql.COM_BINLOG_DUMP, 4, 0, 0, 1, 0, 0, 0)) },
-			mysql.ER_NOT_SUPPORTED_YET},
+		}, gomysql.ER_NET_PACKET_TOO_LARGE},
+		{"COM_CHANGE_USER", func(c *rawConn) { c.command(append([]byte{gomysql.COM_CHANGE_USER}, "root\x00\x00"...)) },
+			gomysql.ER_NOT_SUPPORTED_YET},
+		{"COM_BINLOG_DUMP", func(c *rawConn) { c.command(comStmt(gomysql.COM_BINLOG_DUMP, 4, 0, 0, 1, 0, 0, 0)) },
+			gomysql.ER_NOT_SUPPORTED_YET},
 		{"half a packet then close", func(c *rawConn) {
-			_, _ = c.conn.Write([]byte{100, 0, 0, 0, mysql.COM_QUERY, 'S'})
+			_, _ = c.conn.Write([]byte{100, 0, 0, 0, gomysql.COM_QUERY, 'S'})
 			_ = c.conn.(*net.TCPConn).CloseWrite()
 		}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, login := dialRaw(t, p.Addr, db.User, db.Password, db.Name)
+			c, login := dialRaw(t, p.addr, db.User, db.Password, db.Name)
 			if login[0] != headerOK {
 				t.Fatalf("login: %x", login)
 			}
@@ -542,7 +542,7 @@ func TestBadHandshake(t *testing.T) {
 			}
 		})
 	}
-	if err := open(t, proxied.db, p.Addr).Ping(); err != nil {
+	if err := open(t, proxied.db, p.addr).Ping(); err != nil {
 		t.Fatalf("new session: %v", err)
 	}
 }

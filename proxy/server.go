@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/hotrow/hotrow/merger"
 )
@@ -29,6 +29,9 @@ type Server struct {
 	sessions map[*session]struct{}
 	ln       net.Listener
 	draining bool
+	// cancelSessions cancels the context of every session Serve started;
+	// nil before Serve.
+	cancelSessions context.CancelFunc
 
 	wg sync.WaitGroup // one per session goroutine
 }
@@ -74,14 +77,19 @@ func (s *Server) mergesFor(user string) bool {
 	return s.merger != nil && user == s.cfg.MergeUser
 }
 
-// Serve accepts connections on ln until Shutdown or Close.
-func (s *Server) Serve(ln net.Listener) error {
+// Serve accepts connections on ln until Shutdown or Close. Every session's
+// context derives from ctx: cancelling it fails the merged statements
+// waiting in a queue, and any later ones, but ends no session. Shutdown
+// cancels it once its drain deadline has passed.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
+		cancel()
 		return net.ErrClosed
 	}
-	s.ln = ln
+	s.ln, s.cancelSessions = ln, cancel
 	s.mu.Unlock()
 	s.log.Info("proxy listening", "listen", ln.Addr().String(), "backend", s.cfg.Backend,
 		"hot_rules", len(s.cfg.HotRules))
@@ -103,7 +111,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		if !s.startSession(conn) {
+		if !s.startSession(ctx, conn) {
 			conn.Close()
 		}
 	}
@@ -115,26 +123,26 @@ func (s *Server) isDraining() bool {
 	return s.draining
 }
 
-func (s *Server) startSession(conn net.Conn) bool {
+func (s *Server) startSession(ctx context.Context, conn net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining {
 		return false
 	}
 	s.wg.Add(1)
-	go s.serveConn(conn)
+	go s.serveConn(ctx, conn)
 	return true
 }
 
 // serveConn runs one client connection from handshake to close.
-func (s *Server) serveConn(conn net.Conn) {
+func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	defer s.wg.Done()
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	sess := &session{srv: s, conn: conn, client: newPacketIO(conn), stmts: map[uint32]*preparedStmt{}}
+	sess := &session{srv: s, conn: conn, client: newPacketIO(conn, clientSide), stmts: map[uint32]*preparedStmt{}}
 	log := s.log.With("client", conn.RemoteAddr().String())
-	if err := s.handshake(sess); err != nil {
+	if err := s.handshake(ctx, sess); err != nil {
 		log.Info("handshake failed", "err", err)
 		sess.close()
 		return
@@ -153,7 +161,7 @@ func (s *Server) serveConn(conn net.Conn) {
 			sess.close()
 		}
 	}()
-	err := sess.run(context.Background())
+	err := sess.run(ctx)
 	sess.close()
 	switch {
 	case err == nil, errors.Is(err, errQuit), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
@@ -187,17 +195,17 @@ func (s *Server) unregister(sess *session) {
 // handshake greets the client with the backend's version and thread id,
 // authenticates it against the configured users, then logs in to the
 // backend with the same credentials.
-func (s *Server) handshake(sess *session) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout.Duration)
+func (s *Server) handshake(ctx context.Context, sess *session) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout.Duration)
 	defer cancel()
 	_ = sess.conn.SetDeadline(time.Now().Add(s.cfg.ConnectTimeout.Duration))
 	defer sess.conn.SetDeadline(noDeadline)
 
 	beConn, g, err := dialBackend(ctx, s.cfg.Backend)
 	if err != nil {
-		var my *mysql.MyError
+		var my *gomysql.MyError
 		if !errors.As(err, &my) {
-			my = mysql.NewError(crConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (hotrow: %v)", s.cfg.Backend, err))
+			my = gomysql.NewError(crConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (hotrow: %v)", s.cfg.Backend, err))
 		}
 		_ = sess.writeErr(my)
 		return fmt.Errorf("backend: %w", err)
@@ -213,7 +221,7 @@ func (s *Server) handshake(sess *session) error {
 		}
 	}()
 
-	salt := mysql.RandomBuf(20)
+	salt := gomysql.RandomBuf(20)
 	offered := g.capability & proxyCapabilities
 	sess.outBuf = appendGreeting(sess.outBuf[:0], g, offered, salt, s.cfg.AuthPlugin)
 	if err := sess.client.writePacket(sess.outBuf); err != nil {
@@ -228,17 +236,17 @@ func (s *Server) handshake(sess *session) error {
 	}
 	resp, err := parseHandshakeResponse(pkt, offered)
 	if errors.Is(err, errSSLRequested) && len(pkt) == 32 { // a genuine SSLRequest packet
-		_ = sess.writeErr(mysql.NewError(mysql.ER_HANDSHAKE_ERROR, "Bad handshake: hotrow does not offer TLS; connect without SSL (e.g. --ssl-mode=DISABLED, tls=false)"))
+		_ = sess.writeErr(gomysql.NewError(gomysql.ER_HANDSHAKE_ERROR, "Bad handshake: hotrow does not offer TLS; connect without SSL (e.g. --ssl-mode=DISABLED, tls=false)"))
 		return err
 	}
 	if err != nil {
-		_ = sess.writeErr(mysql.NewDefaultError(mysql.ER_HANDSHAKE_ERROR))
+		_ = sess.writeErr(gomysql.NewDefaultError(gomysql.ER_HANDSHAKE_ERROR))
 		return err
 	}
 	user, known := s.users[resp.user]
 	plugin := resp.plugin
 	if plugin == "" {
-		plugin = mysql.AUTH_NATIVE_PASSWORD
+		plugin = gomysql.AUTH_NATIVE_PASSWORD
 	}
 	if !supportedPlugin(plugin) {
 		// Ask the client to answer again with the plugin we verify.
@@ -261,10 +269,10 @@ func (s *Server) handshake(sess *session) error {
 		if len(resp.authData) == 0 {
 			using = "NO"
 		}
-		_ = sess.writeErr(mysql.NewDefaultError(mysql.ER_ACCESS_DENIED_ERROR, resp.user, host, using))
+		_ = sess.writeErr(gomysql.NewDefaultError(gomysql.ER_ACCESS_DENIED_ERROR, resp.user, host, using))
 		return fmt.Errorf("access denied for user %q", resp.user)
 	}
-	if plugin == mysql.AUTH_CACHING_SHA2_PASSWORD && user.Password != "" {
+	if plugin == gomysql.AUTH_CACHING_SHA2_PASSWORD && user.Password != "" {
 		// caching_sha2_password: "fast auth succeeded", then the OK.
 		if err := sess.client.writePacket([]byte{0x01, 0x03}); err != nil {
 			return err
@@ -276,9 +284,9 @@ func (s *Server) handshake(sess *session) error {
 	loggedIn = true // authBackend closes the connection itself on failure
 	if err != nil {
 		sess.client.seq = okSeq
-		var my *mysql.MyError
+		var my *gomysql.MyError
 		if !errors.As(err, &my) {
-			my = mysql.NewError(crConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (hotrow: %v)", s.cfg.Backend, err))
+			my = gomysql.NewError(crConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (hotrow: %v)", s.cfg.Backend, err))
 		}
 		_ = sess.writeErr(my)
 		return fmt.Errorf("backend login: %w", err)
@@ -290,7 +298,7 @@ func (s *Server) handshake(sess *session) error {
 	if sess.db == "" {
 		sess.db = user.DefaultSchema
 	}
-	sess.mergeable = s.mergesFor(user.Name)
+	sess.stateTracker = newStateTracker(s.mergesFor(user.Name))
 	sess.client.seq = okSeq
 	sess.outBuf = appendOK(sess.outBuf[:0], 0, 0, sess.status, 0, "")
 	if err := sess.client.writePacket(sess.outBuf); err != nil {
@@ -305,19 +313,23 @@ func (s *Server) abandonBackend(conn net.Conn, g greeting) {
 	defer s.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout.Duration)
 	defer cancel()
-	be, err := authBackend(ctx, conn, g, s.cfg.Users[0], handshakeResponse{capability: mysql.CLIENT_PROTOCOL_41, collation: g.charset})
+	be, err := authBackend(ctx, conn, g, s.cfg.Users[0], handshakeResponse{capability: gomysql.CLIENT_PROTOCOL_41, collation: g.charset})
 	if err != nil {
 		return // authBackend closed it
 	}
 	be.resetSeq()
-	if be.writePacket([]byte{mysql.COM_QUIT}) == nil {
+	if be.writePacket([]byte{gomysql.COM_QUIT}) == nil {
 		_ = be.flush()
 	}
 	be.conn.Close()
 }
 
 // Shutdown stops accepting, lets running statements finish, and closes
-// every session; after ctx ends it closes the rest at once.
+// every session. After ctx ends it cancels the sessions' contexts, which
+// fails the statements still queued in the merger, closes every
+// connection, and waits for the session goroutines; a statement whose
+// merged batch is already running keeps its session until the batch ends
+// (its outcome is recorded either way).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
@@ -337,13 +349,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("drain: %w; closing %d sessions", ctx.Err(), s.sessionCount())
 		s.mu.Lock()
+		s.cancelSessionsLocked()
 		for sess := range s.sessions {
 			sess.close()
 		}
 		s.mu.Unlock()
 		<-done
 	}
+	s.mu.Lock()
+	s.cancelSessionsLocked() // every session has ended: release the context
+	s.mu.Unlock()
 	return err
+}
+
+func (s *Server) cancelSessionsLocked() {
+	if s.cancelSessions != nil {
+		s.cancelSessions()
+	}
 }
 
 // Close shuts down without waiting for running statements.

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,7 +9,7 @@ import (
 	"net"
 	"sync"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
 
 // session is one client connection and its pinned backend connection.
@@ -37,11 +36,10 @@ type session struct {
 	// statement that may have changed it (USE inside a query).
 	db      string
 	dbKnown bool
-	// mergeable is false for sessions whose statements must not be merged:
-	// users other than the merge user, or sessions that changed sql_mode
-	// (the merged batch runs with the server's default).
-	mergeable bool
-	stmts     map[uint32]*preparedStmt
+	// stateTracker decides whether the session's hot statements may be
+	// merged (its mergeable field).
+	stateTracker
+	stmts map[uint32]*preparedStmt
 
 	cmdBuf []byte // client command, reused
 	rawBuf []byte // relayed packet, reused
@@ -68,18 +66,18 @@ func (s *session) run(ctx context.Context) error {
 		if err != nil {
 			s.quitBackend()
 			if errors.Is(err, errPacketTooLarge) {
-				_ = s.writeErr(mysql.NewDefaultError(mysql.ER_NET_PACKET_TOO_LARGE))
+				_ = s.writeErr(gomysql.NewDefaultError(gomysql.ER_NET_PACKET_TOO_LARGE))
 			}
 			return err
 		}
 		s.cmdBuf = pkt
 		if len(pkt) == 0 {
 			s.quitBackend()
-			return fmt.Errorf("empty command packet: %w", mysql.ErrMalformPacket)
+			return fmt.Errorf("empty command packet: %w", gomysql.ErrMalformPacket)
 		}
 		if !s.begin() {
 			s.quitBackend()
-			_ = s.writeErr(mysql.NewDefaultError(mysql.ER_SERVER_SHUTDOWN))
+			_ = s.writeErr(gomysql.NewDefaultError(gomysql.ER_SERVER_SHUTDOWN))
 			return nil
 		}
 		err = s.dispatch(ctx, pkt)
@@ -138,10 +136,10 @@ func (s *session) close() {
 
 func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 	switch cmd := pkt[0]; cmd {
-	case mysql.COM_QUIT:
+	case gomysql.COM_QUIT:
 		s.quitBackend()
 		return errQuit
-	case mysql.COM_QUERY:
+	case gomysql.COM_QUERY:
 		if s.canMerge() { // spares pass-through queries the string copy
 			if handled, err := s.mergeText(ctx, string(pkt[1:])); handled || err != nil {
 				return err
@@ -150,7 +148,7 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 		// Before forwarding: a LOCAL INFILE exchange reuses pkt's buffer.
 		s.noteQuery(pkt[1:])
 		return s.forward(pkt, s.relayResult)
-	case mysql.COM_INIT_DB:
+	case gomysql.COM_INIT_DB:
 		return s.forward(pkt, func() error {
 			ok, err := s.relayReply()
 			if ok {
@@ -158,10 +156,10 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 			}
 			return err
 		})
-	case mysql.COM_PING, mysql.COM_STATISTICS, mysql.COM_PROCESS_KILL, mysql.COM_DEBUG,
-		mysql.COM_REFRESH, mysql.COM_SET_OPTION:
+	case gomysql.COM_PING, gomysql.COM_STATISTICS, gomysql.COM_PROCESS_KILL, gomysql.COM_DEBUG,
+		gomysql.COM_REFRESH, gomysql.COM_SET_OPTION:
 		return s.forward(pkt, s.relayReplyOnly)
-	case mysql.COM_RESET_CONNECTION:
+	case gomysql.COM_RESET_CONNECTION:
 		return s.forward(pkt, func() error {
 			ok, err := s.relayReply()
 			if ok {
@@ -169,43 +167,43 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 			}
 			return err
 		})
-	case mysql.COM_FIELD_LIST:
+	case gomysql.COM_FIELD_LIST:
 		return s.forward(pkt, s.relayUntilEOF)
-	case mysql.COM_PROCESS_INFO:
+	case gomysql.COM_PROCESS_INFO:
 		return s.forward(pkt, s.relayResult)
-	case mysql.COM_STMT_PREPARE:
+	case gomysql.COM_STMT_PREPARE:
 		return s.prepare(pkt)
-	case mysql.COM_STMT_EXECUTE:
+	case gomysql.COM_STMT_EXECUTE:
 		return s.execute(ctx, pkt)
-	case mysql.COM_STMT_FETCH:
+	case gomysql.COM_STMT_FETCH:
 		return s.forward(pkt, s.relayUntilEOF)
-	case mysql.COM_STMT_SEND_LONG_DATA:
+	case gomysql.COM_STMT_SEND_LONG_DATA:
 		if st := s.stmt(pkt); st != nil {
 			st.longData = true
 		}
 		return s.forward(pkt, nil)
-	case mysql.COM_STMT_CLOSE:
+	case gomysql.COM_STMT_CLOSE:
 		if len(pkt) >= 5 {
 			delete(s.stmts, binary.LittleEndian.Uint32(pkt[1:]))
 		}
 		return s.forward(pkt, nil)
-	case mysql.COM_STMT_RESET:
+	case gomysql.COM_STMT_RESET:
 		if st := s.stmt(pkt); st != nil {
 			st.longData = false
 		}
 		return s.forward(pkt, s.relayReplyOnly)
-	case mysql.COM_CHANGE_USER:
+	case gomysql.COM_CHANGE_USER:
 		// Re-authenticating both sides mid-session is not supported; the
 		// server closes a connection whose COM_CHANGE_USER fails, and so do we.
-		_ = s.writeErr(mysql.NewError(mysql.ER_NOT_SUPPORTED_YET,
+		_ = s.writeErr(gomysql.NewError(gomysql.ER_NOT_SUPPORTED_YET,
 			"hotrow does not support COM_CHANGE_USER; open a new connection for another user"))
 		return errQuit
-	case mysql.COM_BINLOG_DUMP, mysql.COM_BINLOG_DUMP_GTID, mysql.COM_REGISTER_SLAVE,
-		mysql.COM_TABLE_DUMP:
-		return s.writeErr(mysql.NewError(mysql.ER_NOT_SUPPORTED_YET,
+	case gomysql.COM_BINLOG_DUMP, gomysql.COM_BINLOG_DUMP_GTID, gomysql.COM_REGISTER_SLAVE,
+		gomysql.COM_TABLE_DUMP:
+		return s.writeErr(gomysql.NewError(gomysql.ER_NOT_SUPPORTED_YET,
 			fmt.Sprintf("hotrow does not proxy replication commands (command 0x%02x); connect to the server directly", cmd)))
 	default:
-		return s.writeErr(mysql.NewDefaultError(mysql.ER_UNKNOWN_COM_ERROR))
+		return s.writeErr(gomysql.NewDefaultError(gomysql.ER_UNKNOWN_COM_ERROR))
 	}
 }
 
@@ -215,7 +213,7 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 // a warning. Errors do not matter, the connection is closed next.
 func (s *session) quitBackend() {
 	s.be.resetSeq()
-	if s.be.writePacket([]byte{mysql.COM_QUIT}) == nil {
+	if s.be.writePacket([]byte{gomysql.COM_QUIT}) == nil {
 		_ = s.be.flush()
 	}
 }
@@ -224,7 +222,7 @@ func (s *session) quitBackend() {
 // prepared statements and session variables.
 func (s *session) resetState() {
 	s.stmts = map[uint32]*preparedStmt{}
-	s.mergeable = s.srv.mergesFor(s.user.Name)
+	s.stateTracker.reset()
 }
 
 // noteQuery updates what the proxy knows of the session before a
@@ -235,285 +233,11 @@ func (s *session) noteQuery(q []byte) {
 	if containsFold(q, "use") {
 		s.dbKnown = false
 	}
-	if s.mergeable && changesMergeSemantics(q) {
-		s.mergeable = false
-	}
-}
-
-// changesMergeSemantics reports whether q may change session state that
-// decides what a hot UPDATE does: sql_mode (errors, clipping), a temporary
-// table shadowing the hot table, table locks, read-only transactions,
-// statement time limits. It errs towards true: a false positive only stops
-// merging for that session. Reading such state (SELECT @@sql_mode) and SETs
-// of autocommit, the character set and user variables keep merging.
-func changesMergeSemantics(q []byte) bool {
-	for _, w := range []string{"temporary", "lock tables", "read lock"} {
-		if containsFold(q, w) {
-			return true
-		}
-	}
-	// Every statement of a multi-statement query; a ';' inside a string
-	// only adds a harmless false positive.
-	for _, stmt := range bytes.Split(q, []byte(";")) {
-		stmt = bytes.TrimLeft(stmt, " \t\r\n")
-		if len(stmt) < 4 || !containsFold(stmt[:4], "set ") {
-			continue
-		}
-		for _, assignment := range bytes.Split(stmt[4:], []byte(",")) {
-			if !harmlessSetting(assignment) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// harmlessSetting reports whether one SET assignment leaves merged
-// statements' semantics alone.
-func harmlessSetting(a []byte) bool {
-	a = bytes.ToLower(bytes.TrimSpace(a))
-	for _, prefix := range []string{"session ", "local ", "@@session.", "@@local.", "@@"} {
-		a = bytes.TrimPrefix(a, []byte(prefix))
-	}
-	if bytes.HasPrefix(a, []byte("@")) { // a user variable
-		return true
-	}
-	for _, name := range []string{"autocommit", "names ", "character set ", "charset ", "character_set_client",
-		"character_set_connection", "character_set_results", "collation_connection"} {
-		if bytes.HasPrefix(a, []byte(name)) {
-			return true
-		}
-	}
-	return false
-}
-
-// forward sends the client's command to the backend and relays the
-// response with relay (nil: the command has no response).
-func (s *session) forward(pkt []byte, relay func() error) error {
-	s.be.resetSeq()
-	if err := s.be.writePacket(pkt); err != nil {
-		return s.lostBackend(err)
-	}
-	if err := s.be.flush(); err != nil {
-		return s.lostBackend(err)
-	}
-	if relay == nil {
-		return nil
-	}
-	s.client.seq = s.be.seq
-	if err := relay(); err != nil {
-		return err
-	}
-	return s.flushClient()
-}
-
-// lostBackend tells the client the backend went away (2013, as a direct
-// connection would report) and ends the session.
-func (s *session) lostBackend(err error) error {
-	be := &backendError{err: err}
-	_ = s.writeErr(toMySQLError(be))
-	return be
-}
-
-func (s *session) flushClient() error {
-	if err := s.client.flush(); err != nil {
-		return fmt.Errorf("client: %w", err)
-	}
-	return nil
-}
-
-// relayed describes one logical packet relayed from backend to client.
-type relayed struct {
-	header  byte
-	payload []byte // first protocol packet's payload; valid until the next relay
-	large   bool   // the logical packet spanned several protocol packets
-}
-
-// relay copies one logical packet from the backend to the client.
-func (s *session) relay() (relayed, error) {
-	raw, err := s.be.readRaw(s.rawBuf)
-	if err != nil {
-		return relayed{}, s.lostBackendMidResponse(err)
-	}
-	s.rawBuf = raw.buf
-	if err := s.client.writeRaw(raw); err != nil {
-		return relayed{}, fmt.Errorf("client: %w", err)
-	}
-	r := relayed{payload: raw.payload(), large: raw.more}
-	if len(r.payload) == 0 {
-		return r, fmt.Errorf("backend sent an empty packet: %w", mysql.ErrMalformPacket)
-	}
-	r.header = r.payload[0]
-	for raw.more {
-		if raw, err = s.be.readRaw(s.conBuf); err != nil {
-			return relayed{}, s.lostBackendMidResponse(err)
-		}
-		s.conBuf = raw.buf
-		if err := s.client.writeRaw(raw); err != nil {
-			return relayed{}, fmt.Errorf("client: %w", err)
-		}
-	}
-	return r, nil
-}
-
-// lostBackendMidResponse ends the session when the backend fails while
-// its response is being relayed; a client that has heard nothing yet of
-// this response gets a 2013 error.
-func (s *session) lostBackendMidResponse(err error) error {
-	if s.client.w.Buffered() == 0 {
-		s.client.seq = s.be.seq
-		return s.lostBackend(err)
-	}
-	return &backendError{err: err}
-}
-
-func (s *session) isEOF(r relayed) bool { return !r.large && isEOF(r.payload) }
-
-// relayReply relays a one-packet reply (OK, ERR or EOF) and reports
-// whether it was OK, noting the status flags.
-func (s *session) relayReply() (bool, error) {
-	r, err := s.relay()
-	if err != nil {
-		return false, err
-	}
-	switch {
-	case r.header == headerOK:
-		if ok, err := parseOK(r.payload); err == nil {
-			s.status = ok.status
-		}
-		return true, nil
-	case s.isEOF(r):
-		s.status = eofStatus(r.payload)
-	}
-	return false, nil
-}
-
-func (s *session) relayReplyOnly() error {
-	_, err := s.relayReply()
-	return err
-}
-
-// relayUntilEOF relays packets up to and including an EOF or ERR
-// (COM_FIELD_LIST, COM_STMT_FETCH).
-func (s *session) relayUntilEOF() error {
-	for {
-		r, err := s.relay()
-		if err != nil {
-			return err
-		}
-		if r.header == headerErr && !r.large {
-			return nil
-		}
-		if s.isEOF(r) {
-			s.status = eofStatus(r.payload)
-			return nil
-		}
-	}
-}
-
-// relayResult relays the response to COM_QUERY or COM_STMT_EXECUTE: OK,
-// ERR, a LOCAL INFILE exchange or a result set, repeated while the server
-// flags more results (multi-statements, stored procedures).
-func (s *session) relayResult() error {
-	for {
-		r, err := s.relay()
-		if err != nil {
-			return err
-		}
-		switch {
-		case r.header == headerOK && !r.large:
-			ok, err := parseOK(r.payload)
-			if err != nil {
-				return fmt.Errorf("backend OK packet: %w", err)
-			}
-			s.status = ok.status
-			if ok.status&statusMoreResults == 0 {
-				return nil
-			}
-		case r.header == headerErr && !r.large:
-			return nil
-		case r.header == headerLocalInfile && !r.large:
-			if err := s.relayInfile(); err != nil {
-				return err
-			}
-		default:
-			more, err := s.relayResultSet(r)
-			if err != nil || !more {
-				return err
-			}
-		}
-	}
-}
-
-// relayResultSet relays a result set after its column-count packet and
-// reports whether another result follows.
-func (s *session) relayResultSet(first relayed) (bool, error) {
-	cols, _, ok := lenEncInt(first.payload)
-	if !ok || first.large {
-		return false, fmt.Errorf("backend column count: %w", mysql.ErrMalformPacket)
-	}
-	for range cols {
-		if _, err := s.relay(); err != nil {
-			return false, err
-		}
-	}
-	// Column definitions end with an EOF; with a cursor (COM_STMT_EXECUTE)
-	// the rows come later through COM_STMT_FETCH.
-	eof, err := s.relay()
-	if err != nil {
-		return false, err
-	}
-	if !s.isEOF(eof) {
-		return false, fmt.Errorf("backend result set: no EOF after columns: %w", mysql.ErrMalformPacket)
-	}
-	if st := eofStatus(eof.payload); st&statusCursorExists != 0 {
-		s.status = st
-		return false, nil
-	}
-	for {
-		r, err := s.relay()
-		if err != nil {
-			return false, err
-		}
-		if r.header == headerErr && !r.large {
-			return false, nil
-		}
-		if s.isEOF(r) {
-			s.status = eofStatus(r.payload)
-			return s.status&statusMoreResults != 0, nil
-		}
-	}
-}
-
-// relayInfile passes the file a client sends for LOAD DATA LOCAL INFILE
-// to the backend, packet by packet, up to the empty packet that ends it.
-func (s *session) relayInfile() error {
-	if err := s.flushClient(); err != nil {
-		return err
-	}
-	s.client.seq = s.be.seq
-	for {
-		raw, err := s.client.readRaw(s.cmdBuf)
-		if err != nil {
-			return fmt.Errorf("client (local infile): %w", err)
-		}
-		s.cmdBuf = raw.buf
-		if err := s.be.writeRaw(raw); err != nil {
-			return &backendError{err: err}
-		}
-		if len(raw.payload()) == 0 {
-			break
-		}
-	}
-	if err := s.be.flush(); err != nil {
-		return &backendError{err: err}
-	}
-	s.client.seq = s.be.seq
-	return nil
+	s.stateTracker.note(q)
 }
 
 // writeErr sends an ERR packet and flushes.
-func (s *session) writeErr(e *mysql.MyError) error {
+func (s *session) writeErr(e *gomysql.MyError) error {
 	s.outBuf = appendErr(s.outBuf[:0], e)
 	if err := s.client.writePacket(s.outBuf); err != nil {
 		return err

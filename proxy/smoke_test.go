@@ -9,7 +9,7 @@ import (
 func TestSmokePassThrough(t *testing.T) {
 	db := testdb.New(t)
 	p := startProxy(t, db)
-	conn := open(t, db, p.Addr)
+	conn := open(t, db, p.addr)
 	if _, err := conn.Exec("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))"); err != nil {
 		t.Fatal(err)
 	}

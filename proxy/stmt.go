@@ -6,7 +6,7 @@ import (
 	"encoding/binary"
 	"math"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/hotrow/hotrow/merger"
 )
@@ -220,25 +220,25 @@ func decodeBinaryValue(typ byte, unsigned bool, p []byte) (any, []byte, bool) {
 		return int64(u<<shift) >> shift, p, true
 	}
 	switch typ {
-	case mysql.MYSQL_TYPE_TINY:
+	case gomysql.MYSQL_TYPE_TINY:
 		return integer(1)
-	case mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_YEAR:
+	case gomysql.MYSQL_TYPE_SHORT, gomysql.MYSQL_TYPE_YEAR:
 		return integer(2)
-	case mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_INT24:
+	case gomysql.MYSQL_TYPE_LONG, gomysql.MYSQL_TYPE_INT24:
 		return integer(4)
-	case mysql.MYSQL_TYPE_LONGLONG:
+	case gomysql.MYSQL_TYPE_LONGLONG:
 		return integer(8)
-	case mysql.MYSQL_TYPE_FLOAT:
+	case gomysql.MYSQL_TYPE_FLOAT:
 		u, ok := fixed(4)
 		return float64(math.Float32frombits(uint32(u))), p, ok
-	case mysql.MYSQL_TYPE_DOUBLE:
+	case gomysql.MYSQL_TYPE_DOUBLE:
 		u, ok := fixed(8)
 		return math.Float64frombits(u), p, ok
-	case mysql.MYSQL_TYPE_NULL:
+	case gomysql.MYSQL_TYPE_NULL:
 		return nil, p, true
-	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING,
-		mysql.MYSQL_TYPE_TINY_BLOB, mysql.MYSQL_TYPE_MEDIUM_BLOB, mysql.MYSQL_TYPE_LONG_BLOB,
-		mysql.MYSQL_TYPE_BLOB:
+	case gomysql.MYSQL_TYPE_VARCHAR, gomysql.MYSQL_TYPE_VAR_STRING, gomysql.MYSQL_TYPE_STRING,
+		gomysql.MYSQL_TYPE_TINY_BLOB, gomysql.MYSQL_TYPE_MEDIUM_BLOB, gomysql.MYSQL_TYPE_LONG_BLOB,
+		gomysql.MYSQL_TYPE_BLOB:
 		v, n, ok := lenEncBytes(p)
 		// Non-ASCII bytes mean what the session's character set says, which
 		// the merger's utf8mb4 connection may not share: pass through.

@@ -10,21 +10,15 @@ import (
 	_ "net/http/pprof" // profiles on --debug-addr
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
-	driver "github.com/go-sql-driver/mysql"
+	"github.com/go-sql-driver/mysql"
 
+	"github.com/hotrow/hotrow/internal/cli"
 	"github.com/hotrow/hotrow/merger"
 	"github.com/hotrow/hotrow/proxy"
 )
-
-// listFlag collects a repeatable string flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func proxyMain(args []string) error {
 	cfg := proxy.DefaultConfig()
@@ -45,18 +39,19 @@ Flags given on the command line override the --config file.
 	configFile := fs.String("config", "", "TOML `file` with the same settings (listen, backend, users = [{name, password, default_schema}], hot_rules, ...)")
 	listen := fs.String("listen", cfg.Listen, "client-facing `address`")
 	backend := fs.String("backend", "", "MySQL/MariaDB server `host:port`")
-	var users, rules listFlag
+	var users, rules cli.ListFlag
 	fs.Var(&users, "user", "client account `NAME:PASSWORD` (repeatable); the backend session opens with the same credentials")
 	fs.Var(&rules, "hot-rule", "merge stock updates of `DB.TABLE:KEYCOL:STOCKCOL` (repeatable)")
 	mergeUser := fs.String("merge-user", "", "user whose sessions are merged and whose credentials run merged batches (default: the first --user)")
 	maxBatch := fs.Int("max-batch", cfg.MaxBatch, "most requests merged into one transaction")
 	metaSchema := fs.String("meta-schema", cfg.MetaSchema, "database for hotrow's ledger and batch markers")
+	instanceID := fs.String("instance-id", "", "`id` of this proxy instance in its batch ids, 1-48 of [A-Za-z0-9._-]: keep it stable across\nrestarts of the same instance (recovery after a crash resolves only its own batches) and unique\nacross instances in front of the same server (default: host name, process id and a random suffix)")
 	authPlugin := fs.String("auth-plugin", cfg.AuthPlugin, "auth plugin offered to clients: mysql_native_password or caching_sha2_password")
 	maxPacket := fs.Int("max-packet-size", cfg.MaxPacketSize, "largest client packet in `bytes` (like max_allowed_packet)")
 	drain := fs.Duration("drain-timeout", cfg.DrainTimeout.Duration, "on SIGTERM/SIGINT, how long running statements may finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	debugAddr := fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback `address` (e.g. 127.0.0.1:6060); off when empty")
-	if done, err := parseFlags(fs, args); done || err != nil {
+	if done, err := cli.ParseFlags(fs, args); done || err != nil {
 		return err
 	}
 	log, err := newLogger(*logLevel)
@@ -81,6 +76,8 @@ Flags given on the command line override the --config file.
 			cfg.MaxBatch = *maxBatch
 		case "meta-schema":
 			cfg.MetaSchema = *metaSchema
+		case "instance-id":
+			cfg.InstanceID = *instanceID
 		case "auth-plugin":
 			cfg.AuthPlugin = *authPlugin
 		case "max-packet-size":
@@ -121,7 +118,9 @@ Flags given on the command line override the --config file.
 		return err
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	// Not ctx: the signal starts the drain, and Shutdown cancels the
+	// sessions' context only once the drain timeout has passed.
+	go func() { served <- srv.Serve(context.Background(), ln) }()
 	select {
 	case err := <-served:
 		srv.Close()
@@ -158,18 +157,7 @@ func startMerger(ctx context.Context, cfg proxy.Config, log *slog.Logger) (hot *
 		return nil, closeHot, err
 	}
 	rules, _ := cfg.Rules()
-	u, _ := cfg.MergeAccount()
-	dsn := driver.NewConfig()
-	dsn.User, dsn.Passwd, dsn.Net, dsn.Addr = u.Name, u.Password, "tcp", cfg.Backend
-	mc := merger.DefaultConfig()
-	mc.DSN = dsn.FormatDSN()
-	if cfg.MaxBatch > 0 {
-		mc.MaxBatch = cfg.MaxBatch
-	}
-	if cfg.MetaSchema != "" {
-		mc.MetaSchema = cfg.MetaSchema
-	}
-	m, err := merger.New(ctx, mc, log.With("component", "merger"))
+	m, err := merger.New(ctx, mergerConfig(cfg), log.With("component", "merger"))
 	if err != nil {
 		return nil, closeHot, fmt.Errorf("start merger: %w", err)
 	}
@@ -179,6 +167,27 @@ func startMerger(ctx context.Context, cfg proxy.Config, log *slog.Logger) (hot *
 		}
 	}
 	return &proxy.HotPath{Matcher: merger.NewMatcher(rules), Executor: m}, closeHot, nil
+}
+
+// mergerConfig is the merger's configuration for a valid proxy
+// configuration: merged batches run with the merge user's credentials;
+// settings left unset keep the merger's defaults.
+func mergerConfig(cfg proxy.Config) merger.Config {
+	u, _ := cfg.MergeAccount()
+	dsn := mysql.NewConfig()
+	dsn.User, dsn.Passwd, dsn.Net, dsn.Addr = u.Name, u.Password, "tcp", cfg.Backend
+	mc := merger.DefaultConfig()
+	mc.DSN = dsn.FormatDSN()
+	if cfg.MaxBatch > 0 {
+		mc.MaxBatch = cfg.MaxBatch
+	}
+	if cfg.MetaSchema != "" {
+		mc.MetaSchema = cfg.MetaSchema
+	}
+	if cfg.InstanceID != "" {
+		mc.InstanceID = cfg.InstanceID
+	}
+	return mc
 }
 
 // serveDebug exposes net/http/pprof for profiling a running proxy.

@@ -3,7 +3,7 @@
 // the durable settings hotrow is designed and measured against
 // (sync_binlog=1, innodb_flush_log_at_trx_commit=1).
 //
-// The test harness, `hotrow demo` and `hotrow bench` all use it, so that a
+// The test harness, `hotrow-bench demo` and `hotrow-bench bench` all use it, so that a
 // newcomer needs nothing but Debian's mariadb-server package. The server
 // runs as a child process; Stop kills it and removes the data directory.
 //

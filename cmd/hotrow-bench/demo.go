@@ -8,16 +8,17 @@ import (
 	"time"
 
 	"github.com/hotrow/hotrow/bench"
+	"github.com/hotrow/hotrow/internal/cli"
 )
 
 func demoMain(args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `Usage: hotrow demo [flags]
+		fmt.Fprintf(fs.Output(), `Usage: hotrow-bench demo [flags]
 
 A flash sale, the same one twice: directly against MariaDB and through
 hotrow. It starts a throw-away local MariaDB (Debian's mariadb-server, with
-sync_binlog=1 and innodb_flush_log_at_trx_commit=1) and this binary's proxy,
+sync_binlog=1 and innodb_flush_log_at_trx_commit=1) and the hotrow proxy,
 lets --clients buyers compete for --stock units, prints both sides next to
 each other, checks that exactly --stock units were sold and none oversold,
 and draws the chart. It takes about a minute.
@@ -32,7 +33,7 @@ and draws the chart. It takes about a minute.
 	stock := fs.Int64("stock", 50000, "units on sale")
 	limit := fs.Duration("max-duration", 30*time.Second, "longest a side may sell before it is stopped")
 	warmup := fs.Duration("warmup", 2*time.Second, "warm-up of each side (on another row)")
-	if done, err := parseFlags(fs, args); done || err != nil {
+	if done, err := cli.ParseFlags(fs, args); done || err != nil {
 		return err
 	}
 	if o.chartPath == "" {
@@ -52,7 +53,7 @@ and draws the chart. It takes about a minute.
 	fmt.Printf("hotrow demo: a flash sale of %d units to %d concurrent buyers, direct and through hotrow\n", *stock, *clients)
 	rep, err := o.run(bench.EnvOptions{}, bench.Config{
 		Scenarios: sale, Clients: []int{*clients}, Duration: *limit, Warmup: *warmup,
-	}, "hotrow demo "+redactDSNs(args))
+	}, "hotrow-bench demo "+redactDSNs(args))
 	if rep == nil {
 		return err
 	}
@@ -62,7 +63,7 @@ and draws the chart. It takes about a minute.
 		{o.chartPath, "the picture: throughput and units sold over time, both sides"},
 		{o.jsonPath, "every figure, with 100 ms timelines"},
 		{"BENCHMARKS.md", "method and the full suite (hot, zipf, cold, mixed, ...)"},
-		{"hotrow bench --help", "any scenario or a concurrency sweep, here, on your server (--direct DSN) or in a container (--testcontainers)"},
+		{"hotrow-bench bench --help", "any scenario or a concurrency sweep, here, on your server (--direct DSN) or in a container (--testcontainers)"},
 		{"hotrow proxy --help", "put hotrow in front of your own database"},
 	}
 	width := 0

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -51,6 +53,33 @@ func TestRedactDSNs(t *testing.T) {
 			}
 			if strings.Contains(got, "s3cret") {
 				t.Error("password leaked")
+			}
+		})
+	}
+}
+
+// TestProxyBinary: the proxy child comes from --proxy-binary, else from
+// hotrow on PATH (the test binary has no hotrow beside it).
+func TestProxyBinary(t *testing.T) {
+	dir := t.TempDir()
+	onPath := filepath.Join(dir, "hotrow")
+	if err := os.WriteFile(onPath, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, given, path, want string
+		err                     bool
+	}{
+		{"given", "/opt/hotrow/bin/hotrow", dir, "/opt/hotrow/bin/hotrow", false},
+		{"on PATH", "", dir, onPath, false},
+		{"nowhere", "", t.TempDir(), "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("PATH", tt.path)
+			got, err := proxyBinary(tt.given)
+			if (err != nil) != tt.err || got != tt.want {
+				t.Fatalf("proxyBinary(%q) = %q, %v; want %q", tt.given, got, err, tt.want)
 			}
 		})
 	}

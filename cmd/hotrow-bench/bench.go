@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,12 +20,13 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/hotrow/hotrow/bench"
+	"github.com/hotrow/hotrow/internal/cli"
 )
 
 func benchMain(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `Usage: hotrow bench [flags]
+		fmt.Fprintf(fs.Output(), `Usage: hotrow-bench bench [flags]
 
 Runs each scenario at each client count twice in the same run — directly
 against the database and through the proxy — one side after the other, each
@@ -41,7 +44,7 @@ Where the database comes from:
 Where the proxy comes from:
   --proxy DSN         a running hotrow in front of that server (with a hot rule
                       for DATABASE.inventory:sku_id:stock)
-  (none)              this binary's "hotrow proxy" as a child process
+  (none)              "hotrow proxy" as a child process, from --proxy-binary
 
 Scenarios (--scenario, comma-separated, or "all"):
 `)
@@ -52,9 +55,9 @@ Scenarios (--scenario, comma-separated, or "all"):
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), `
 Examples:
-  hotrow bench --scenario hot --clients 256 --duration 10s
-  hotrow bench --scenario hot,zipf --clients 1,16,64,256,1024 --chart out/sweep.png --json out/sweep.json
-  hotrow bench --testcontainers --scenario flash-sale --clients 256
+  hotrow-bench bench --scenario hot --clients 256 --duration 10s
+  hotrow-bench bench --scenario hot,zipf --clients 1,16,64,256,1024 --chart out/sweep.png --json out/sweep.json
+  hotrow-bench bench --testcontainers --scenario flash-sale --clients 256
 `)
 	}
 	var o benchOptions
@@ -69,7 +72,7 @@ Examples:
 	image := fs.String("image", bench.DefaultImage, "container `image` for --testcontainers: the local image scripts/build-mariadb-image.sh builds, or e.g. mariadb:11.4, mysql:8.4 with --pull")
 	pull := fs.Bool("pull", false, "allow pulling --image from a registry")
 	flashStock := fs.Int64("flash-stock", bench.DefaultFlashStock, "initial stock of the flash-sale scenario")
-	if done, err := parseFlags(fs, args); done || err != nil {
+	if done, err := cli.ParseFlags(fs, args); done || err != nil {
 		return err
 	}
 	switch {
@@ -95,7 +98,7 @@ Examples:
 		DirectDSN: *direct, ProxyDSN: *proxyDSN,
 		Testcontainers: *tc, Image: *image, Pull: *pull,
 	}, bench.Config{Scenarios: scs, Clients: counts, Duration: *duration, Warmup: *warmup},
-		"hotrow bench "+redactDSNs(args))
+		"hotrow-bench bench "+redactDSNs(args))
 	return err
 }
 
@@ -104,7 +107,8 @@ type benchOptions struct {
 	jsonPath, chartPath string
 	database            string
 	logLevel            slog.Level
-	proxyArgs           listFlag
+	proxyBinary         string
+	proxyArgs           cli.ListFlag
 }
 
 func (o *benchOptions) register(fs *flag.FlagSet) {
@@ -112,6 +116,7 @@ func (o *benchOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.chartPath, "chart", o.chartPath, "draw the report to `file` (.png, .svg or .pdf)")
 	fs.StringVar(&o.database, "database", bench.DefaultDatabase, "`database` for the bench tables (inventory, orders); it is reset by every side")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	fs.StringVar(&o.proxyBinary, "proxy-binary", "", "the hotrow `executable` that runs the proxy child (default: hotrow next to this binary, else on PATH)")
 	fs.Var(&o.proxyArgs, "proxy-arg", "extra `flag` for the proxy child (repeatable), e.g. --proxy-arg=--max-batch=512")
 }
 
@@ -129,11 +134,11 @@ func (o *benchOptions) run(envOpts bench.EnvOptions, cfg bench.Config, command s
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: o.logLevel}))
 
 	if envOpts.ProxyDSN == "" {
-		exe, err := os.Executable()
+		bin, err := proxyBinary(o.proxyBinary)
 		if err != nil {
 			return nil, err
 		}
-		envOpts.ProxyBinary = exe
+		envOpts.ProxyBinary = bin
 	}
 	envOpts.Database, envOpts.ProxyArgs = o.database, o.proxyArgs
 	env, err := bench.Provision(ctx, envOpts, log)
@@ -175,6 +180,25 @@ func (o *benchOptions) run(envOpts bench.EnvOptions, cfg bench.Config, command s
 		return rep, errors.New("correctness check failed (see CHECK FAILED above)")
 	}
 	return rep, nil
+}
+
+// proxyBinary returns the hotrow executable that runs the proxy child:
+// given, when not empty; else hotrow in this binary's directory (make build
+// puts both in bin/); else hotrow on PATH.
+func proxyBinary(given string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		sibling := filepath.Join(filepath.Dir(exe), "hotrow")
+		if st, err := os.Stat(sibling); err == nil && st.Mode().IsRegular() {
+			return sibling, nil
+		}
+	}
+	if path, err := exec.LookPath("hotrow"); err == nil {
+		return path, nil
+	}
+	return "", errors.New("no hotrow binary next to hotrow-bench nor on PATH: run make build, or give --proxy-binary")
 }
 
 // parseCounts parses "1,16,64".
