@@ -179,3 +179,67 @@ func parseInfo(info string) (matched, changed uint64, ok bool) {
 	}
 	return nums[0], nums[1], n == 2
 }
+
+func (x *executor) close() {
+	if x.b != nil {
+		x.m.pool.put(x.b, false)
+		x.b = nil
+	}
+}
+
+// conn returns the executor's backend, connecting (with backoff while the
+// server is unreachable) until deadline. It always makes one attempt, even
+// past the deadline, so that a request that waited long in its queue still
+// runs when the server is up; while the server is down, a batch past its
+// deadline costs one failed dial, not another ResolveTimeout.
+func (x *executor) conn(deadline time.Time) (*backend, error) {
+	if x.b != nil {
+		return x.b, nil
+	}
+	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		until := time.Now().Add(x.m.pool.dialTimeout())
+		if deadline.After(until) {
+			until = deadline
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), until)
+		b, err := x.m.pool.get(ctx)
+		cancel()
+		if err == nil {
+			x.b = b
+			return b, nil
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return nil, err
+		}
+		time.Sleep(backoff)
+	}
+}
+
+// drop closes a backend whose connection failed.
+func (x *executor) drop() {
+	if x.b != nil {
+		x.m.pool.put(x.b, true)
+		x.b = nil
+	}
+}
+
+// rollback ends the open transaction after a failed attempt.
+func (x *executor) rollback() {
+	if x.b == nil {
+		return
+	}
+	if _, err := x.b.c.Execute("ROLLBACK"); err != nil {
+		x.drop()
+	}
+}
+
+// failed handles an error of a statement before COMMIT: a lost connection
+// is dropped (the server rolls the transaction back), otherwise the
+// transaction is rolled back here.
+func (x *executor) failed(err error) {
+	if serverError(err) == nil {
+		x.drop()
+		return
+	}
+	x.rollback()
+}

@@ -1,0 +1,150 @@
+package merger
+
+import (
+	"time"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// loneAttempts is how often a lone request is retried after errors that
+// belong to its transaction (deadlock, lock wait timeout ...) before the
+// client gets the server's error.
+const loneAttempts = 3
+
+// runLone runs one request until it has a final outcome: one round trip
+// of BEGIN, the statement, its ledger row (INSERT ... SELECT when
+// ROW_COUNT() > 0) and COMMIT. It writes no marker: the ledger row, which
+// exists exactly when the request matched, proves the commit of a request
+// that changed something, and one that matched nothing changed nothing,
+// so its outcome holds whether or not COMMIT ran. It retries while the backend
+// is unreachable or the transaction failed, up to the deadline.
+func (x *executor) runLone(w *waiter, deadline time.Time) {
+	x.one[0] = w
+	defer func() { x.one[0] = nil }()
+	batch := x.one[:]
+	var lastErr error
+	for n := 1; ; n++ {
+		var res attempt
+		res, lastErr = x.loneAttempt(batch, deadline)
+		if res == attemptDone {
+			return
+		}
+		se := serverError(lastErr)
+		// Server errors get loneAttempts tries whatever the deadline (a
+		// request may have waited long in its queue); an unreachable server
+		// is retried until the deadline.
+		if se == nil && time.Now().After(deadline) || se != nil && n >= loneAttempts {
+			if se == nil {
+				lastErr = ErrNotApplied
+			} else {
+				lastErr = se
+			}
+			x.reset(1)
+			x.errs[0] = lastErr
+			x.finish(PathLone, batch, false)
+			return
+		}
+		time.Sleep(time.Duration(n) * 20 * time.Millisecond)
+	}
+}
+
+func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, error) {
+	b, err := x.conn(deadline)
+	if err != nil {
+		return attemptRetry, err
+	}
+	r := &batch[0].req
+	rule := r.Stmt.Rule
+	x.reset(1)
+	keyVal := keyValue(r)
+	b.sql = b.sql[:0]
+	base := 0
+	useDB := b.db != rule.Schema
+	if useDB {
+		b.sql = append(b.sql, "USE "...)
+		b.sql = appendIdent(b.sql, rule.Schema)
+		b.sql = append(b.sql, "; "...)
+		base = 1
+	}
+	b.sql = append(b.sql, "START TRANSACTION; "...)
+	b.sql = x.appendStatement(b.sql, r)
+	b.sql = append(b.sql, "; "...)
+	b.sql = x.appendLedgerHead(b.sql)
+	b.sql = append(b.sql, "SELECT "...)
+	b.sql = x.appendLedgerPrefix(b.sql, r)
+	b.sql = append(b.sql, ",0,"...)
+	b.sql = x.appendDelta(b.sql, r)
+	b.sql = append(b.sql, ","...)
+	b.sql = appendIdent(b.sql, rule.Stock)
+	b.sql = x.appendFromKey(b.sql, rule, keyVal)
+	// LIMIT 1: one ledger row per request even if the key is not unique.
+	b.sql = append(b.sql, " AND ROW_COUNT() > 0 LIMIT 1; COMMIT"...)
+	stmtIdx, commitIdx := base+1, base+3
+	gotOutcome := false
+	x.before(StepBegin)
+	x.before(StepUpdate)
+	x.before(StepCommit)
+	failed, err := b.run(func(i int, res *gomysql.Result) {
+		switch {
+		case useDB && i == 0:
+			b.db = rule.Schema
+		case i == stmtIdx:
+			x.outs[0], gotOutcome = statementOutcome(res), true
+		}
+	})
+	if failed < 0 {
+		x.finish(PathLone, batch, x.outs[0].Matched > 0)
+		return attemptDone, nil
+	}
+	se := serverError(err)
+	switch {
+	case se != nil && failed < base:
+		// USE failed: the client would get this error too.
+		x.errs[0] = se
+		x.finish(PathLone, batch, false)
+		return attemptDone, nil
+	case se != nil && failed == stmtIdx && (!batchLevel(se) || se.Number == ErrLockWaitTimeout.Number):
+		// The statement's own error, as direct execution reports it; a
+		// lock wait timeout is not retried: it already waited that long.
+		x.rollback()
+		x.errs[0] = se
+		x.finish(PathLone, batch, false)
+		return attemptDone, nil
+	case se != nil && failed < commitIdx:
+		x.rollback()
+		return attemptRetry, se
+	}
+	oldID := b.id
+	x.drop()
+	if gotOutcome && x.outs[0].Matched == 0 {
+		// The statement matched nothing, so it changed nothing and wrote no
+		// ledger row: its outcome holds whether or not COMMIT ran.
+		x.finish(PathLone, batch, false)
+		return attemptDone, nil
+	}
+	// The statement matched (or its OK was lost): the ledger row of this
+	// batch exists exactly when the transaction committed a grant.
+	committed, _, rerr := x.resolve(oldID, time.Now().Add(x.m.cfg.ResolveTimeout), true)
+	switch {
+	case rerr != nil:
+		x.errs[0] = ErrOutcomeUnknown
+	case !committed:
+		// Not committed, or committed having matched nothing: either way
+		// nothing was applied, and the request runs again.
+		return attemptRetry, err
+	case !gotOutcome:
+		// Committed with a grant, but the statement's OK was lost with the
+		// connection: it matched exactly one row when the key is unique;
+		// whether it changed the row is known only for plain integer
+		// changes.
+		amount, _, ok := fastOperands(r, true)
+		t, tok := x.table(rule)
+		if !ok || !tok || !t.KeyUnique {
+			x.errs[0] = ErrOutcomeUnknown
+			break
+		}
+		x.outs[0] = Outcome{Matched: 1, Changed: b2u(amount != 0)}
+	}
+	x.finish(PathLone, batch, committed)
+	return attemptDone, nil
+}
