@@ -6,6 +6,126 @@ import (
 	"github.com/hotrow/hotrow/schema"
 )
 
+// The SQL of a batch's round trips. Every builder appends to a buffer
+// (the backend's, reused) and takes what it writes as arguments: the
+// batch's requests, its keys, its fast plan or its results. Executor
+// methods read only the batch id, the session's NO_BACKSLASH_ESCAPES and
+// the merger's configuration from x.
+
+// appendLockingRead appends the batch's first round trip: START
+// TRANSACTION and the locking read of its rows, "SELECT key, stock FROM t
+// WHERE key IN (keys) ORDER BY key FOR UPDATE" (statement 1).
+//
+// The locking read takes the locks of every row the batch touches, in key
+// order: InnoDB scans an IN list on an index in index order (the optimizer
+// sorts the list into ranges; ORDER BY key keeps it on the index), so
+// every hotrow batch on this table, of this instance or another, acquires
+// its row locks in the same ascending order and two batches cannot wait
+// for each other in a cycle. Of several keys, only those the column
+// compares exactly (keyFits; t is nil when the table is unknown) are
+// listed: a key of another type could make the server compare by
+// conversion and scan (and lock) the whole table; such a batch locks its
+// rows statement by statement (general path), and a deadlock there is
+// retried. With no key listed, there is no locking read.
+func appendLockingRead(b []byte, r Rule, keys []any, t *schema.Table, nbe bool) []byte {
+	b = append(b, "START TRANSACTION"...)
+	locks := 0
+	for _, k := range keys {
+		if len(keys) > 1 && !(t != nil && keyFits(*t, k)) {
+			continue
+		}
+		if locks == 0 {
+			b = append(b, "; SELECT "...)
+			b = appendIdent(b, r.Key)
+			b = append(b, ", "...)
+			b = appendIdent(b, r.Stock)
+			b = append(b, " FROM "...)
+			b = appendTable(b, r.Schema, r.Table)
+			b = append(b, " WHERE "...)
+			b = appendIdent(b, r.Key)
+			b = append(b, " IN ("...)
+		} else {
+			b = append(b, ',')
+		}
+		b = appendValue(b, k, nbe)
+		locks++
+	}
+	if locks > 0 {
+		b = append(b, ") ORDER BY "...)
+		b = appendIdent(b, r.Key)
+		b = append(b, " FOR UPDATE"...)
+	}
+	return b
+}
+
+// appendFastUpdates appends one "UPDATE t SET stock = final WHERE key = k;
+// " per row the plan changed (keys[j] is row j) and returns how many.
+func appendFastUpdates(b []byte, r Rule, keys []any, p *fastPlan, nbe bool) ([]byte, int) {
+	n := 0
+	for j, k := range keys {
+		if !p.changed[j] {
+			continue
+		}
+		b = append(b, "UPDATE "...)
+		b = appendTable(b, r.Schema, r.Table)
+		b = append(b, " SET "...)
+		b = appendIdent(b, r.Stock)
+		b = append(b, " = "...)
+		b = appendStock(b, p.final[j], p.unsigned)
+		b = append(b, " WHERE "...)
+		b = appendIdent(b, r.Key)
+		b = append(b, " = "...)
+		b = appendValue(b, k, nbe)
+		b = append(b, "; "...)
+		n++
+	}
+	return b, n
+}
+
+// appendUse appends "USE `db`; ".
+func appendUse(b []byte, db string) []byte {
+	b = append(b, "USE "...)
+	b = appendIdent(b, db)
+	return append(b, "; "...)
+}
+
+// appendGeneral appends the general path's statements for batch: per
+// request "SAVEPOINT hotrow; the statement; SELECT stock FROM t WHERE key =
+// k", three statements each, joined by "; ".
+func (x *executor) appendGeneral(b []byte, r Rule, batch []*waiter) []byte {
+	for i, w := range batch {
+		if i > 0 {
+			b = append(b, "; "...)
+		}
+		b = append(b, "SAVEPOINT hotrow; "...)
+		b = x.appendStatement(b, &w.req)
+		b = append(b, "; SELECT "...)
+		b = appendIdent(b, r.Stock)
+		b = x.appendFromKey(b, r, keyValue(&w.req))
+	}
+	return b
+}
+
+// appendLone appends a lone request's transaction after any USE: "START
+// TRANSACTION; the statement; its ledger row; COMMIT". The ledger row is
+// an INSERT ... SELECT of the row's stock WHERE ROW_COUNT() > 0, so it
+// exists exactly when the statement matched.
+func (x *executor) appendLone(b []byte, r *Request) []byte {
+	b = append(b, "START TRANSACTION; "...)
+	b = x.appendStatement(b, r)
+	b = append(b, "; "...)
+	b = x.appendLedgerHead(b)
+	b = append(b, "SELECT "...)
+	b = x.appendLedgerPrefix(b, r)
+	b = append(b, ",0,"...)
+	b = x.appendDelta(b, r)
+	b = append(b, ","...)
+	b = appendIdent(b, r.Stmt.Rule.Stock)
+	b = x.appendFromKey(b, r.Stmt.Rule, keyValue(r))
+	// LIMIT 1: one ledger row per request even if the key is not unique.
+	return append(b, " AND ROW_COUNT() > 0 LIMIT 1; COMMIT"...)
+}
+
 // appendFromKey appends " FROM `schema`.`table` WHERE `key` = k".
 func (x *executor) appendFromKey(b []byte, r Rule, key any) []byte {
 	b = append(b, " FROM "...)
@@ -29,14 +149,14 @@ func (x *executor) appendLedgerHead(b []byte) []byte {
 // 'batch', 'schema', 'table', 'key', 'digest', conn_id.
 func (x *executor) appendLedgerPrefix(b []byte, r *Request) []byte {
 	nbe := x.b.nbe
-	x.key = appendText(x.key[:0], keyValue(r))
+	x.text = appendText(x.text[:0], keyValue(r))
 	b = appendQuoted(b, x.id, nbe)
 	b = append(b, ',')
 	b = appendQuoted(b, r.Stmt.Rule.Schema, nbe)
 	b = append(b, ',')
 	b = appendQuoted(b, r.Stmt.Rule.Table, nbe)
 	b = append(b, ',')
-	b = appendQuoted(b, clip(x.key, schema.MaxKey), nbe)
+	b = appendQuoted(b, clip(x.text, schema.MaxKey), nbe)
 	b = append(b, ',')
 	b = appendQuoted(b, x.m.ledgerDigest(r.Stmt), nbe)
 	b = append(b, ',')
@@ -47,27 +167,27 @@ func (x *executor) appendLedgerPrefix(b []byte, r *Request) []byte {
 // appendDelta appends the request's signed change to the stock as a
 // quoted literal: the amount as given, negated for a decrement.
 func (x *executor) appendDelta(b []byte, r *Request) []byte {
-	d := x.scratch[:0]
+	d := x.text[:0]
 	if r.Stmt.Op == Decrement {
 		d = append(d, '-')
 	}
 	d = appendText(d, r.Stmt.Amount.Value(r.Args))
-	x.scratch = d
+	x.text = d
 	if len(d) > 1 && d[0] == '-' && d[1] == '-' {
 		d = d[2:]
 	}
 	return appendQuoted(b, clip(d, schema.MaxDelta), x.b.nbe)
 }
 
-// appendLedgerCommit appends the ledger INSERT of the granted requests
-// (stock after request i is x.stock[x.ends[i-1]:x.ends[i]]), the marker
-// and COMMIT: statements 0, 1 and 2 of the round trip.
-func (x *executor) appendLedgerCommit(b []byte, batch []*waiter, granted int) []byte {
+// appendLedgerCommit appends the ledger INSERT of the requests res
+// granted, with their stock after from res, the marker and COMMIT:
+// statements 0, 1 and 2 of the round trip.
+func (x *executor) appendLedgerCommit(b []byte, batch []*waiter, res *results) []byte {
 	b = x.appendLedgerHead(b)
 	b = append(b, "VALUES "...)
 	sep := false
 	for i, w := range batch {
-		if x.outs[i].Matched == 0 {
+		if res.outs[i].Matched == 0 {
 			continue
 		}
 		if sep {
@@ -81,20 +201,16 @@ func (x *executor) appendLedgerCommit(b []byte, batch []*waiter, granted int) []
 		b = append(b, ',')
 		b = x.appendDelta(b, &w.req)
 		b = append(b, ',')
-		from := 0
-		if i > 0 {
-			from = x.ends[i-1]
-		}
-		b = appendQuoted(b, clip(x.stock[from:x.ends[i]], schema.MaxDelta), x.b.nbe)
+		b = appendQuoted(b, clip(res.stockAfter(i), schema.MaxDelta), x.b.nbe)
 		b = append(b, ')')
 	}
 	b = append(b, "; "...)
-	b = x.appendMarker(b, len(batch), strconv.Itoa(granted))
+	b = x.appendMarker(b, len(batch), res.granted())
 	return append(b, "; COMMIT"...)
 }
 
 // appendMarker appends the marker INSERT of the current batch.
-func (x *executor) appendMarker(b []byte, requests int, granted string) []byte {
+func (x *executor) appendMarker(b []byte, requests, granted int) []byte {
 	b = append(b, "INSERT INTO "...)
 	b = append(b, x.m.metaIdent...)
 	b = append(b, "."+schema.BatchesTable+" (batch_id, instance_id, requests, granted) VALUES ("...)
@@ -104,10 +220,11 @@ func (x *executor) appendMarker(b []byte, requests int, granted string) []byte {
 	b = append(b, ',')
 	b = strconv.AppendInt(b, int64(requests), 10)
 	b = append(b, ',')
-	b = append(b, granted...)
+	b = strconv.AppendInt(b, int64(granted), 10)
 	return append(b, ')')
 }
 
+// appendStock appends a stock value (the bits of a uint64 when unsigned).
 func appendStock(b []byte, v int64, unsigned bool) []byte {
 	if unsigned {
 		return strconv.AppendUint(b, uint64(v), 10)

@@ -19,36 +19,87 @@ const (
 )
 
 // executor runs the batches of one table on one backend connection. It
-// is owned by the table's worker goroutine; its buffers are reused.
+// is owned by the table's worker goroutine. Its fields are buffers reused
+// from batch to batch, each filled by one step and passed explicitly to
+// the steps that read it.
 type executor struct {
 	m *Merger
 	b *backend // nil until needed and after the connection failed
 
-	batch   []*waiter  // the batch being executed
-	one     [1]*waiter // a lone request of it, retried alone
-	outs    []Outcome
-	errs    []error
-	after   []int64 // fast path: stock after request i (bits of a uint64 on UNSIGNED columns)
-	reqs    []Request
-	id      []byte // current batch id
-	scratch []byte // appendDelta's text before quoting
-	key     []byte // appendLedgerPrefix's key as ledger text
+	batch []*waiter  // the batch being executed (runTable's buffer)
+	one   [1]*waiter // a lone request of it, retried alone
+	reqs  []Request  // the requests of a batch (requests)
+	id    []byte     // the current attempt's batch id (reset)
+	text  []byte     // ledger text of a key or delta before quoting
 
-	// The batch's rows (groupKeys): keys[j] is the j-th distinct key value
-	// in arrival order (as the first request gave it), keyOf[i] the index
-	// of request i's key, keyIdx the reverse map by normalized value.
-	keys   []any
-	keyOf  []int
-	keyIdx map[any]int
-	// Fast path, per key j: rowOf[j] is its row in the locking read (-1:
-	// no row), final[j] the stock after the batch (bits of a uint64 on
-	// UNSIGNED columns), changed[j] whether a granted request changed it.
-	rowOf   []int
-	final   []int64
-	changed []bool
-	locked  []lockedRow // the locking read's rows
-	stock   []byte      // general path: stock after, as text, for all requests
-	ends    []int       // general path: end of request i's stock text in stock
+	keys   keySet      // the batch's rows
+	locked []lockedRow // the locking read's rows
+	stocks []any       // the locked stock per row of keys (rowStocks)
+	plan   fastPlan    // the fast path's evaluation
+	res    results     // the current attempt's outcomes
+}
+
+// results are one attempt's per-request outcomes and, for the ledger,
+// the stock after each granted request as text. reset clears them per
+// attempt; finish delivers them.
+type results struct {
+	outs []Outcome
+	errs []error // errs[i] is the server error request i got, or nil
+	// stock[ends[i-1]:ends[i]] is the stock after request i (ends[-1] =
+	// 0), empty when unknown.
+	stock []byte
+	ends  []int
+}
+
+// reset prepares r for an attempt of n requests.
+func (r *results) reset(n int) {
+	r.outs = append(r.outs[:0], make([]Outcome, n)...)
+	clear(r.errs)
+	r.errs = append(r.errs[:0], make([]error, n)...)
+	r.stock, r.ends = r.stock[:0], r.ends[:0]
+}
+
+// granted counts the requests that matched their row.
+func (r *results) granted() int {
+	n := 0
+	for i := range r.outs {
+		n += int(r.outs[i].Matched)
+	}
+	return n
+}
+
+// endStock ends request len(r.ends)'s stock text with s appended.
+func (r *results) endStock(s string) {
+	r.stock = append(r.stock, s...)
+	r.ends = append(r.ends, len(r.stock))
+}
+
+// stockAfter is request i's stock after, as text.
+func (r *results) stockAfter(i int) []byte {
+	from := 0
+	if i > 0 {
+		from = r.ends[i-1]
+	}
+	return r.stock[from:r.ends[i]]
+}
+
+// takePlan copies a fast plan's outcomes and stock values into r.
+func (r *results) takePlan(p *fastPlan) {
+	copy(r.outs, p.outs)
+	r.stock, r.ends = r.stock[:0], r.ends[:0]
+	for _, v := range p.after {
+		r.stock = appendStock(r.stock, v, p.unsigned)
+		r.ends = append(r.ends, len(r.stock))
+	}
+}
+
+// requests returns the requests of batch, in x.reqs.
+func (x *executor) requests(batch []*waiter) []Request {
+	x.reqs = x.reqs[:0]
+	for _, w := range batch {
+		x.reqs = append(x.reqs, w.req)
+	}
+	return x.reqs
 }
 
 func (x *executor) before(step Step) {
@@ -80,7 +131,7 @@ func (x *executor) execute(batch []*waiter) {
 			return
 		}
 		x.m.stats.retries.Add(1)
-		if x.groupKeys(batch); len(x.keys) > 1 {
+		if x.keys.group(batch); len(x.keys.keys) > 1 {
 			x.executePerKey(batch, deadline)
 			return
 		}
@@ -90,20 +141,21 @@ func (x *executor) execute(batch []*waiter) {
 	}
 }
 
-// executePerKey runs batch as one batch per row, grouped by x.keyOf, rows
+// executePerKey runs batch as one batch per row, as x.keys grouped it, rows
 // in order of first arrival, requests of a row in arrival order.
 func (x *executor) executePerKey(batch []*waiter, deadline time.Time) {
+	rows := len(x.keys.keys)
 	byKey := make([]*waiter, len(batch))
-	starts := make([]int, len(x.keys)+1)
-	for _, j := range x.keyOf {
+	starts := make([]int, rows+1)
+	for _, j := range x.keys.of {
 		starts[j+1]++
 	}
-	for j := range x.keys {
+	for j := range rows {
 		starts[j+1] += starts[j]
 	}
-	next := append([]int(nil), starts[:len(x.keys)]...)
+	next := append([]int(nil), starts[:rows]...)
 	for i, w := range batch {
-		j := x.keyOf[i]
+		j := x.keys.of[i]
 		byKey[next[j]] = w
 		next[j]++
 	}
@@ -135,25 +187,18 @@ func (x *executor) finish(p Path, batch []*waiter, committed bool) {
 		m.stats.commits.Add(1)
 	}
 	if h := m.cfg.Hooks.Executed; h != nil {
-		x.reqs = x.reqs[:0]
-		for _, w := range batch {
-			x.reqs = append(x.reqs, w.req)
-		}
-		h(Executed{BatchID: string(x.id), Path: p, Requests: x.reqs, Outcomes: x.outs[:len(batch)], Errs: x.errs[:len(batch)]})
+		h(Executed{BatchID: string(x.id), Path: p, Requests: x.requests(batch), Outcomes: x.res.outs, Errs: x.res.errs})
 		clear(x.reqs)
 	}
 	for i, w := range batch {
-		deliver(w, x.outs[i], x.errs[i])
+		deliver(w, x.res.outs[i], x.res.errs[i])
 	}
-	clear(x.errs)
+	clear(x.res.errs)
 }
 
+// reset starts an attempt of n requests: fresh results and batch id.
 func (x *executor) reset(n int) {
-	x.outs = append(x.outs[:0], make([]Outcome, n)...)
-	if cap(x.errs) < n {
-		x.errs = make([]error, n)
-	}
-	x.errs = x.errs[:n]
+	x.res.reset(n)
 	x.newBatchID()
 }
 

@@ -4,8 +4,6 @@ import (
 	"math"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
-
-	"github.com/hotrow/hotrow/schema"
 )
 
 // fastOperands returns the amount and guard value of a request the fast
@@ -42,8 +40,18 @@ func fastInt(v any, unsigned bool) (int64, bool) {
 	return 0, false
 }
 
-// integerRange is the range of an integer column from its result field.
-func integerRange(f *gomysql.Field) (lo int64, hi uint64, unsigned, ok bool) {
+// stockColumn is the type of the stock column as the fast path needs
+// it: the range of its values and whether the server computes on it in
+// BIGINT UNSIGNED arithmetic.
+type stockColumn struct {
+	lo       int64
+	hi       uint64
+	unsigned bool
+}
+
+// integerColumn returns the stock column's type from the locking read's
+// result field; ok is false for a column that is not an integer.
+func integerColumn(f *gomysql.Field) (col stockColumn, ok bool) {
 	var bits uint
 	switch f.Type {
 	case gomysql.MYSQL_TYPE_TINY:
@@ -57,82 +65,101 @@ func integerRange(f *gomysql.Field) (lo int64, hi uint64, unsigned, ok bool) {
 	case gomysql.MYSQL_TYPE_LONGLONG:
 		bits = 64
 	default:
-		return 0, 0, false, false
+		return stockColumn{}, false
 	}
 	if f.Flag&gomysql.UNSIGNED_FLAG != 0 {
 		if bits == 64 {
-			return 0, math.MaxUint64, true, true
+			return stockColumn{hi: math.MaxUint64, unsigned: true}, true
 		}
-		return 0, 1<<bits - 1, true, true
+		return stockColumn{hi: 1<<bits - 1, unsigned: true}, true
 	}
-	return -1 << (bits - 1), 1<<(bits-1) - 1, false, true
+	return stockColumn{lo: -1 << (bits - 1), hi: 1<<(bits-1) - 1}, true
 }
 
-// simulate evaluates the batch's requests in arrival order on the locked
-// stock values, each on its own row's value, filling x.outs, x.after,
-// x.final and x.changed. It returns false when any request would raise
-// an error or leave the column's range (the server must then evaluate it:
-// general path).
-func (x *executor) simulate(batch []*waiter, t schema.Table, f *gomysql.Field) bool {
-	if f == nil {
-		// No row locked: every request matches nothing.
-		x.after = append(x.after[:0], make([]int64, len(batch))...)
-		x.final, x.changed = x.final[:0], x.changed[:0]
-		for range x.keys {
-			x.final, x.changed = append(x.final, 0), append(x.changed, false)
-		}
-		return true
-	}
-	lo, hi, unsigned, ok := integerRange(f)
-	if !ok || unsigned != t.Unsigned {
-		x.m.tables.Forget(t.Schema, t.Name)
-		return false
-	}
-	x.after = x.after[:0]
-	x.final, x.changed = x.final[:0], x.changed[:0]
-	for j := range x.keys {
-		var v int64
-		if r := x.rowOf[j]; r >= 0 {
-			switch s := x.locked[r].stock.(type) {
-			case uint64:
-				if !unsigned {
-					return false
-				}
-				v = int64(s)
-			case int64:
-				if unsigned {
-					return false
-				}
-				v = s
-			default:
+// fastPlan is the fast path's evaluation of one batch: what executing its
+// requests one by one would report and leave behind. Stock values are
+// int64, holding the bits of a uint64 on an UNSIGNED column. The
+// executor owns one and reuses its slices; planFast resets it.
+type fastPlan struct {
+	// outs[i] is request i's outcome; zero when it matched nothing.
+	outs []Outcome
+	// after[i] is the stock of request i's row after it (0 when the row
+	// does not exist).
+	after []int64
+	// final[j] is row j's stock after the batch, changed[j] whether a
+	// granted request changed it.
+	final   []int64
+	changed []bool
+	// granted counts the requests that matched their row.
+	granted int
+	// unsigned: the stock column is UNSIGNED (how to print stock values).
+	unsigned bool
+}
+
+// reset sizes p for n requests on rows rows.
+func (p *fastPlan) reset(n, rows int, unsigned bool) {
+	p.outs = append(p.outs[:0], make([]Outcome, n)...)
+	p.after = append(p.after[:0], make([]int64, n)...)
+	p.final = append(p.final[:0], make([]int64, rows)...)
+	p.changed = append(p.changed[:0], make([]bool, rows)...)
+	p.granted, p.unsigned = 0, unsigned
+}
+
+// planFast evaluates reqs in arrival order as the server would execute
+// them one by one, each on its own row: keyOf[i] is request i's row,
+// stocks[j] row j's locked stock (int64 on a signed column, uint64 on an
+// UNSIGNED one; nil: no such row, its requests match nothing) and col the
+// stock column's type. It fills p and returns true; it returns false, p
+// then meaningless, when the server must evaluate the batch: a request
+// the fast path cannot evaluate exactly (see fastOperands), a stock value
+// of another type than the column's, or any request that would raise an
+// error or leave the column's range. It depends on nothing but its
+// arguments and writes nothing but p.
+func planFast(p *fastPlan, reqs []Request, keyOf []int, stocks []any, col stockColumn) bool {
+	p.reset(len(reqs), len(stocks), col.unsigned)
+	for j, s := range stocks {
+		switch s := s.(type) {
+		case nil:
+		case int64:
+			if col.unsigned {
 				return false
 			}
+			p.final[j] = s
+		case uint64:
+			if !col.unsigned {
+				return false
+			}
+			p.final[j] = int64(s)
+		default:
+			return false
 		}
-		x.final, x.changed = append(x.final, v), append(x.changed, false)
 	}
-	if unsigned {
-		return simulateIn(x, batch, uint64(0), hi)
+	if col.unsigned {
+		return planIn(p, reqs, keyOf, stocks, uint64(0), col.hi)
 	}
-	return simulateIn(x, batch, lo, int64(hi))
+	return planIn(p, reqs, keyOf, stocks, col.lo, int64(col.hi))
 }
 
-// simulateIn runs the batch in the server's BIGINT (int64) or BIGINT
-// UNSIGNED (uint64) arithmetic on a column of range [lo, hi], each
-// request on x.final of its key. Operands are non-negative, so a
-// subtraction wrapped iff its result exceeds v, where the server raises
-// 1690 (out of range) and the fast path gives up.
-func simulateIn[T int64 | uint64](x *executor, batch []*waiter, lo, hi T) bool {
-	for i, w := range batch {
-		j := x.keyOf[i]
-		if x.rowOf[j] < 0 {
-			x.after = append(x.after, 0) // no row: matched nothing
-			continue
+// planIn runs planFast's evaluation in the server's BIGINT (int64) or
+// BIGINT UNSIGNED (uint64) arithmetic on a column of range [lo, hi].
+// Operands are non-negative, so a subtraction wrapped iff its result
+// exceeds v, where the server raises 1690 (out of range); an addition
+// wrapped iff its result is below v.
+func planIn[T int64 | uint64](p *fastPlan, reqs []Request, keyOf []int, stocks []any, lo, hi T) bool {
+	for i := range reqs {
+		r := &reqs[i]
+		a64, g64, ok := fastOperands(r, p.unsigned)
+		if !ok {
+			return false
 		}
-		v := T(x.final[j])
-		a64, g64, _ := fastOperands(&w.req, true)
+		j := keyOf[i]
+		if stocks[j] == nil {
+			continue // no row: matched nothing
+		}
+		v := T(p.final[j])
 		a, g := T(a64), T(g64)
 		pass := true
-		switch w.req.Stmt.Guard {
+		switch r.Stmt.Guard {
 		case GuardAtLeast:
 			pass = v >= g
 		case GuardDiffNonNegative:
@@ -145,24 +172,25 @@ func simulateIn[T int64 | uint64](x *executor, batch []*waiter, lo, hi T) bool {
 			pass = v > 0
 		}
 		if pass {
-			if w.req.Stmt.Op == Decrement {
-				r := v - a
-				if r > v || r < lo {
+			if r.Stmt.Op == Decrement {
+				n := v - a
+				if n > v || n < lo {
 					return false
 				}
-				v = r
+				v = n
 			} else {
-				r := v + a
-				if r < v || r > hi {
+				n := v + a
+				if n < v || n > hi {
 					return false
 				}
-				v = r
+				v = n
 			}
-			x.outs[i] = Outcome{Matched: 1, Changed: b2u(a != 0)}
-			x.changed[j] = x.changed[j] || a != 0
+			p.outs[i] = Outcome{Matched: 1, Changed: b2u(a != 0)}
+			p.changed[j] = p.changed[j] || a != 0
+			p.granted++
 		}
-		x.final[j] = int64(v)
-		x.after = append(x.after, int64(v))
+		p.final[j] = int64(v)
+		p.after[i] = int64(v)
 	}
 	return true
 }

@@ -34,55 +34,68 @@ func normKey(v any) any {
 	return v
 }
 
-// groupKeys fills x.keys, x.keyOf and x.keyIdx for batch.
-func (x *executor) groupKeys(batch []*waiter) {
-	if x.keyIdx == nil {
-		x.keyIdx = make(map[any]int)
+// keySet groups a batch's requests by the row their key names. Its
+// executor reuses it across batches.
+type keySet struct {
+	// keys[j] is the j-th distinct key value in arrival order, as the
+	// first request on it gave it.
+	keys []any
+	// of[i] is the index in keys of request i's key.
+	of []int
+	// idx maps a normalized key (normKey) to its index in keys.
+	idx map[any]int
+}
+
+// group fills ks for batch.
+func (ks *keySet) group(batch []*waiter) {
+	if ks.idx == nil {
+		ks.idx = make(map[any]int)
 	}
-	clear(x.keyIdx)
-	clear(x.keys)
-	x.keys, x.keyOf = x.keys[:0], x.keyOf[:0]
+	clear(ks.idx)
+	clear(ks.keys)
+	ks.keys, ks.of = ks.keys[:0], ks.of[:0]
 	for _, w := range batch {
 		v := keyValue(&w.req)
 		k := normKey(v)
-		j, ok := x.keyIdx[k]
+		j, ok := ks.idx[k]
 		if !ok {
-			j = len(x.keys)
-			x.keyIdx[k] = j
-			x.keys = append(x.keys, v)
+			j = len(ks.keys)
+			ks.idx[k] = j
+			ks.keys = append(ks.keys, v)
 		}
-		x.keyOf = append(x.keyOf, j)
+		ks.of = append(ks.of, j)
 	}
 }
 
-// mapRows sets x.rowOf: the locked row of each key, -1 for a key that
-// has no row (its requests match nothing). It returns false when a key
-// without an exactly equal row might still equal a locked row under the
-// column's collation (case, trailing spaces, non-ASCII text): only the
-// server can tell, so the general path runs.
-func (x *executor) mapRows() bool {
-	x.rowOf = x.rowOf[:0]
-	for range x.keys {
-		x.rowOf = append(x.rowOf, -1)
-	}
-	for r := range x.locked {
-		if j, ok := x.keyIdx[x.locked[r].key]; ok {
-			x.rowOf[j] = r
+// rowStocks appends to dst, per key of ks, the stock of its row in locked
+// (the batch's locking read), nil for a key that has no row (its requests
+// match nothing). ok is false when a key without an exactly equal row
+// might still equal a locked row under the column's collation (case,
+// trailing spaces, non-ASCII text): only the server can tell, so the
+// general path runs; so it does when a row's stock is NULL.
+func rowStocks(dst []any, ks *keySet, locked []lockedRow) (stocks []any, ok bool) {
+	stocks = append(dst, make([]any, len(ks.keys))...)[len(dst):]
+	for r := range locked {
+		if j, ok := ks.idx[locked[r].key]; ok {
+			if locked[r].stock == nil {
+				return stocks, false // NULL stock: the server decides
+			}
+			stocks[j] = locked[r].stock
 		}
 	}
-	for j, k := range x.keys {
-		if x.rowOf[j] >= 0 {
+	for j, k := range ks.keys {
+		if stocks[j] != nil {
 			continue
 		}
 		if s, isStr := normKey(k).(string); isStr {
-			for r := range x.locked {
-				if mayCollateEqual(s, x.locked[r].text) {
-					return false
+			for r := range locked {
+				if mayCollateEqual(s, locked[r].text) {
+					return stocks, false
 				}
 			}
 		}
 	}
-	return true
+	return stocks, true
 }
 
 // mayCollateEqual reports whether two different strings may compare equal

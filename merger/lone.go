@@ -40,7 +40,7 @@ func (x *executor) runLone(w *waiter, deadline time.Time) {
 				lastErr = se
 			}
 			x.reset(1)
-			x.errs[0] = lastErr
+			x.res.errs[0] = lastErr
 			x.finish(PathLone, batch, false)
 			return
 		}
@@ -48,6 +48,8 @@ func (x *executor) runLone(w *waiter, deadline time.Time) {
 	}
 }
 
+// loneAttempt is one try of runLone; its error is the one that made it
+// retry (a server error, or a connection failure).
 func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, error) {
 	b, err := x.conn(deadline)
 	if err != nil {
@@ -56,29 +58,14 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 	r := &batch[0].req
 	rule := r.Stmt.Rule
 	x.reset(1)
-	keyVal := keyValue(r)
 	b.sql = b.sql[:0]
 	base := 0
 	useDB := b.db != rule.Schema
 	if useDB {
-		b.sql = append(b.sql, "USE "...)
-		b.sql = appendIdent(b.sql, rule.Schema)
-		b.sql = append(b.sql, "; "...)
+		b.sql = appendUse(b.sql, rule.Schema)
 		base = 1
 	}
-	b.sql = append(b.sql, "START TRANSACTION; "...)
-	b.sql = x.appendStatement(b.sql, r)
-	b.sql = append(b.sql, "; "...)
-	b.sql = x.appendLedgerHead(b.sql)
-	b.sql = append(b.sql, "SELECT "...)
-	b.sql = x.appendLedgerPrefix(b.sql, r)
-	b.sql = append(b.sql, ",0,"...)
-	b.sql = x.appendDelta(b.sql, r)
-	b.sql = append(b.sql, ","...)
-	b.sql = appendIdent(b.sql, rule.Stock)
-	b.sql = x.appendFromKey(b.sql, rule, keyVal)
-	// LIMIT 1: one ledger row per request even if the key is not unique.
-	b.sql = append(b.sql, " AND ROW_COUNT() > 0 LIMIT 1; COMMIT"...)
+	b.sql = x.appendLone(b.sql, r)
 	stmtIdx, commitIdx := base+1, base+3
 	gotOutcome := false
 	x.before(StepBegin)
@@ -89,25 +76,25 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 		case useDB && i == 0:
 			b.db = rule.Schema
 		case i == stmtIdx:
-			x.outs[0], gotOutcome = statementOutcome(res), true
+			x.res.outs[0], gotOutcome = statementOutcome(res), true
 		}
 	})
 	if failed < 0 {
-		x.finish(PathLone, batch, x.outs[0].Matched > 0)
+		x.finish(PathLone, batch, x.res.outs[0].Matched > 0)
 		return attemptDone, nil
 	}
 	se := serverError(err)
 	switch {
 	case se != nil && failed < base:
 		// USE failed: the client would get this error too.
-		x.errs[0] = se
+		x.res.errs[0] = se
 		x.finish(PathLone, batch, false)
 		return attemptDone, nil
 	case se != nil && failed == stmtIdx && (!batchLevel(se) || se.Number == ErrLockWaitTimeout.Number):
 		// The statement's own error, as direct execution reports it; a
 		// lock wait timeout is not retried: it already waited that long.
 		x.rollback()
-		x.errs[0] = se
+		x.res.errs[0] = se
 		x.finish(PathLone, batch, false)
 		return attemptDone, nil
 	case se != nil && failed < commitIdx:
@@ -116,7 +103,7 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 	}
 	oldID := b.id
 	x.drop()
-	if gotOutcome && x.outs[0].Matched == 0 {
+	if gotOutcome && x.res.outs[0].Matched == 0 {
 		// The statement matched nothing, so it changed nothing and wrote no
 		// ledger row: its outcome holds whether or not COMMIT ran.
 		x.finish(PathLone, batch, false)
@@ -127,7 +114,7 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 	committed, _, rerr := x.resolve(oldID, time.Now().Add(x.m.cfg.ResolveTimeout), true)
 	switch {
 	case rerr != nil:
-		x.errs[0] = ErrOutcomeUnknown
+		x.res.errs[0] = ErrOutcomeUnknown
 	case !committed:
 		// Not committed, or committed having matched nothing: either way
 		// nothing was applied, and the request runs again.
@@ -140,10 +127,10 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 		amount, _, ok := fastOperands(r, true)
 		t, tok := x.table(rule)
 		if !ok || !tok || !t.KeyUnique {
-			x.errs[0] = ErrOutcomeUnknown
+			x.res.errs[0] = ErrOutcomeUnknown
 			break
 		}
-		x.outs[0] = Outcome{Matched: 1, Changed: b2u(amount != 0)}
+		x.res.outs[0] = Outcome{Matched: 1, Changed: b2u(amount != 0)}
 	}
 	x.finish(PathLone, batch, committed)
 	return attemptDone, nil
