@@ -52,7 +52,7 @@ func (x *executor) runBatch(batch []*waiter, deadline time.Time) attempt {
 	})
 	if failed >= 0 {
 		x.failed(err)
-		if se := serverError(err); se != nil && se.Number == ErrLockWaitTimeout.Number && len(x.keys.keys) == 1 {
+		if se := serverError(err); se != nil && se.Code == gomysql.ER_LOCK_WAIT_TIMEOUT && len(x.keys.keys) == 1 {
 			// Another transaction held the row for innodb_lock_wait_timeout:
 			// each request would have waited as long and failed so directly.
 			// (With several rows it is not known which one was held: the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -45,8 +46,8 @@ func newConnPool(dsn *mysql.Config, size int, readTimeout time.Duration) *connPo
 	return &connPool{dsn: dsn, readTimeout: readTimeout, tokens: make(chan struct{}, size)}
 }
 
-// get returns an idle backend or dials one, waiting while size backends
-// are in use.
+// get returns an idle backend that is still alive or dials one, waiting
+// while size backends are in use.
 func (p *connPool) get(ctx context.Context) (*backend, error) {
 	select {
 	case p.tokens <- struct{}{}:
@@ -54,11 +55,15 @@ func (p *connPool) get(ctx context.Context) (*backend, error) {
 		return nil, ctx.Err()
 	}
 	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
+	for n := len(p.idle); n > 0; n = len(p.idle) {
 		b := p.idle[n-1]
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		return b, nil
+		if b.alive() {
+			return b, nil
+		}
+		_ = b.c.Close()
+		p.mu.Lock()
 	}
 	p.mu.Unlock()
 	b, err := p.dial(ctx)
@@ -67,6 +72,31 @@ func (p *connPool) get(ctx context.Context) (*backend, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// alive reports whether an idle backend's connection is still open: a
+// non-blocking peek at its socket finds neither end of stream, nor data,
+// nor an error (go-sql-driver's check before it reuses a connection). A
+// statement sent on a connection the server already closed would fail
+// with its outcome unknown; found here, nothing was sent and the attempt
+// is simply retried.
+func (b *backend) alive() bool {
+	sc, ok := b.c.Conn.Conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	var buf [1]byte
+	err = raw.Read(func(fd uintptr) bool {
+		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = rerr == syscall.EAGAIN || rerr == syscall.EINTR
+		return true
+	})
+	return err == nil && alive
 }
 
 // put returns b to the pool; a broken backend is closed instead.

@@ -84,9 +84,10 @@
 //   - One ledger row per request that matched its row (granted), in the
 //     batch's transaction; (batch id, seq) is its idempotency key. Batch
 //     ids embed the instance id and the process start time.
-//   - Every error Do returns is a *mysql.MySQLError (go-sql-driver) with
-//     the code, SQL state and message the client must see, or ctx.Err()
-//     for a dropped request.
+//   - Every error Do returns is a *gomysql.MyError (go-mysql) with the
+//     code, SQL state and message the client must see, or ctx.Err() for
+//     a dropped request. The merger's own are sentinels (errors.go),
+//     told apart with errors.Is.
 //   - Concurrency: Merger.mu guards the queues; each table's worker owns
 //     its executor and backend; Close waits for every worker.
 //   - The hot path does not log and allocates little: batch SQL is built

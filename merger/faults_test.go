@@ -53,9 +53,9 @@ func runLoad(t *testing.T, f *fixture, goroutines, perG int, general bool, skus 
 				switch {
 				case err == nil:
 					res.granted += int(out.Matched)
-				case errors.Is(err, ErrOutcomeUnknown) && err.Error() == ErrOutcomeUnknown.Error():
+				case errors.Is(err, ErrOutcomeUnknown):
 					res.unknown++
-				case errors.Is(err, ErrNotApplied) && err.Error() == ErrNotApplied.Error():
+				case errors.Is(err, ErrNotApplied):
 					res.notApplied++
 				default:
 					res.other = append(res.other, err)

@@ -90,7 +90,7 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 		x.res.errs[0] = se
 		x.finish(PathLone, batch, false)
 		return attemptDone, nil
-	case se != nil && failed == stmtIdx && (!batchLevel(se) || se.Number == ErrLockWaitTimeout.Number):
+	case se != nil && failed == stmtIdx && (!batchLevel(se) || se.Code == gomysql.ER_LOCK_WAIT_TIMEOUT):
 		// The statement's own error, as direct execution reports it; a
 		// lock wait timeout is not retried: it already waited that long.
 		x.rollback()

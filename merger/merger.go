@@ -169,9 +169,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 
 // Do executes req merged with concurrent requests for the same table and
 // returns what executing it alone would have returned. Errors are
-// *mysql.MySQLError values (the server's, or ErrQueueFull,
+// *gomysql.MyError values (the server's, or ErrQueueFull,
 // ErrLockWaitTimeout, ErrOutcomeUnknown, ErrNotApplied, ErrBadRequest,
-// ErrClosed),
+// ErrClosed: match them with errors.Is),
 // except ctx.Err() when ctx ended before the request's batch started, or
 // context.Canceled when req.Gone reported the client gone then (the request
 // was then dropped). Once in a batch the request is applied and

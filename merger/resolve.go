@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"time"
 
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
 	"github.com/hotrow/hotrow/schema"
 )
 
@@ -43,7 +45,7 @@ func (x *executor) lookupMarker(oldID uint32, deadline time.Time, ledger bool) (
 	}
 	if n, _ := r.GetInt(0, 0); n > 0 {
 		if _, err := b.c.Execute("KILL CONNECTION " + strconv.FormatUint(uint64(oldID), 10)); err != nil {
-			if se := serverError(err); se == nil || se.Number != 1094 { // 1094: unknown thread
+			if se := serverError(err); se == nil || se.Code != gomysql.ER_NO_SUCH_THREAD {
 				return false, 0, err
 			}
 		}
