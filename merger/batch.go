@@ -1,6 +1,7 @@
 package merger
 
 import (
+	"context"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -12,14 +13,14 @@ import (
 // in one transaction: a locking read of the batch's rows in key order,
 // then the fast path when planFast can evaluate every request in Go
 // without any error, else the general path.
-func (x *executor) runBatch(batch []*waiter, deadline time.Time) attempt {
-	b, err := x.conn(deadline)
+func (x *executor) runBatch(ctx context.Context, batch []*waiter, deadline time.Time) attempt {
+	b, err := x.conn(ctx, deadline)
 	if err != nil {
 		return attemptRetry
 	}
 	rule := batch[0].req.Stmt.Rule
 	x.keys.group(batch)
-	t, known := x.table(rule)
+	t, known := x.table(ctx, rule)
 	var table *schema.Table
 	if known {
 		table = &t
@@ -66,9 +67,9 @@ func (x *executor) runBatch(batch []*waiter, deadline time.Time) attempt {
 		return attemptRetry
 	}
 	if fast && x.planFast(batch, t, field) {
-		return x.commitFast(batch, rule, deadline)
+		return x.commitFast(ctx, batch, rule)
 	}
-	return x.runGeneral(batch, rule, deadline)
+	return x.runGeneral(ctx, batch, rule)
 }
 
 // planFast evaluates the batch in Go on its locked rows (planFast into
@@ -104,7 +105,7 @@ func (x *executor) commitNothing(p Path, batch []*waiter) attempt {
 // commitFast writes the planned batch (x.plan): one UPDATE to the final
 // stock per changed row (already locked, so in any order), one multi-row
 // ledger INSERT, the marker and COMMIT, in one round trip.
-func (x *executor) commitFast(batch []*waiter, r Rule, deadline time.Time) attempt {
+func (x *executor) commitFast(ctx context.Context, batch []*waiter, r Rule) attempt {
 	x.res.takePlan(&x.plan)
 	if x.plan.granted == 0 {
 		return x.commitNothing(PathFast, batch)
@@ -116,12 +117,12 @@ func (x *executor) commitFast(batch []*waiter, r Rule, deadline time.Time) attem
 	b.sql = x.appendLedgerCommit(b.sql, batch, &x.res)
 	x.before(StepCommit)
 	failed, err := b.run(func(int, *gomysql.Result) {})
-	return x.afterCommit(PathFast, batch, failed, updates+2, err, deadline)
+	return x.afterCommit(ctx, PathFast, batch, failed, updates+2, err)
 }
 
 // afterCommit settles a batch whose last round trip carried COMMIT at
 // statement index commitIdx.
-func (x *executor) afterCommit(p Path, batch []*waiter, failed, commitIdx int, err error, deadline time.Time) attempt {
+func (x *executor) afterCommit(ctx context.Context, p Path, batch []*waiter, failed, commitIdx int, err error) attempt {
 	if failed < 0 {
 		x.finish(p, batch, true)
 		return attemptDone
@@ -132,7 +133,7 @@ func (x *executor) afterCommit(p Path, batch []*waiter, failed, commitIdx int, e
 	}
 	oldID := x.b.id
 	x.drop()
-	committed, _, rerr := x.resolve(oldID, time.Now().Add(x.m.cfg.ResolveTimeout), false)
+	committed, rerr := x.resolve(ctx, oldID, false)
 	switch {
 	case rerr != nil:
 		for i := range batch {
@@ -152,7 +153,7 @@ func (x *executor) afterCommit(p Path, batch []*waiter, failed, commitIdx int, e
 // transaction (already holding the row locks), after a savepoint, and
 // takes its outcome from the server; a request that fails is rolled back
 // to its savepoint and the batch goes on.
-func (x *executor) runGeneral(batch []*waiter, r Rule, deadline time.Time) attempt {
+func (x *executor) runGeneral(ctx context.Context, batch []*waiter, r Rule) attempt {
 	b := x.b
 	x.before(StepUpdate)
 	for start := 0; start < len(batch); {
@@ -212,7 +213,7 @@ func (x *executor) runGeneral(batch []*waiter, r Rule, deadline time.Time) attem
 	b.sql = x.appendLedgerCommit(b.sql[:0], batch, &x.res)
 	x.before(StepCommit)
 	failed, err := b.run(func(int, *gomysql.Result) {})
-	return x.afterCommit(PathGeneral, batch, failed, 2, err, deadline)
+	return x.afterCommit(ctx, PathGeneral, batch, failed, 2, err)
 }
 
 // statementOutcome reads an UPDATE's outcome from its OK packet.

@@ -224,6 +224,25 @@ func (x *executor) appendMarker(b []byte, requests, granted int) []byte {
 	return append(b, ')')
 }
 
+// appendLookup appends resolve's locking read of batch id's marker in the
+// meta schema meta (quoted), or with ledger of its ledger row of seq 0
+// (a lone request's).
+func appendLookup(b []byte, meta string, id []byte, ledger, nbe bool) []byte {
+	b = append(b, "SELECT 1 FROM "...)
+	b = append(b, meta...)
+	if ledger {
+		b = append(b, "."+schema.LedgerTable...)
+	} else {
+		b = append(b, "."+schema.BatchesTable...)
+	}
+	b = append(b, " WHERE batch_id = "...)
+	b = appendQuoted(b, id, nbe)
+	if ledger {
+		b = append(b, " AND seq = 0"...)
+	}
+	return append(b, " LOCK IN SHARE MODE"...)
+}
+
 // appendStock appends a stock value (the bits of a uint64 when unsigned).
 func appendStock(b []byte, v int64, unsigned bool) []byte {
 	if unsigned {

@@ -50,9 +50,13 @@ func newConnPool(dsn *mysql.Config, size int, readTimeout time.Duration) *connPo
 // while size backends are in use.
 func (p *connPool) get(ctx context.Context) (*backend, error) {
 	select {
-	case p.tokens <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	case p.tokens <- struct{}{}: // a free slot is taken even if ctx ended
+	default:
+		select {
+		case p.tokens <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	p.mu.Lock()
 	for n := len(p.idle); n > 0; n = len(p.idle) {
@@ -218,11 +222,12 @@ func (x *executor) close() {
 }
 
 // conn returns the executor's backend, connecting (with backoff while the
-// server is unreachable) until deadline. It always makes one attempt, even
-// past the deadline, so that a request that waited long in its queue still
-// runs when the server is up; while the server is down, a batch past its
-// deadline costs one failed dial, not another ResolveTimeout.
-func (x *executor) conn(deadline time.Time) (*backend, error) {
+// server is unreachable) until deadline or until ctx ends. It always makes
+// one attempt, even past the deadline, so that a request that waited long
+// in its queue still runs when the server is up; while the server is
+// down, a batch past its deadline costs one failed dial, not another
+// ResolveTimeout. Once ctx ended, only an idle backend can serve.
+func (x *executor) conn(ctx context.Context, deadline time.Time) (*backend, error) {
 	if x.b != nil {
 		return x.b, nil
 	}
@@ -231,17 +236,28 @@ func (x *executor) conn(deadline time.Time) (*backend, error) {
 		if deadline.After(until) {
 			until = deadline
 		}
-		ctx, cancel := context.WithDeadline(context.Background(), until)
-		b, err := x.m.pool.get(ctx)
+		dctx, cancel := context.WithDeadline(ctx, until)
+		b, err := x.m.pool.get(dctx)
 		cancel()
 		if err == nil {
 			x.b = b
 			return b, nil
 		}
-		if time.Now().Add(backoff).After(deadline) {
+		if time.Now().Add(backoff).After(deadline) || !sleep(ctx, backoff) {
 			return nil, err
 		}
-		time.Sleep(backoff)
+	}
+}
+
+// sleep waits for d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

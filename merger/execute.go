@@ -118,7 +118,7 @@ func (x *executor) before(step Step) {
 // ResolveTimeout after the oldest of them arrived (not after the batch
 // started): batches queued behind one another then share that bound, and
 // no request waits for a multiple of ResolveTimeout.
-func (x *executor) execute(batch []*waiter) {
+func (x *executor) execute(ctx context.Context, batch []*waiter) {
 	oldest := batch[0].enq
 	for _, w := range batch[1:] {
 		if w.enq.Before(oldest) {
@@ -127,23 +127,23 @@ func (x *executor) execute(batch []*waiter) {
 	}
 	deadline := oldest.Add(x.m.cfg.ResolveTimeout)
 	if len(batch) > 1 {
-		if x.runBatch(batch, deadline) == attemptDone {
+		if x.runBatch(ctx, batch, deadline) == attemptDone {
 			return
 		}
 		x.m.stats.retries.Add(1)
 		if x.keys.group(batch); len(x.keys.keys) > 1 {
-			x.executePerKey(batch, deadline)
+			x.executePerKey(ctx, batch, deadline)
 			return
 		}
 	}
 	for _, w := range batch {
-		x.runLone(w, deadline)
+		x.runLone(ctx, w, deadline)
 	}
 }
 
 // executePerKey runs batch as one batch per row, as x.keys grouped it, rows
 // in order of first arrival, requests of a row in arrival order.
-func (x *executor) executePerKey(batch []*waiter, deadline time.Time) {
+func (x *executor) executePerKey(ctx context.Context, batch []*waiter, deadline time.Time) {
 	rows := len(x.keys.keys)
 	byKey := make([]*waiter, len(batch))
 	starts := make([]int, rows+1)
@@ -162,13 +162,13 @@ func (x *executor) executePerKey(batch []*waiter, deadline time.Time) {
 	for j := range len(starts) - 1 {
 		sub := byKey[starts[j]:starts[j+1]]
 		if len(sub) > 1 {
-			if x.runBatch(sub, deadline) == attemptDone {
+			if x.runBatch(ctx, sub, deadline) == attemptDone {
 				continue
 			}
 			x.m.stats.retries.Add(1)
 		}
 		for _, w := range sub {
-			x.runLone(w, deadline)
+			x.runLone(ctx, w, deadline)
 		}
 	}
 }
@@ -202,10 +202,11 @@ func (x *executor) reset(n int) {
 	x.newBatchID()
 }
 
-// table returns the hot table's metadata; ok is false when it cannot be
-// read (the general path then lets the server report any problem).
-func (x *executor) table(r Rule) (schema.Table, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+// table returns the hot table's metadata, read within 5 s unless ctx
+// ends; ok is false when it cannot be read (the general path then lets
+// the server report any problem).
+func (x *executor) table(ctx context.Context, r Rule) (schema.Table, bool) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	t, err := x.m.tables.Get(ctx, r.Schema, r.Table, r.Key, r.Stock)
 	return t, err == nil

@@ -21,20 +21,20 @@ const janitorLockWait = 1
 
 // runJanitor deletes this instance's batch markers older than
 // MarkerRetention, at start and then every quarter of it (at most
-// hourly), until stop is closed. Markers only serve to resolve uncertain
+// hourly), until ctx ends. Markers only serve to resolve uncertain
 // COMMITs, which takes at most ResolveTimeout; the ledger is never
 // touched. Another instance's markers are never deleted: that instance
 // may be resolving an uncertain commit and must not read "absent" for a
 // batch that committed.
-func (m *Merger) runJanitor(stop <-chan struct{}) {
+func (m *Merger) runJanitor(ctx context.Context) {
 	defer m.janitor.Done()
 	every := min(m.cfg.MarkerRetention/4, time.Hour)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		m.pruneMarkers(stop)
+		m.pruneMarkers(ctx)
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
@@ -52,16 +52,9 @@ func (m *Merger) pruneQuery() string {
 		" SECOND ORDER BY instance_id, created_at LIMIT " + strconv.Itoa(janitorChunk)
 }
 
-func (m *Merger) pruneMarkers(stop <-chan struct{}) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+// pruneMarkers runs the janitor's DELETE in chunks until fewer than a
+// chunk's rows are old, on a connection of its own, until ctx ends.
+func (m *Merger) pruneMarkers(ctx context.Context) {
 	conn, err := m.meta.Conn(ctx)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -1,6 +1,7 @@
 package merger
 
 import (
+	"context"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -18,40 +19,41 @@ const loneAttempts = 3
 // that changed something, and one that matched nothing changed nothing,
 // so its outcome holds whether or not COMMIT ran. It retries while the backend
 // is unreachable or the transaction failed, up to the deadline.
-func (x *executor) runLone(w *waiter, deadline time.Time) {
+func (x *executor) runLone(ctx context.Context, w *waiter, deadline time.Time) {
 	x.one[0] = w
 	defer func() { x.one[0] = nil }()
 	batch := x.one[:]
 	var lastErr error
 	for n := 1; ; n++ {
 		var res attempt
-		res, lastErr = x.loneAttempt(batch, deadline)
+		res, lastErr = x.loneAttempt(ctx, batch, deadline)
 		if res == attemptDone {
 			return
 		}
 		se := serverError(lastErr)
 		// Server errors get loneAttempts tries whatever the deadline (a
 		// request may have waited long in its queue); an unreachable server
-		// is retried until the deadline.
-		if se == nil && time.Now().After(deadline) || se != nil && n >= loneAttempts {
-			if se == nil {
-				lastErr = ErrNotApplied
-			} else {
-				lastErr = se
-			}
-			x.reset(1)
-			x.res.errs[0] = lastErr
-			x.finish(PathLone, batch, false)
+		// is retried until the deadline. When the merger closes, the
+		// request is not retried: nothing of it was applied.
+		switch {
+		case se == nil && (time.Now().After(deadline) || ctx.Err() != nil):
+			x.failLone(batch, ErrNotApplied)
+			return
+		case se != nil && n >= loneAttempts:
+			x.failLone(batch, se)
 			return
 		}
-		time.Sleep(time.Duration(n) * 20 * time.Millisecond)
+		if !sleep(ctx, time.Duration(n)*20*time.Millisecond) {
+			x.failLone(batch, ErrNotApplied)
+			return
+		}
 	}
 }
 
 // loneAttempt is one try of runLone; its error is the one that made it
 // retry (a server error, or a connection failure).
-func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, error) {
-	b, err := x.conn(deadline)
+func (x *executor) loneAttempt(ctx context.Context, batch []*waiter, deadline time.Time) (attempt, error) {
+	b, err := x.conn(ctx, deadline)
 	if err != nil {
 		return attemptRetry, err
 	}
@@ -111,7 +113,7 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 	}
 	// The statement matched (or its OK was lost): the ledger row of this
 	// batch exists exactly when the transaction committed a grant.
-	committed, _, rerr := x.resolve(oldID, time.Now().Add(x.m.cfg.ResolveTimeout), true)
+	committed, rerr := x.resolve(ctx, oldID, true)
 	switch {
 	case rerr != nil:
 		x.res.errs[0] = ErrOutcomeUnknown
@@ -125,7 +127,7 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 		// whether it changed the row is known only for plain integer
 		// changes.
 		amount, _, ok := fastOperands(r, true)
-		t, tok := x.table(rule)
+		t, tok := x.table(ctx, rule)
 		if !ok || !tok || !t.KeyUnique {
 			x.res.errs[0] = ErrOutcomeUnknown
 			break
@@ -134,4 +136,11 @@ func (x *executor) loneAttempt(batch []*waiter, deadline time.Time) (attempt, er
 	}
 	x.finish(PathLone, batch, committed)
 	return attemptDone, nil
+}
+
+// failLone ends a lone request, not applied, with err.
+func (x *executor) failLone(batch []*waiter, err error) {
+	x.reset(1)
+	x.res.errs[0] = err
+	x.finish(PathLone, batch, false)
 }
