@@ -21,8 +21,12 @@ type Config struct {
 	DSN string
 	// MetaSchema is the database of hotrow's own tables.
 	MetaSchema string
-	// InstanceID is unique per proxy instance; batch ids embed it. ASCII
-	// letters, digits, '.', '_' and '-', at most 48 bytes.
+	// InstanceID names the proxy instance; batch ids and markers embed it.
+	// It must be unique among the instances sharing a server and should
+	// be stable across restarts of one instance (configure it; the default,
+	// host-pid-random, changes with every start), so that its batches stay
+	// attributable to it. ASCII letters, digits, '.', '_' and '-', at
+	// most 48 bytes.
 	InstanceID string
 	// MaxBatch is the most requests one batch transaction carries.
 	MaxBatch int
@@ -43,8 +47,12 @@ type Config struct {
 	// arrival, and how long an uncertain COMMIT is looked
 	// up before the requests fail with ErrOutcomeUnknown.
 	ResolveTimeout time.Duration
-	// MarkerRetention is how long batch markers are kept; older ones are
-	// deleted in the background. It must exceed ResolveTimeout by far.
+	// MarkerRetention is how long batch markers are kept; older ones, of
+	// any instance, are deleted in the background. A marker may be looked
+	// up until its COMMIT's read timed out (innodb_lock_wait_timeout +
+	// 30 s) and ResolveTimeout passed, so Validate wants at least 1 minute
+	// and 10 x ResolveTimeout, and New at least twice that read timeout
+	// plus ResolveTimeout.
 	MarkerRetention time.Duration
 	// Hooks are fault-injection and observation points for tests.
 	Hooks Hooks

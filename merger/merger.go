@@ -143,6 +143,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 	// A batch statement may wait for the row lock as long as the server
 	// lets it; a read that takes longer means the connection is gone.
 	readTimeout := time.Duration(lockWait)*time.Second + 30*time.Second
+	// A marker may be looked up until its COMMIT's read timed out and
+	// ResolveTimeout passed: the janitor must not delete it before.
+	if window := readTimeout + cfg.ResolveTimeout; cfg.MarkerRetention < 2*window {
+		meta.Close()
+		return nil, fmt.Errorf("merger: MarkerRetention %v: want at least %v, twice the read timeout (innodb_lock_wait_timeout + 30s) plus ResolveTimeout", cfg.MarkerRetention, 2*window)
+	}
 	m := &Merger{
 		cfg:       cfg,
 		log:       log,
