@@ -116,11 +116,9 @@ func (x *executor) appendLone(b []byte, r *Request) []byte {
 	b = append(b, "; "...)
 	b = x.appendLedgerHead(b)
 	b = append(b, "SELECT "...)
-	b = x.appendLedgerPrefix(b, r)
-	b = append(b, ",0,"...)
-	b = x.appendDelta(b, r)
-	b = append(b, ","...)
+	b = x.appendLedgerLead(b, r, 0)
 	b = appendIdent(b, r.Stmt.Rule.Stock)
+	b = x.appendLedgerTail(b, r)
 	b = x.appendFromKey(b, r.Stmt.Rule, keyValue(r))
 	// LIMIT 1: one ledger row per request even if the key is not unique.
 	return append(b, " AND ROW_COUNT() > 0 LIMIT 1; COMMIT"...)
@@ -140,28 +138,36 @@ func (x *executor) appendFromKey(b []byte, r Rule, key any) []byte {
 func (x *executor) appendLedgerHead(b []byte) []byte {
 	b = append(b, "INSERT INTO "...)
 	b = append(b, x.m.metaIdent...)
-	b = append(b, "."+schema.LedgerTable+
-		" (batch_id, table_schema, table_name, key_value, digest, conn_id, seq, delta, stock_after) "...)
-	return b
+	return append(b, "."+schema.LedgerTable+" ("+schema.LedgerColumns+") "...)
 }
 
-// appendLedgerPrefix appends a ledger row's columns up to conn_id:
-// 'batch', 'schema', 'table', 'key', 'digest', conn_id.
-func (x *executor) appendLedgerPrefix(b []byte, r *Request) []byte {
+// appendLedgerLead appends request r's ledger values before stock_after,
+// in schema.LedgerColumns order: 'batch', seq, 'schema', 'table', 'key',
+// 'delta',. The caller appends stock_after, then appendLedgerTail.
+func (x *executor) appendLedgerLead(b []byte, r *Request, seq int) []byte {
 	nbe := x.b.nbe
-	x.text = appendText(x.text[:0], keyValue(r))
 	b = appendQuoted(b, x.id, nbe)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, int64(seq), 10)
 	b = append(b, ',')
 	b = appendQuoted(b, r.Stmt.Rule.Schema, nbe)
 	b = append(b, ',')
 	b = appendQuoted(b, r.Stmt.Rule.Table, nbe)
 	b = append(b, ',')
+	x.text = appendText(x.text[:0], keyValue(r))
 	b = appendQuoted(b, clip(x.text, schema.MaxKey), nbe)
 	b = append(b, ',')
-	b = appendQuoted(b, x.m.ledgerDigest(r.Stmt), nbe)
+	b = x.appendDelta(b, r)
+	return append(b, ',')
+}
+
+// appendLedgerTail appends request r's ledger values after stock_after:
+// ,conn_id,'digest'.
+func (x *executor) appendLedgerTail(b []byte, r *Request) []byte {
 	b = append(b, ',')
 	b = strconv.AppendUint(b, uint64(r.ConnID), 10)
-	return b
+	b = append(b, ',')
+	return appendQuoted(b, x.m.ledgerDigest(r.Stmt), x.b.nbe)
 }
 
 // appendDelta appends the request's signed change to the stock as a
@@ -195,13 +201,9 @@ func (x *executor) appendLedgerCommit(b []byte, batch []*waiter, res *results) [
 		}
 		sep = true
 		b = append(b, '(')
-		b = x.appendLedgerPrefix(b, &w.req)
-		b = append(b, ',')
-		b = strconv.AppendInt(b, int64(i), 10)
-		b = append(b, ',')
-		b = x.appendDelta(b, &w.req)
-		b = append(b, ',')
+		b = x.appendLedgerLead(b, &w.req, i)
 		b = appendQuoted(b, clip(res.stockAfter(i), schema.MaxDelta), x.b.nbe)
+		b = x.appendLedgerTail(b, &w.req)
 		b = append(b, ')')
 	}
 	b = append(b, "; "...)
@@ -213,7 +215,7 @@ func (x *executor) appendLedgerCommit(b []byte, batch []*waiter, res *results) [
 func (x *executor) appendMarker(b []byte, requests, granted int) []byte {
 	b = append(b, "INSERT INTO "...)
 	b = append(b, x.m.metaIdent...)
-	b = append(b, "."+schema.BatchesTable+" (batch_id, instance_id, requests, granted) VALUES ("...)
+	b = append(b, "."+schema.BatchesTable+" ("+schema.MarkerColumns+") VALUES ("...)
 	b = appendQuoted(b, x.id, x.b.nbe)
 	b = append(b, ',')
 	b = appendQuoted(b, x.m.cfg.InstanceID, x.b.nbe)
