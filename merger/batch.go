@@ -31,7 +31,7 @@ func (x *executor) runBatch(ctx context.Context, batch []*waiter, deadline time.
 	}
 	x.reset(len(batch))
 
-	x.before(StepBegin)
+	x.before(stepBegin)
 	b.sql = appendLockingRead(b.sql[:0], rule, x.keys.keys, table, b.nbe)
 	var field *gomysql.Field
 	clear(x.locked)
@@ -61,7 +61,7 @@ func (x *executor) runBatch(ctx context.Context, batch []*waiter, deadline time.
 			for i := range batch {
 				x.res.errs[i] = se
 			}
-			x.finish(PathGeneral, batch, false)
+			x.finish(pathGeneral, batch, false)
 			return attemptDone
 		}
 		return attemptRetry
@@ -93,7 +93,7 @@ func (x *executor) planFast(batch []*waiter, t schema.Table, field *gomysql.Fiel
 }
 
 // commitNothing ends a batch that changed nothing.
-func (x *executor) commitNothing(p Path, batch []*waiter) attempt {
+func (x *executor) commitNothing(p execPath, batch []*waiter) attempt {
 	if _, err := x.b.c.Execute("COMMIT"); err != nil {
 		x.failed(err)
 		return attemptRetry
@@ -108,21 +108,21 @@ func (x *executor) commitNothing(p Path, batch []*waiter) attempt {
 func (x *executor) commitFast(ctx context.Context, batch []*waiter, r Rule) attempt {
 	x.res.takePlan(&x.plan)
 	if x.plan.granted == 0 {
-		return x.commitNothing(PathFast, batch)
+		return x.commitNothing(pathFast, batch)
 	}
 	b := x.b
-	x.before(StepUpdate)
+	x.before(stepUpdate)
 	var updates int
 	b.sql, updates = appendFastUpdates(b.sql[:0], r, x.keys.keys, &x.plan, b.nbe)
 	b.sql = x.appendLedgerCommit(b.sql, batch, &x.res)
-	x.before(StepCommit)
+	x.before(stepCommit)
 	failed, err := b.run(func(int, *gomysql.Result) {})
-	return x.afterCommit(ctx, PathFast, batch, failed, updates+2, err)
+	return x.afterCommit(ctx, pathFast, batch, failed, updates+2, err)
 }
 
 // afterCommit settles a batch whose last round trip carried COMMIT at
 // statement index commitIdx.
-func (x *executor) afterCommit(ctx context.Context, p Path, batch []*waiter, failed, commitIdx int, err error) attempt {
+func (x *executor) afterCommit(ctx context.Context, p execPath, batch []*waiter, failed, commitIdx int, err error) attempt {
 	if failed < 0 {
 		x.finish(p, batch, true)
 		return attemptDone
@@ -155,7 +155,7 @@ func (x *executor) afterCommit(ctx context.Context, p Path, batch []*waiter, fai
 // to its savepoint and the batch goes on.
 func (x *executor) runGeneral(ctx context.Context, batch []*waiter, r Rule) attempt {
 	b := x.b
-	x.before(StepUpdate)
+	x.before(stepUpdate)
 	for start := 0; start < len(batch); {
 		b.sql = b.sql[:0]
 		// base is the index of request start's SAVEPOINT.
@@ -208,12 +208,12 @@ func (x *executor) runGeneral(ctx context.Context, batch []*waiter, r Rule) atte
 		}
 	}
 	if x.res.granted() == 0 {
-		return x.commitNothing(PathGeneral, batch)
+		return x.commitNothing(pathGeneral, batch)
 	}
 	b.sql = x.appendLedgerCommit(b.sql[:0], batch, &x.res)
-	x.before(StepCommit)
+	x.before(stepCommit)
 	failed, err := b.run(func(int, *gomysql.Result) {})
-	return x.afterCommit(ctx, PathGeneral, batch, failed, 2, err)
+	return x.afterCommit(ctx, pathGeneral, batch, failed, 2, err)
 }
 
 // statementOutcome reads an UPDATE's outcome from its OK packet.

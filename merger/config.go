@@ -54,8 +54,8 @@ type Config struct {
 	// and 10 x ResolveTimeout, and New at least twice that read timeout
 	// plus ResolveTimeout.
 	MarkerRetention time.Duration
-	// Hooks are fault-injection and observation points for tests.
-	Hooks Hooks
+	// hooks are fault-injection and observation points for tests.
+	hooks hooks
 }
 
 // DefaultConfig returns the defaults: batches of up to 256 requests, 4,096
@@ -137,78 +137,4 @@ func (c Config) Validate() error {
 		return fmt.Errorf("merger: MarkerRetention %v: want at least 1m and 10 x ResolveTimeout", c.MarkerRetention)
 	}
 	return nil
-}
-
-// Step is a point in a batch's life where Hooks.Before runs.
-type Step int
-
-// The steps of a batch, in order.
-const (
-	// StepBegin: before the transaction starts (and the fast path's lock).
-	StepBegin Step = iota + 1
-	// StepUpdate: before the statements that change the row.
-	StepUpdate
-	// StepCommit: before the round trip that carries COMMIT.
-	StepCommit
-)
-
-func (s Step) String() string {
-	switch s {
-	case StepBegin:
-		return "begin"
-	case StepUpdate:
-		return "update"
-	case StepCommit:
-		return "commit"
-	}
-	return "step(" + strconv.Itoa(int(s)) + ")"
-}
-
-// Path is how a batch was executed.
-type Path int
-
-// The execution paths.
-const (
-	// PathLone: one request, one multi-statement round trip.
-	PathLone Path = iota + 1
-	// PathFast: lock read, guards evaluated in Go, one UPDATE per changed
-	// row to its final stock.
-	PathFast
-	// PathGeneral: a savepoint and the statement itself per request.
-	PathGeneral
-)
-
-func (p Path) String() string {
-	switch p {
-	case PathLone:
-		return "lone"
-	case PathFast:
-		return "fast"
-	case PathGeneral:
-		return "general"
-	}
-	return "path(" + strconv.Itoa(int(p)) + ")"
-}
-
-// Hooks are test-only observation and fault-injection points. They run on
-// the batch's goroutine; nil hooks cost nothing.
-type Hooks struct {
-	// Before runs before each step of every attempt with the backend
-	// connection's id (CONNECTION_ID()). It may kill that connection,
-	// also concurrently with the step, to inject a failure there.
-	Before func(step Step, connID uint32)
-	// Executed runs once per batch whose outcomes are final (committed, or
-	// changing nothing), before they are delivered, in execution order per
-	// table. Its slices are only valid during the call.
-	Executed func(b Executed)
-}
-
-// Executed describes a batch that reached its final outcomes.
-type Executed struct {
-	BatchID  string
-	Path     Path
-	Requests []Request
-	Outcomes []Outcome
-	// Errs[i] is the server error request i got, nil when it succeeded.
-	Errs []error
 }

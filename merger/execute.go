@@ -102,8 +102,8 @@ func (x *executor) requests(batch []*waiter) []Request {
 	return x.reqs
 }
 
-func (x *executor) before(step Step) {
-	if h := x.m.cfg.Hooks.Before; h != nil && x.b != nil {
+func (x *executor) before(step batchStep) {
+	if h := x.m.cfg.hooks.before; h != nil && x.b != nil {
 		h(step, x.b.id)
 	}
 }
@@ -180,14 +180,14 @@ func (x *executor) newBatchID() {
 }
 
 // finish reports a batch with final outcomes and delivers them.
-func (x *executor) finish(p Path, batch []*waiter, committed bool) {
+func (x *executor) finish(p execPath, batch []*waiter, committed bool) {
 	m := x.m
 	m.stats.batch(p, len(batch))
 	if committed {
 		m.stats.commits.Add(1)
 	}
-	if h := m.cfg.Hooks.Executed; h != nil {
-		h(Executed{BatchID: string(x.id), Path: p, Requests: x.requests(batch), Outcomes: x.res.outs, Errs: x.res.errs})
+	if h := m.cfg.hooks.executed; h != nil {
+		h(executed{BatchID: string(x.id), Path: p, Requests: x.requests(batch), Outcomes: x.res.outs, Errs: x.res.errs})
 		clear(x.reqs)
 	}
 	for i, w := range batch {

@@ -70,9 +70,9 @@ func (x *executor) loneAttempt(ctx context.Context, batch []*waiter, deadline ti
 	b.sql = x.appendLone(b.sql, r)
 	stmtIdx, commitIdx := base+1, base+3
 	gotOutcome := false
-	x.before(StepBegin)
-	x.before(StepUpdate)
-	x.before(StepCommit)
+	x.before(stepBegin)
+	x.before(stepUpdate)
+	x.before(stepCommit)
 	failed, err := b.run(func(i int, res *gomysql.Result) {
 		switch {
 		case useDB && i == 0:
@@ -82,7 +82,7 @@ func (x *executor) loneAttempt(ctx context.Context, batch []*waiter, deadline ti
 		}
 	})
 	if failed < 0 {
-		x.finish(PathLone, batch, x.res.outs[0].Matched > 0)
+		x.finish(pathLone, batch, x.res.outs[0].Matched > 0)
 		return attemptDone, nil
 	}
 	se := serverError(err)
@@ -90,14 +90,14 @@ func (x *executor) loneAttempt(ctx context.Context, batch []*waiter, deadline ti
 	case se != nil && failed < base:
 		// USE failed: the client would get this error too.
 		x.res.errs[0] = se
-		x.finish(PathLone, batch, false)
+		x.finish(pathLone, batch, false)
 		return attemptDone, nil
 	case se != nil && failed == stmtIdx && (!batchLevel(se) || se.Code == gomysql.ER_LOCK_WAIT_TIMEOUT):
 		// The statement's own error, as direct execution reports it; a
 		// lock wait timeout is not retried: it already waited that long.
 		x.rollback()
 		x.res.errs[0] = se
-		x.finish(PathLone, batch, false)
+		x.finish(pathLone, batch, false)
 		return attemptDone, nil
 	case se != nil && failed < commitIdx:
 		x.rollback()
@@ -108,7 +108,7 @@ func (x *executor) loneAttempt(ctx context.Context, batch []*waiter, deadline ti
 	if gotOutcome && x.res.outs[0].Matched == 0 {
 		// The statement matched nothing, so it changed nothing and wrote no
 		// ledger row: its outcome holds whether or not COMMIT ran.
-		x.finish(PathLone, batch, false)
+		x.finish(pathLone, batch, false)
 		return attemptDone, nil
 	}
 	// The statement matched (or its OK was lost): the ledger row of this
@@ -134,7 +134,7 @@ func (x *executor) loneAttempt(ctx context.Context, batch []*waiter, deadline ti
 		}
 		x.res.outs[0] = Outcome{Matched: 1, Changed: b2u(amount != 0)}
 	}
-	x.finish(PathLone, batch, committed)
+	x.finish(pathLone, batch, committed)
 	return attemptDone, nil
 }
 
@@ -142,5 +142,5 @@ func (x *executor) loneAttempt(ctx context.Context, batch []*waiter, deadline ti
 func (x *executor) failLone(batch []*waiter, err error) {
 	x.reset(1)
 	x.res.errs[0] = err
-	x.finish(PathLone, batch, false)
+	x.finish(pathLone, batch, false)
 }

@@ -123,8 +123,8 @@ func TestReplyLostAfterCommit(t *testing.T) {
 	var commits atomic.Int32
 	var armAt atomic.Int32
 	f := newFixture(t, "INT UNSIGNED", map[string]int64{"a": 100}, func(c *Config) {
-		c.Hooks.Before = func(s Step, connID uint32) {
-			if s == StepCommit && commits.Add(1) == armAt.Load() {
+		c.hooks.before = func(s batchStep, connID uint32) {
+			if s == stepCommit && commits.Add(1) == armAt.Load() {
 				eater.armed.Store(connID)
 			}
 		}

@@ -33,7 +33,7 @@ type fixture struct {
 	idBase uint32
 
 	mu    sync.Mutex
-	order []Executed // copies of the executed batches, in execution order
+	order []executed // copies of the executed batches, in execution order
 }
 
 const invDDL = "CREATE TABLE inv (sku VARCHAR(16) PRIMARY KEY, stock %s NOT NULL, sold INT NOT NULL DEFAULT 0, note VARCHAR(16))"
@@ -61,7 +61,7 @@ func newFixtureOn(t testing.TB, db *testdb.DB, stockType string, rows map[string
 	cfg.DSN = db.DSN()
 	cfg.MetaSchema = f.meta
 	cfg.ResolveTimeout = 30 * time.Second
-	cfg.Hooks.Executed = f.record
+	cfg.hooks.executed = f.record
 	if tune != nil {
 		tune(&cfg)
 	}
@@ -81,8 +81,8 @@ type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Logf("%s", p); return len(p), nil }
 
-func (f *fixture) record(e Executed) {
-	c := Executed{BatchID: e.BatchID, Path: e.Path,
+func (f *fixture) record(e executed) {
+	c := executed{BatchID: e.BatchID, Path: e.Path,
 		Requests: append([]Request(nil), e.Requests...),
 		Outcomes: append([]Outcome(nil), e.Outcomes...),
 		Errs:     append([]error(nil), e.Errs...)}

@@ -54,14 +54,14 @@ type counters struct {
 	sizes                        [SizeBuckets]atomic.Uint64
 }
 
-func (c *counters) batch(p Path, n int) {
+func (c *counters) batch(p execPath, n int) {
 	c.batches.Add(1)
 	switch p {
-	case PathLone:
+	case pathLone:
 		c.lone.Add(1)
-	case PathFast:
+	case pathFast:
 		c.fast.Add(1)
-	case PathGeneral:
+	case pathGeneral:
 		c.general.Add(1)
 	}
 	c.requests.Add(uint64(n))
