@@ -7,7 +7,7 @@ import (
 
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
-	"github.com/pingcap/tidb/pkg/parser/mysql"
+	parsermysql "github.com/pingcap/tidb/pkg/parser/mysql"
 	"github.com/pingcap/tidb/pkg/parser/opcode"
 	driver "github.com/pingcap/tidb/pkg/parser/test_driver"
 )
@@ -174,7 +174,7 @@ func (m *Matcher) analyze(defaultDB, sql string, kinds []byte) *Statement {
 		return nil
 	}
 	u, ok := node.(*ast.UpdateStmt)
-	if !ok || u.With != nil || u.Order != nil || u.Limit != nil || u.Priority != mysql.NoPriority ||
+	if !ok || u.With != nil || u.Order != nil || u.Limit != nil || u.Priority != parsermysql.NoPriority ||
 		u.IgnoreErr || u.MultipleTable || len(u.TableHints) > 0 || u.TableRefs == nil || len(u.List) == 0 {
 		return nil
 	}
