@@ -74,6 +74,7 @@ func DefaultConfig() Config {
 	}
 }
 
+// defaultInstanceID is host-pid-random: unique, but new on every start.
 func defaultInstanceID() string {
 	host, _ := os.Hostname()
 	b := make([]byte, 3)

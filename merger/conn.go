@@ -42,6 +42,8 @@ type connPool struct {
 	closed bool       // guarded by mu
 }
 
+// newConnPool returns a pool of at most size backends on dsn whose
+// reads time out after readTimeout.
 func newConnPool(dsn *mysql.Config, size int, readTimeout time.Duration) *connPool {
 	return &connPool{dsn: dsn, readTimeout: readTimeout, tokens: make(chan struct{}, size)}
 }
@@ -214,6 +216,7 @@ func parseInfo(info string) (matched, changed uint64, ok bool) {
 	return nums[0], nums[1], n == 2
 }
 
+// close returns the executor's backend to the pool.
 func (x *executor) close() {
 	if x.b != nil {
 		x.m.pool.put(x.b, false)

@@ -102,6 +102,7 @@ func (x *executor) requests(batch []*waiter) []Request {
 	return x.reqs
 }
 
+// before runs the before hook of step with the backend's connection id.
 func (x *executor) before(step batchStep) {
 	if h := x.m.cfg.hooks.before; h != nil && x.b != nil {
 		h(step, x.b.id)

@@ -30,6 +30,8 @@ func fastOperands(r *Request, unsigned bool) (amount, guard int64, ok bool) {
 	return amount, guard, true
 }
 
+// fastInt returns an operand the fast path computes with exactly: a
+// non-negative int64, or a uint64 up to MaxInt64 on an UNSIGNED column.
 func fastInt(v any, unsigned bool) (int64, bool) {
 	switch v := v.(type) {
 	case int64:
@@ -195,6 +197,7 @@ func planIn[T int64 | uint64](p *fastPlan, reqs []Request, keyOf []int, stocks [
 	return true
 }
 
+// b2u is 1 for true, 0 for false.
 func b2u(b bool) uint64 {
 	if b {
 		return 1

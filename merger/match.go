@@ -151,6 +151,7 @@ func (m *Matcher) lookup(key []byte) (st *Statement, found bool) {
 	return st, found
 }
 
+// store caches st (nil: not mergeable) under key.
 func (m *Matcher) store(key string, st *Statement) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -237,6 +238,7 @@ func paramOrder(n ast.Node) map[*driver.ParamMarkerExpr]int {
 	return order
 }
 
+// markerCollector collects the ? markers of a statement in source order.
 type markerCollector struct{ markers []*driver.ParamMarkerExpr }
 
 func (c *markerCollector) Enter(n ast.Node) (ast.Node, bool) {
@@ -256,6 +258,7 @@ const (
 	roleValue              // key and extra values: integer or string
 )
 
+// analysis is one statement's analysis: the role of each parameter slot.
 type analysis struct {
 	params map[*driver.ParamMarkerExpr]int
 	kinds  []byte

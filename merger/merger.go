@@ -66,6 +66,7 @@ type tableQueue struct {
 	head    int       // guarded by Merger.mu
 }
 
+// lenLocked is the number of requests waiting in q.
 func (q *tableQueue) lenLocked() int { return len(q.waiting) - q.head }
 
 // takeLocked moves up to n waiting requests into batch, in arrival order.
@@ -240,6 +241,7 @@ func (m *Merger) Do(ctx context.Context, req Request) (Outcome, error) {
 	return out, err
 }
 
+// release returns w, cleared, to the waiter pool.
 func (m *Merger) release(w *waiter) {
 	*w = waiter{done: w.done}
 	waiterPool.Put(w)
@@ -297,6 +299,7 @@ func (m *Merger) expire(batch []*waiter) []*waiter {
 	return kept
 }
 
+// deliver hands a request its final outcome and wakes its Do.
 func deliver(w *waiter, out Outcome, err error) {
 	w.out, w.err = out, err
 	w.done <- struct{}{}

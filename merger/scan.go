@@ -15,6 +15,7 @@ type scanner struct {
 	slots []slot // text mode: the literals replaced by ?
 }
 
+// slot is a literal the scanner replaced by a parameter slot.
 type slot struct {
 	kind       byte
 	start, end int    // the literal in the query; for a string, between the quotes

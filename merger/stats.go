@@ -46,6 +46,7 @@ type TableDepth struct {
 	Depth int
 }
 
+// counters are the merger's statistics, updated without locks.
 type counters struct {
 	batches, lone, fast, general atomic.Uint64
 	commits, requests, retries   atomic.Uint64
@@ -54,6 +55,7 @@ type counters struct {
 	sizes                        [SizeBuckets]atomic.Uint64
 }
 
+// batch counts a batch of n requests executed on path p.
 func (c *counters) batch(p execPath, n int) {
 	c.batches.Add(1)
 	switch p {
