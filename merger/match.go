@@ -238,7 +238,8 @@ func paramOrder(n ast.Node) map[*driver.ParamMarkerExpr]int {
 	return order
 }
 
-// markerCollector collects the ? markers of a statement in source order.
+// markerCollector collects the ? markers of a statement (paramOrder
+// sorts them into text order).
 type markerCollector struct{ markers []*driver.ParamMarkerExpr }
 
 func (c *markerCollector) Enter(n ast.Node) (ast.Node, bool) {
@@ -258,7 +259,9 @@ const (
 	roleValue              // key and extra values: integer or string
 )
 
-// analysis is one statement's analysis: the role of each parameter slot.
+// analysis is what match needs besides the parsed statement: the slot
+// index of each ? marker (paramOrder) and, for a text query, the literal
+// kind of each slot (nil for a prepared statement).
 type analysis struct {
 	params map[*driver.ParamMarkerExpr]int
 	kinds  []byte
