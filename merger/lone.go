@@ -17,20 +17,19 @@ const loneAttempts = 3
 // ROW_COUNT() > 0) and COMMIT. It writes no marker: the ledger row, which
 // exists exactly when the request matched, proves the commit of a request
 // that changed something, and one that matched nothing changed nothing,
-// so its outcome holds whether or not COMMIT ran. It retries while the backend
-// is unreachable or the transaction failed, up to the deadline.
+// so its outcome holds whether or not COMMIT ran. It retries while the
+// backend is unreachable or the transaction failed, up to the deadline
+// and until ctx ends.
 func (x *executor) runLone(ctx context.Context, w *waiter, deadline time.Time) {
 	x.one[0] = w
 	defer func() { x.one[0] = nil }()
 	batch := x.one[:]
-	var lastErr error
 	for n := 1; ; n++ {
-		var res attempt
-		res, lastErr = x.loneAttempt(ctx, batch, deadline)
+		res, err := x.loneAttempt(ctx, batch, deadline)
 		if res == attemptDone {
 			return
 		}
-		se := serverError(lastErr)
+		se := serverError(err)
 		// Server errors get loneAttempts tries whatever the deadline (a
 		// request may have waited long in its queue); an unreachable server
 		// is retried until the deadline. When the merger closes, the
