@@ -66,15 +66,15 @@ func (x *executor) runBatch(ctx context.Context, batch []*waiter, deadline time.
 		}
 		return attemptRetry
 	}
-	if fast && x.planFast(batch, t, field) {
+	if fast && x.planBatch(batch, t, field) {
 		return x.commitFast(ctx, batch, rule)
 	}
 	return x.runGeneral(ctx, batch, rule)
 }
 
-// planFast evaluates the batch in Go on its locked rows (planFast into
+// planBatch evaluates the batch in Go on its locked rows (planFast into
 // x.plan) and reports whether the fast path can commit it.
-func (x *executor) planFast(batch []*waiter, t schema.Table, field *gomysql.Field) bool {
+func (x *executor) planBatch(batch []*waiter, t schema.Table, field *gomysql.Field) bool {
 	var ok bool
 	if x.stocks, ok = rowStocks(x.stocks[:0], &x.keys, x.locked); !ok {
 		return false
