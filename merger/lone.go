@@ -124,9 +124,10 @@ func (x *executor) loneAttempt(ctx context.Context, batch []*waiter, deadline ti
 		// Committed with a grant, but the statement's OK was lost with the
 		// connection: it matched exactly one row when the key is unique;
 		// whether it changed the row is known only for plain integer
-		// changes.
+		// changes. Part of the resolution, the metadata read runs even
+		// when the merger is closing (bounded by table's timeout).
 		amount, _, ok := fastOperands(r, true)
-		t, tok := x.table(ctx, rule)
+		t, tok := x.table(context.WithoutCancel(ctx), rule)
 		if !ok || !tok || !t.KeyUnique {
 			x.res.errs[0] = ErrOutcomeUnknown
 			break
