@@ -24,7 +24,7 @@ func hotParallelism(b *testing.B) { b.SetParallelism(max(1, 256/runtime.GOMAXPRO
 // this process (merger, its MySQL client and the callers) spends per
 // request; the server's CPU is not included.
 func BenchmarkBatch(b *testing.B) {
-	f := newFixture(b, "BIGINT", map[string]int64{"hot": 1 << 60}, func(c *Config) { c.Hooks.Executed = nil })
+	f := newFixture(b, "BIGINT", map[string]int64{"hot": 1 << 60}, func(c *Config) { c.hooks.executed = nil })
 	req := f.text(b, "UPDATE inv SET stock = stock - 1 WHERE sku = 'hot' AND stock >= 1", 1)
 	ctx := context.Background()
 	hotParallelism(b)
@@ -71,7 +71,7 @@ func BenchmarkDirect(b *testing.B) {
 // BenchmarkLone measures one client: every request is a lone batch (one
 // round trip); ns/op is its latency, cpu-ns/op this process's CPU.
 func BenchmarkLone(b *testing.B) {
-	f := newFixture(b, "BIGINT", map[string]int64{"hot": 1 << 60}, func(c *Config) { c.Hooks.Executed = nil })
+	f := newFixture(b, "BIGINT", map[string]int64{"hot": 1 << 60}, func(c *Config) { c.hooks.executed = nil })
 	req := f.text(b, "UPDATE inv SET stock = stock - 1 WHERE sku = 'hot' AND stock >= 1", 1)
 	ctx := context.Background()
 	b.ReportAllocs()

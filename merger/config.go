@@ -21,8 +21,12 @@ type Config struct {
 	DSN string
 	// MetaSchema is the database of hotrow's own tables.
 	MetaSchema string
-	// InstanceID is unique per proxy instance; batch ids embed it. ASCII
-	// letters, digits, '.', '_' and '-', at most 48 bytes.
+	// InstanceID names the proxy instance; batch ids and markers embed it.
+	// It must be unique among the instances sharing a server and should
+	// be stable across restarts of one instance (configure it; the default,
+	// host-pid-random, changes with every start), so that its batches stay
+	// attributable to it. ASCII letters, digits, '.', '_' and '-', at
+	// most 48 bytes.
 	InstanceID string
 	// MaxBatch is the most requests one batch transaction carries.
 	MaxBatch int
@@ -43,11 +47,15 @@ type Config struct {
 	// arrival, and how long an uncertain COMMIT is looked
 	// up before the requests fail with ErrOutcomeUnknown.
 	ResolveTimeout time.Duration
-	// MarkerRetention is how long batch markers are kept; older ones are
-	// deleted in the background. It must exceed ResolveTimeout by far.
+	// MarkerRetention is how long batch markers are kept; older ones, of
+	// any instance, are deleted in the background. A marker may be looked
+	// up until its COMMIT's read timed out (innodb_lock_wait_timeout +
+	// 30 s) and ResolveTimeout passed, so Validate wants at least 1 minute
+	// and 10 x ResolveTimeout, and New at least twice that read timeout
+	// plus ResolveTimeout.
 	MarkerRetention time.Duration
-	// Hooks are fault-injection and observation points for tests.
-	Hooks Hooks
+	// hooks are fault-injection and observation points for tests.
+	hooks hooks
 }
 
 // DefaultConfig returns the defaults: batches of up to 256 requests, 4,096
@@ -66,6 +74,7 @@ func DefaultConfig() Config {
 	}
 }
 
+// defaultInstanceID is host-pid-random: unique, but new on every start.
 func defaultInstanceID() string {
 	host, _ := os.Hostname()
 	b := make([]byte, 3)
@@ -129,78 +138,4 @@ func (c Config) Validate() error {
 		return fmt.Errorf("merger: MarkerRetention %v: want at least 1m and 10 x ResolveTimeout", c.MarkerRetention)
 	}
 	return nil
-}
-
-// Step is a point in a batch's life where Hooks.Before runs.
-type Step int
-
-// The steps of a batch, in order.
-const (
-	// StepBegin: before the transaction starts (and the fast path's lock).
-	StepBegin Step = iota + 1
-	// StepUpdate: before the statements that change the row.
-	StepUpdate
-	// StepCommit: before the round trip that carries COMMIT.
-	StepCommit
-)
-
-func (s Step) String() string {
-	switch s {
-	case StepBegin:
-		return "begin"
-	case StepUpdate:
-		return "update"
-	case StepCommit:
-		return "commit"
-	}
-	return "step(" + strconv.Itoa(int(s)) + ")"
-}
-
-// Path is how a batch was executed.
-type Path int
-
-// The execution paths.
-const (
-	// PathLone: one request, one multi-statement round trip.
-	PathLone Path = iota + 1
-	// PathFast: lock read, guards evaluated in Go, one UPDATE per changed
-	// row to its final stock.
-	PathFast
-	// PathGeneral: a savepoint and the statement itself per request.
-	PathGeneral
-)
-
-func (p Path) String() string {
-	switch p {
-	case PathLone:
-		return "lone"
-	case PathFast:
-		return "fast"
-	case PathGeneral:
-		return "general"
-	}
-	return "path(" + strconv.Itoa(int(p)) + ")"
-}
-
-// Hooks are test-only observation and fault-injection points. They run on
-// the batch's goroutine; nil hooks cost nothing.
-type Hooks struct {
-	// Before runs before each step of every attempt with the backend
-	// connection's id (CONNECTION_ID()). It may kill that connection,
-	// also concurrently with the step, to inject a failure there.
-	Before func(step Step, connID uint32)
-	// Executed runs once per batch whose outcomes are final (committed, or
-	// changing nothing), before they are delivered, in execution order per
-	// table. Its slices are only valid during the call.
-	Executed func(b Executed)
-}
-
-// Executed describes a batch that reached its final outcomes.
-type Executed struct {
-	BatchID  string
-	Path     Path
-	Requests []Request
-	Outcomes []Outcome
-	// Errs[i] is the server error request i got, nil when it succeeded.
-	Errs []error
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -41,24 +42,34 @@ type connPool struct {
 	closed bool       // guarded by mu
 }
 
+// newConnPool returns a pool of at most size backends on dsn whose
+// reads time out after readTimeout.
 func newConnPool(dsn *mysql.Config, size int, readTimeout time.Duration) *connPool {
 	return &connPool{dsn: dsn, readTimeout: readTimeout, tokens: make(chan struct{}, size)}
 }
 
-// get returns an idle backend or dials one, waiting while size backends
-// are in use.
+// get returns an idle backend that is still alive or dials one, waiting
+// while size backends are in use.
 func (p *connPool) get(ctx context.Context) (*backend, error) {
 	select {
-	case p.tokens <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	case p.tokens <- struct{}{}: // a free slot is taken even if ctx ended
+	default:
+		select {
+		case p.tokens <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
+	for n := len(p.idle); n > 0; n = len(p.idle) {
 		b := p.idle[n-1]
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		return b, nil
+		if b.alive() {
+			return b, nil
+		}
+		_ = b.c.Close()
+		p.mu.Lock()
 	}
 	p.mu.Unlock()
 	b, err := p.dial(ctx)
@@ -67,6 +78,31 @@ func (p *connPool) get(ctx context.Context) (*backend, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// alive reports whether an idle backend's connection is still open: a
+// non-blocking peek at its socket finds neither end of stream, nor data,
+// nor an error (go-sql-driver's check before it reuses a connection). A
+// statement sent on a connection the server already closed would fail
+// with its outcome unknown; found here, nothing was sent and the attempt
+// is simply retried.
+func (b *backend) alive() bool {
+	sc, ok := b.c.Conn.Conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	var buf [1]byte
+	err = raw.Read(func(fd uintptr) bool {
+		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = rerr == syscall.EAGAIN || rerr == syscall.EINTR
+		return true
+	})
+	return err == nil && alive
 }
 
 // put returns b to the pool; a broken backend is closed instead.
@@ -178,4 +214,81 @@ func parseInfo(info string) (matched, changed uint64, ok bool) {
 		n++
 	}
 	return nums[0], nums[1], n == 2
+}
+
+// close returns the executor's backend to the pool.
+func (x *executor) close() {
+	if x.b != nil {
+		x.m.pool.put(x.b, false)
+		x.b = nil
+	}
+}
+
+// conn returns the executor's backend, connecting (with backoff while the
+// server is unreachable) until deadline or until ctx ends. It always makes
+// one attempt, even past the deadline, so that a request that waited long
+// in its queue still runs when the server is up; while the server is
+// down, a batch past its deadline costs one failed dial, not another
+// ResolveTimeout. Once ctx ended, only an idle backend can serve.
+func (x *executor) conn(ctx context.Context, deadline time.Time) (*backend, error) {
+	if x.b != nil {
+		return x.b, nil
+	}
+	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		until := time.Now().Add(x.m.pool.dialTimeout())
+		if deadline.After(until) {
+			until = deadline
+		}
+		dctx, cancel := context.WithDeadline(ctx, until)
+		b, err := x.m.pool.get(dctx)
+		cancel()
+		if err == nil {
+			x.b = b
+			return b, nil
+		}
+		if time.Now().Add(backoff).After(deadline) || !sleep(ctx, backoff) {
+			return nil, err
+		}
+	}
+}
+
+// sleep waits for d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// drop closes a backend whose connection failed.
+func (x *executor) drop() {
+	if x.b != nil {
+		x.m.pool.put(x.b, true)
+		x.b = nil
+	}
+}
+
+// rollback ends the open transaction after a failed attempt.
+func (x *executor) rollback() {
+	if x.b == nil {
+		return
+	}
+	if _, err := x.b.c.Execute("ROLLBACK"); err != nil {
+		x.drop()
+	}
+}
+
+// failed handles an error of a statement before COMMIT: a lost connection
+// is dropped (the server rolls the transaction back), otherwise the
+// transaction is rolled back here.
+func (x *executor) failed(err error) {
+	if serverError(err) == nil {
+		x.drop()
+		return
+	}
+	x.rollback()
 }

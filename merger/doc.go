@@ -8,6 +8,31 @@
 //
 //	m, err := merger.New(ctx, cfg, log)
 //	out, err := m.Do(ctx, merger.Request{Stmt: st, Args: args, Text: query, ConnID: id})
+//	if errors.Is(err, merger.ErrNotApplied) { /* certainly not applied: may retry */ }
+//
+// # Files
+//
+// One job each:
+//
+//   - merger.go: Merger, its per-table queues and workers, Do, Close.
+//   - config.go, hooks.go: Config and its validation; test-only hooks
+//     and the execution path and step names they report.
+//   - match.go, scan.go, statement.go: the Matcher (TiDB parser
+//     analysis), the scanner that turns literals into parameter slots
+//     and caches by shape, the Statement/Request/Outcome types.
+//   - execute.go: the executor of one table's batches and its fallbacks
+//     (a failed batch per row, then one by one), results and delivery.
+//   - keys.go: grouping a batch's requests by row (keySet), mapping keys
+//     to locked rows and collation safety (mayCollateEqual, keyFits).
+//   - fast.go: the fast path's arithmetic, planFast, a pure function.
+//   - batchsql.go, sqltext.go: the SQL of every round trip (locking read,
+//     UPDATEs, ledger, marker, lookup); literal quoting.
+//   - batch.go, lone.go: the multi-request paths (locking read, fast
+//     commit, general) and the lone path.
+//   - resolve.go: uncertain-commit resolution (resolve, lookupMarker).
+//   - conn.go: backend connections and their pool.
+//   - janitor.go: pruning old batch markers.
+//   - errors.go, stats.go: the error sentinels; counters.
 //
 // # Queues
 //
@@ -34,11 +59,16 @@
 //     nothing changed nothing, whether or not its COMMIT ran.
 //   - Fast: START TRANSACTION + SELECT key, stock ... WHERE key IN (the
 //     batch's keys) ORDER BY key FOR UPDATE, which locks the rows in key
-//     order (so hotrow batches cannot deadlock one another); guards and
-//     changes evaluated in Go, per row in arrival order (requests on
-//     different rows are independent); a key without a row matches
-//     nothing; then one UPDATE to the final value per changed row, one
-//     multi-row ledger INSERT, the marker and COMMIT in one round trip.
+//     order (so hotrow batches cannot deadlock one another); then
+//     planFast evaluates guards and changes in Go, per row in arrival
+//     order (requests on different rows are independent; a key without a
+//     row matches nothing), into a fastPlan: every request's outcome and
+//     stock after, every row's final value and whether it changed. It is
+//     a pure function of the requests, the locked stocks and the
+//     column's type, tested against a serial model of the server. The
+//     SQL builders take the plan: one UPDATE to the final value per
+//     changed row, one multi-row ledger INSERT, the marker and COMMIT in
+//     one round trip.
 //     Only for integer stock columns with a unique key on tables the
 //     server does nothing more for per statement (no UPDATE triggers, no
 //     CHECK constraints, no generated column on the stock column, not
@@ -84,11 +114,43 @@
 //   - One ledger row per request that matched its row (granted), in the
 //     batch's transaction; (batch id, seq) is its idempotency key. Batch
 //     ids embed the instance id and the process start time.
-//   - Every error Do returns is a *mysql.MySQLError (go-sql-driver) with
-//     the code, SQL state and message the client must see, or ctx.Err()
-//     for a dropped request.
 //   - Concurrency: Merger.mu guards the queues; each table's worker owns
 //     its executor and backend; Close waits for every worker.
 //   - The hot path does not log and allocates little: batch SQL is built
-//     in buffers reused per backend.
+//     in buffers reused per backend; the executor owns its plan, results
+//     and key buffers and resets them per batch, and passes them to each
+//     step explicitly.
+//
+// # Errors
+//
+// Every error Do returns is a *gomysql.MyError (go-mysql's, the type the
+// proxy's protocol layer sends) with the code, SQL state and message the
+// client must see, or ctx.Err() for a dropped request. Server errors are
+// passed on as the server sent them. The merger's own are the sentinels
+// of errors.go, told apart with errors.Is (by identity: ErrNotApplied
+// and ErrOutcomeUnknown both carry 2013): ErrNotApplied means the
+// request certainly was not applied and may be retried, ErrOutcomeUnknown
+// that it may have been. A backend connection found dead before anything
+// was sent on it (an idle connection the server closed) counts as not
+// sent, as go-sql-driver's connection check does.
+//
+// # Cancellation
+//
+// The Merger has a lifetime context that Close cancels. Every wait of a
+// worker selects on it: retry backoff, dialling, uncertain-commit lookup,
+// table metadata reads, and the janitor's rounds. After Close nothing is
+// retried: a request whose attempt failed without being applied fails
+// with ErrNotApplied; queued requests still run on a backend their
+// worker holds, and fail so when they would need a new connection. A
+// batch whose COMMIT was in flight is still looked up once (bounded by
+// the dial timeout), then delivered or failed with ErrOutcomeUnknown;
+// never reported as a success it did not have. Statements already sent
+// run to their end (bounded by the server's lock wait timeout).
+//
+// # Markers
+//
+// The janitor deletes markers of every instance older than
+// MarkerRetention, in chunks found by a range of their creation time.
+// MarkerRetention must outlast any lookup of a marker (the backend read
+// timeout plus ResolveTimeout): Validate and New enforce a margin.
 package merger

@@ -53,9 +53,9 @@ func runLoad(t *testing.T, f *fixture, goroutines, perG int, general bool, skus 
 				switch {
 				case err == nil:
 					res.granted += int(out.Matched)
-				case errors.Is(err, ErrOutcomeUnknown) && err.Error() == ErrOutcomeUnknown.Error():
+				case errors.Is(err, ErrOutcomeUnknown):
 					res.unknown++
-				case errors.Is(err, ErrNotApplied) && err.Error() == ErrNotApplied.Error():
+				case errors.Is(err, ErrNotApplied):
 					res.notApplied++
 				default:
 					res.other = append(res.other, err)
@@ -128,7 +128,7 @@ func TestConcurrentManyRowsTwoInstances(t *testing.T) {
 	f := newFixture(t, "INT UNSIGNED", rows, nil)
 	cfg := f.m.cfg
 	cfg.InstanceID += "-2"
-	cfg.Hooks.Executed = nil
+	cfg.hooks.executed = nil
 	m2, err := New(context.Background(), cfg, f.m.log)
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +169,7 @@ func TestConcurrentGrantsEqualMinOfStockAndDemand(t *testing.T) {
 // TestKillBackend kills the batch's backend connection from another
 // session at each step: synchronously before it, or racing with it.
 func TestKillBackend(t *testing.T) {
-	for _, step := range []Step{StepBegin, StepUpdate, StepCommit} {
+	for _, step := range []batchStep{stepBegin, stepUpdate, stepCommit} {
 		for _, v := range []struct{ racing, general bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
 			racing := v.racing
 			t.Run(fmt.Sprintf("%s/racing=%v/general=%v", step, racing, v.general), func(t *testing.T) {
@@ -180,7 +180,7 @@ func TestKillBackend(t *testing.T) {
 				var rngMu sync.Mutex
 				skus := []string{"hot", "hot", "cold1", "hot", "cold2", "nope"}
 				f := newFixture(t, "INT UNSIGNED", map[string]int64{"hot": stock, "cold1": 20, "cold2": 20}, func(c *Config) {
-					c.Hooks.Before = func(s Step, connID uint32) {
+					c.hooks.before = func(s batchStep, connID uint32) {
 						if s != step || calls.Add(1)%3 != 0 || kills.Load() >= 12 {
 							return
 						}

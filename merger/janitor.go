@@ -19,49 +19,47 @@ const janitorChunk = 500
 // next round rather than queue (and hold its own locks) for long.
 const janitorLockWait = 1
 
-// runJanitor deletes this instance's batch markers older than
+// runJanitor deletes the batch markers of every instance (this one, its
+// earlier processes, others sharing the meta schema) older than
 // MarkerRetention, at start and then every quarter of it (at most
-// hourly), until stop is closed. Markers only serve to resolve uncertain
-// COMMITs, which takes at most ResolveTimeout; the ledger is never
-// touched. Another instance's markers are never deleted: that instance
-// may be resolving an uncertain commit and must not read "absent" for a
-// batch that committed.
-func (m *Merger) runJanitor(stop <-chan struct{}) {
+// hourly), until ctx ends. Markers only serve to resolve uncertain
+// COMMITs, which ends at most the backend read timeout plus
+// ResolveTimeout after the marker was written; New refuses a retention
+// not comfortably longer, so no instance can read "absent" for a batch
+// that committed. The ledger is never touched.
+func (m *Merger) runJanitor(ctx context.Context) {
 	defer m.janitor.Done()
 	every := min(m.cfg.MarkerRetention/4, time.Hour)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		m.pruneMarkers(stop)
+		m.pruneMarkers(ctx)
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
 	}
 }
 
-// pruneQuery is the janitor's DELETE; its one argument is the instance
-// id. It reads the (instance_id, created_at) index as a range: only this
-// instance's old markers are scanned and locked, in READ COMMITTED
-// without gap locks, so markers other batches insert are never blocked.
+// pruneQuery is the janitor's DELETE of one chunk: the oldest markers
+// older than MarkerRetention, at most janitorChunk, found by a range of
+// the created_at index (schema version 2) in a derived table, then
+// deleted by primary key. The index is forced: with most markers old (as
+// after an upgrade from a version that left other instances' markers
+// behind) the optimizer would otherwise scan and sort the whole table for
+// every chunk. In READ COMMITTED without gap locks only the chunk's rows
+// are locked, so markers that batches insert are never blocked.
 func (m *Merger) pruneQuery() string {
-	return "DELETE FROM " + m.metaIdent + "." + schema.BatchesTable +
-		" WHERE instance_id = ? AND created_at < NOW(6) - INTERVAL " +
-		strconv.FormatInt(int64(m.cfg.MarkerRetention/time.Second), 10) +
-		" SECOND ORDER BY instance_id, created_at LIMIT " + strconv.Itoa(janitorChunk)
+	table := m.metaIdent + "." + schema.BatchesTable
+	old := "created_at < NOW(6) - INTERVAL " + strconv.FormatInt(int64(m.cfg.MarkerRetention/time.Second), 10) + " SECOND"
+	return "DELETE " + table + " FROM " + table + " JOIN (SELECT batch_id FROM " + table + " FORCE INDEX (created) WHERE " + old +
+		" ORDER BY created_at LIMIT " + strconv.Itoa(janitorChunk) + ") AS chunk USING (batch_id)"
 }
 
-func (m *Merger) pruneMarkers(stop <-chan struct{}) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+// pruneMarkers runs the janitor's DELETE in chunks until fewer than a
+// chunk's rows are old, on a connection of its own, until ctx ends.
+func (m *Merger) pruneMarkers(ctx context.Context) {
 	conn, err := m.meta.Conn(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -88,7 +86,7 @@ func (m *Merger) pruneMarkers(stop <-chan struct{}) {
 	}
 	q := m.pruneQuery()
 	for {
-		res, err := conn.ExecContext(ctx, q, m.cfg.InstanceID)
+		res, err := conn.ExecContext(ctx, q)
 		if err != nil {
 			if ctx.Err() == nil {
 				m.log.Warn("pruning batch markers", "err", err)

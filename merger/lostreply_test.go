@@ -115,34 +115,52 @@ func (e *replyEater) accept() {
 	}
 }
 
+// lostReplies is a fixture whose merger talks to the server through a
+// replyEater: the reply of the armAt-th COMMIT (counted since the last
+// reset of commits) is lost after the server ran it, and onLoss, when
+// set, runs then on the batch's goroutine.
+type lostReplies struct {
+	*fixture
+	commits, armAt atomic.Int32
+	onLoss         atomic.Pointer[func()]
+}
+
+func newLostReplies(t *testing.T) *lostReplies {
+	t.Helper()
+	var eater *replyEater
+	lr := &lostReplies{}
+	lr.fixture = newFixture(t, "INT UNSIGNED", map[string]int64{"a": 100}, func(c *Config) {
+		c.hooks.before = func(s batchStep, connID uint32) {
+			if s == stepCommit && lr.commits.Add(1) == lr.armAt.Load() {
+				eater.armed.Store(connID)
+				if fn := lr.onLoss.Load(); fn != nil {
+					(*fn)()
+				}
+			}
+		}
+	})
+	eater = newReplyEater(t, lr.db.Addr)
+	// Restart the merger on the relay.
+	lr.m.Close()
+	cfg := lr.m.cfg
+	dsn, _ := mysql.ParseDSN(cfg.DSN)
+	dsn.Addr = eater.ln.Addr().String()
+	cfg.DSN = dsn.FormatDSN()
+	m, err := New(context.Background(), cfg, lr.m.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr.m = m
+	t.Cleanup(func() { m.Close() })
+	return lr
+}
+
 // TestReplyLostAfterCommit: the connection dies after the server
 // committed but before hotrow read the outcome. The marker shows the batch
 // committed, so clients get their outcomes and nothing is applied twice.
 func TestReplyLostAfterCommit(t *testing.T) {
-	var eater *replyEater
-	var commits atomic.Int32
-	var armAt atomic.Int32
-	f := newFixture(t, "INT UNSIGNED", map[string]int64{"a": 100}, func(c *Config) {
-		c.Hooks.Before = func(s Step, connID uint32) {
-			if s == StepCommit && commits.Add(1) == armAt.Load() {
-				eater.armed.Store(connID)
-			}
-		}
-	})
-	eater = newReplyEater(t, f.db.Addr)
-	// Restart the merger on the relay.
-	f.m.Close()
-	cfg := f.m.cfg
-	dsn, _ := mysql.ParseDSN(cfg.DSN)
-	dsn.Addr = eater.ln.Addr().String()
-	cfg.DSN = dsn.FormatDSN()
-	m, err := New(context.Background(), cfg, f.m.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.m = m
-	t.Cleanup(func() { m.Close() })
-
+	lr := newLostReplies(t)
+	f, m, commits, armAt := lr.fixture, lr.m, &lr.commits, &lr.armAt
 	t.Run("lone", func(t *testing.T) {
 		commits.Store(0)
 		armAt.Store(1)
@@ -194,5 +212,32 @@ func TestReplyLostAfterCommit(t *testing.T) {
 	}
 	if s := m.Stats(); s.Resolved != 3 || s.FastPath == 0 {
 		t.Fatalf("stats %+v: want 3 resolved commits and a fast batch", s)
+	}
+}
+
+// TestCloseResolvesCommitInFlight: Close while a batch's COMMIT is in
+// flight and its reply is lost still resolves the batch (one lookup
+// despite Close): the client hears its true outcome, not a guess and not
+// "not applied".
+func TestCloseResolvesCommitInFlight(t *testing.T) {
+	lr := newLostReplies(t)
+	closed := make(chan struct{})
+	closeMerger := func() { go func() { lr.m.Close(); close(closed) }() }
+	lr.onLoss.Store(&closeMerger)
+	lr.armAt.Store(1)
+	out, err := lr.m.Do(context.Background(), lr.text(t, "UPDATE inv SET stock = stock - 2 WHERE sku = 'a' AND stock >= 2", 1))
+	if err != nil || out.Matched != 1 || out.Changed != 1 {
+		t.Fatalf("request whose COMMIT reply was lost during Close = %+v, %v; want 1 matched and changed", out, err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close still running 10 s after the batch resolved")
+	}
+	if got := lr.stock(t, "a"); got != 98 {
+		t.Fatalf("stock = %d, want 98", got)
+	}
+	if s := lr.m.Stats(); s.Resolved != 1 {
+		t.Fatalf("stats %+v: want 1 resolved commit", s)
 	}
 }

@@ -41,11 +41,15 @@ type Merger struct {
 	queues map[Rule]*tableQueue // guarded by mu; an entry while its worker runs
 	queued int                  // guarded by mu; requests waiting in all queues
 	closed bool                 // guarded by mu
+	// life is the merger's lifetime, not a request's: Close cancels it
+	// (stop), which ends every wait of the workers (backoff, dial,
+	// resolve, table metadata) and of the janitor.
+	life context.Context
+	stop context.CancelFunc
 	// workers counts the running table workers; Close waits for them.
 	workers sync.WaitGroup
-	// janitor is the marker pruning goroutine; stopJanitor ends it.
-	janitor     sync.WaitGroup
-	stopJanitor chan struct{}
+	// janitor is the marker pruning goroutine.
+	janitor sync.WaitGroup
 
 	closeOnce sync.Once
 }
@@ -62,6 +66,7 @@ type tableQueue struct {
 	head    int       // guarded by Merger.mu
 }
 
+// lenLocked is the number of requests waiting in q.
 func (q *tableQueue) lenLocked() int { return len(q.waiting) - q.head }
 
 // takeLocked moves up to n waiting requests into batch, in arrival order.
@@ -139,6 +144,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 	// A batch statement may wait for the row lock as long as the server
 	// lets it; a read that takes longer means the connection is gone.
 	readTimeout := time.Duration(lockWait)*time.Second + 30*time.Second
+	// A marker may be looked up until its COMMIT's read timed out and
+	// ResolveTimeout passed: the janitor must not delete it before.
+	if window := readTimeout + cfg.ResolveTimeout; cfg.MarkerRetention < 2*window {
+		meta.Close()
+		return nil, fmt.Errorf("merger: MarkerRetention %v: want at least %v, twice the read timeout (innodb_lock_wait_timeout + 30s) plus ResolveTimeout", cfg.MarkerRetention, 2*window)
+	}
 	m := &Merger{
 		cfg:       cfg,
 		log:       log,
@@ -148,20 +159,20 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 		metaIdent: schema.QuoteIdent(cfg.MetaSchema),
 		idPrefix:  cfg.InstanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
 		queues:    make(map[Rule]*tableQueue),
-
-		stopJanitor: make(chan struct{}),
 	}
+	m.life, m.stop = context.WithCancel(context.Background())
 	m.executors.New = func() any { return &executor{m: m} }
 	// Fail at start, not at the first hot statement, when the merge user
 	// cannot connect with the capabilities a batch needs.
 	b, err := m.pool.get(ctx)
 	if err != nil {
+		m.stop()
 		meta.Close()
 		return nil, err
 	}
 	m.pool.put(b, false)
 	m.janitor.Add(1)
-	go m.runJanitor(m.stopJanitor)
+	go m.runJanitor(m.life)
 	log.Info("merger started", "instance_id", cfg.InstanceID, "meta_schema", cfg.MetaSchema,
 		"max_batch", cfg.MaxBatch, "queue_timeout", cfg.QueueTimeout, "pool_size", cfg.PoolSize)
 	return m, nil
@@ -169,9 +180,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 
 // Do executes req merged with concurrent requests for the same table and
 // returns what executing it alone would have returned. Errors are
-// *mysql.MySQLError values (the server's, or ErrQueueFull,
+// *gomysql.MyError values (the server's, or ErrQueueFull,
 // ErrLockWaitTimeout, ErrOutcomeUnknown, ErrNotApplied, ErrBadRequest,
-// ErrClosed),
+// ErrClosed: match them with errors.Is),
 // except ctx.Err() when ctx ended before the request's batch started, or
 // context.Canceled when req.Gone reported the client gone then (the request
 // was then dropped). Once in a batch the request is applied and
@@ -230,6 +241,7 @@ func (m *Merger) Do(ctx context.Context, req Request) (Outcome, error) {
 	return out, err
 }
 
+// release returns w, cleared, to the waiter pool.
 func (m *Merger) release(w *waiter) {
 	*w = waiter{done: w.done}
 	waiterPool.Put(w)
@@ -259,7 +271,7 @@ func (m *Merger) runTable(q *tableQueue) {
 		m.mu.Unlock()
 		batch = m.expire(batch)
 		if len(batch) > 0 {
-			x.execute(batch)
+			x.execute(m.life, batch)
 		}
 		clear(x.batch)
 	}
@@ -287,20 +299,27 @@ func (m *Merger) expire(batch []*waiter) []*waiter {
 	return kept
 }
 
+// deliver hands a request its final outcome and wakes its Do.
 func deliver(w *waiter, out Outcome, err error) {
 	w.out, w.err = out, err
 	w.done <- struct{}{}
 }
 
-// Close stops accepting requests, lets queued and in-flight batches
-// finish, and releases the backend connections. It is idempotent.
+// Close stops accepting requests and ends every wait: queued and
+// in-flight batches finish on the connections they hold, but nothing is
+// retried any more, so a request that has not been applied (the server
+// unreachable, its transaction rolled back) fails with ErrNotApplied. A
+// batch whose COMMIT was in flight is still looked up once, else fails
+// with ErrOutcomeUnknown. Close returns once every worker and the janitor
+// ended: within a statement's or a connection attempt's timeout. It then
+// releases the backend connections. It is idempotent.
 func (m *Merger) Close() error {
 	m.closeOnce.Do(func() {
 		m.mu.Lock()
 		m.closed = true
 		m.mu.Unlock()
+		m.stop()
 		m.workers.Wait()
-		close(m.stopJanitor)
 		m.janitor.Wait()
 		m.pool.close()
 		m.meta.Close()

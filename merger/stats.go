@@ -46,6 +46,7 @@ type TableDepth struct {
 	Depth int
 }
 
+// counters are the merger's statistics, updated without locks.
 type counters struct {
 	batches, lone, fast, general atomic.Uint64
 	commits, requests, retries   atomic.Uint64
@@ -54,14 +55,15 @@ type counters struct {
 	sizes                        [SizeBuckets]atomic.Uint64
 }
 
-func (c *counters) batch(p Path, n int) {
+// batch counts a batch of n requests executed on path p.
+func (c *counters) batch(p execPath, n int) {
 	c.batches.Add(1)
 	switch p {
-	case PathLone:
+	case pathLone:
 		c.lone.Add(1)
-	case PathFast:
+	case pathFast:
 		c.fast.Add(1)
-	case PathGeneral:
+	case pathGeneral:
 		c.general.Add(1)
 	}
 	c.requests.Add(uint64(n))

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/hotrow/hotrow/internal/testdb"
 )
 
 // cutRelay relays TCP connections to the server until Cut, which closes
@@ -74,19 +76,7 @@ func (r *cutRelay) Cut() {
 func TestUnreachableServerBoundsEveryRequest(t *testing.T) {
 	const resolve = time.Second
 	f := newFixture(t, "INT", map[string]int64{"a": 100}, nil)
-	relay := newCutRelay(t, f.db.Addr)
-	f.m.Close()
-	cfg := f.m.cfg
-	dsn, _ := mysql.ParseDSN(cfg.DSN)
-	dsn.Addr = relay.ln.Addr().String()
-	cfg.DSN = dsn.FormatDSN()
-	cfg.ResolveTimeout, cfg.MaxBatch, cfg.QueueTimeout = resolve, 2, time.Minute
-	m, err := New(context.Background(), cfg, f.m.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	relay.Cut()
+	m := unreachable(t, f, func(c *Config) { c.ResolveTimeout, c.MaxBatch, c.QueueTimeout = resolve, 2, time.Minute })
 
 	const n = 16
 	type res struct {
@@ -117,6 +107,70 @@ func TestUnreachableServerBoundsEveryRequest(t *testing.T) {
 	t.Logf("slowest request failed after %v", worst)
 	if limit := resolve + 3*time.Second; worst > limit {
 		t.Fatalf("a request waited %v, want at most ResolveTimeout + slack (%v)", worst, limit)
+	}
+	if got := f.stock(t, "a"); got != 100 {
+		t.Fatalf("stock = %d, want 100", got)
+	}
+}
+
+// unreachable replaces f's merger by one, tuned by tune, whose server
+// became unreachable after it started.
+func unreachable(t *testing.T, f *fixture, tune func(*Config)) *Merger {
+	t.Helper()
+	relay := newCutRelay(t, f.db.Addr)
+	f.m.Close()
+	cfg := f.m.cfg
+	dsn, _ := mysql.ParseDSN(cfg.DSN)
+	dsn.Addr = relay.ln.Addr().String()
+	cfg.DSN = dsn.FormatDSN()
+	tune(&cfg)
+	m, err := New(context.Background(), cfg, f.m.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	relay.Cut()
+	return m
+}
+
+// TestCloseEndsRetries: Close while requests are retrying against an
+// unreachable server (and more wait behind them) returns at once, and
+// every pending Do fails with ErrNotApplied instead of waiting out
+// ResolveTimeout.
+func TestCloseEndsRetries(t *testing.T) {
+	const n, bound = 6, 3 * time.Second
+	f := newFixture(t, "INT", map[string]int64{"a": 100}, nil)
+	// MaxBatch 1: the first request retries while the others queue.
+	m := unreachable(t, f, func(c *Config) { c.ResolveTimeout, c.MaxBatch = time.Minute, 1 })
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := m.Do(context.Background(), f.text(t, "UPDATE inv SET stock = stock - 1 WHERE sku = 'a'", uint32(i+1)))
+			errs <- err
+		}()
+	}
+	testdb.WaitFor(t, 5*time.Second, "one request retrying, the others queued", func() bool {
+		s := m.Stats()
+		return len(s.Tables) == 1 && s.Queued == n-1
+	})
+	start := time.Now()
+	closed := make(chan struct{})
+	go func() { m.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(bound):
+		t.Fatalf("Close still running after %v", bound)
+	}
+	t.Logf("Close returned after %v", time.Since(start))
+	for range n {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrNotApplied) {
+				t.Errorf("pending request after Close = %v, want ErrNotApplied", err)
+			}
+		case <-time.After(bound):
+			t.Fatalf("a request still waits %v after Close returned", bound)
+		}
 	}
 	if got := f.stock(t, "a"); got != 100 {
 		t.Fatalf("stock = %d, want 100", got)

@@ -7,8 +7,7 @@ import (
 	"io"
 	"net"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
-	driver "github.com/go-sql-driver/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	pingcap "github.com/pingcap/errors"
 )
 
@@ -29,31 +28,25 @@ type backendError struct{ err error }
 func (e *backendError) Error() string { return "backend: " + e.err.Error() }
 func (e *backendError) Unwrap() error { return e.err }
 
-// toMySQLError turns any error into the *mysql.MyError the client receives,
-// unwrapped, so that its code, SQL state and message survive. Errors that
-// carry a MySQL error (the server's own, or the merger's coded ones) keep
-// it; lost backends become 2013; anything else is 1105 (unknown error).
-func toMySQLError(err error) *mysql.MyError {
+// toMySQLError turns any error into the *gomysql.MyError the client
+// receives, unwrapped, so that its code, SQL state and message survive.
+// This is the one place errors become protocol errors. Errors that carry
+// a *MyError (the server's own, as go-mysql's client reports them, or the
+// merger's sentinels) keep it; lost backends become 2013; an ended
+// context is 1317 (query interrupted); anything else is 1105 (unknown
+// error).
+func toMySQLError(err error) *gomysql.MyError {
 	err = pingcap.Cause(err)
-	var my *mysql.MyError
+	var my *gomysql.MyError
 	if errors.As(err, &my) {
 		return my
 	}
-	var drv *driver.MySQLError
-	if errors.As(err, &drv) {
-		state := string(drv.SQLState[:])
-		if drv.SQLState == [5]byte{} {
-			state = mysql.DEFAULT_MYSQL_STATE
-		}
-		return &mysql.MyError{Code: drv.Number, State: state, Message: drv.Message}
-	}
 	var be *backendError
 	if errors.As(err, &be) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-		return &mysql.MyError{Code: crServerLost, State: mysql.DEFAULT_MYSQL_STATE,
-			Message: "Lost connection to MySQL server during query (hotrow: backend connection failed)"}
+		return gomysql.NewError(crServerLost, "Lost connection to MySQL server during query (hotrow: backend connection failed)")
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return mysql.NewError(mysql.ER_QUERY_INTERRUPTED, "Query execution was interrupted")
+		return gomysql.NewDefaultError(gomysql.ER_QUERY_INTERRUPTED)
 	}
-	return mysql.NewError(mysql.ER_UNKNOWN_ERROR, fmt.Sprintf("hotrow: %v", err))
+	return gomysql.NewError(gomysql.ER_UNKNOWN_ERROR, fmt.Sprintf("hotrow: %v", err))
 }

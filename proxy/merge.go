@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"syscall"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/hotrow/hotrow/merger"
 )
@@ -73,7 +73,7 @@ func (s *session) merge(ctx context.Context, req merger.Request) error {
 		return s.writeErr(toMySQLError(err))
 	}
 	affected := out.Changed
-	if s.capability&mysql.CLIENT_FOUND_ROWS != 0 {
+	if s.capability&gomysql.CLIENT_FOUND_ROWS != 0 {
 		affected = out.Matched
 	}
 	// The server's OK after an autocommit UPDATE carries only the
@@ -126,7 +126,7 @@ func (s *session) currentDB() (string, error) {
 // the client's commands, without relaying anything to the client.
 func (s *session) queryDatabase() (string, error) {
 	s.be.resetSeq()
-	if err := s.be.writePacket(append([]byte{mysql.COM_QUERY}, "SELECT DATABASE()"...)); err != nil {
+	if err := s.be.writePacket(append([]byte{gomysql.COM_QUERY}, "SELECT DATABASE()"...)); err != nil {
 		return "", s.lostBackend(err)
 	}
 	if err := s.be.flush(); err != nil {
@@ -144,7 +144,7 @@ func (s *session) queryDatabase() (string, error) {
 			return "", parseErr(p)
 		case i == 3: // column count, column, EOF, then the row
 			if p[0] != 0xFB { // NULL: no database
-				v, _, _, err := mysql.LengthEncodedString(p)
+				v, _, _, err := gomysql.LengthEncodedString(p)
 				if err != nil {
 					return "", err
 				}
@@ -154,7 +154,7 @@ func (s *session) queryDatabase() (string, error) {
 			s.status = eofStatus(p)
 			return db, nil
 		case i > 4:
-			return "", fmt.Errorf("SELECT DATABASE(): %w", mysql.ErrMalformPacket)
+			return "", fmt.Errorf("SELECT DATABASE(): %w", gomysql.ErrMalformPacket)
 		}
 	}
 }

@@ -1,0 +1,146 @@
+package merger
+
+import (
+	"context"
+	"time"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// loneAttempts is how often a lone request is retried after errors that
+// belong to its transaction (deadlock, lock wait timeout ...) before the
+// client gets the server's error.
+const loneAttempts = 3
+
+// runLone runs one request until it has a final outcome: one round trip
+// of BEGIN, the statement, its ledger row (INSERT ... SELECT when
+// ROW_COUNT() > 0) and COMMIT. It writes no marker: the ledger row, which
+// exists exactly when the request matched, proves the commit of a request
+// that changed something, and one that matched nothing changed nothing,
+// so its outcome holds whether or not COMMIT ran. It retries while the
+// backend is unreachable or the transaction failed, up to the deadline
+// and until ctx ends.
+func (x *executor) runLone(ctx context.Context, w *waiter, deadline time.Time) {
+	x.one[0] = w
+	defer func() { x.one[0] = nil }()
+	batch := x.one[:]
+	for n := 1; ; n++ {
+		res, err := x.loneAttempt(ctx, batch, deadline)
+		if res == attemptDone {
+			return
+		}
+		se := serverError(err)
+		// Server errors get loneAttempts tries whatever the deadline (a
+		// request may have waited long in its queue); an unreachable server
+		// is retried until the deadline. When the merger closes, the
+		// request is not retried: nothing of it was applied.
+		switch {
+		case se == nil && (time.Now().After(deadline) || ctx.Err() != nil):
+			x.failLone(batch, ErrNotApplied)
+			return
+		case se != nil && n >= loneAttempts:
+			x.failLone(batch, se)
+			return
+		}
+		if !sleep(ctx, time.Duration(n)*20*time.Millisecond) {
+			x.failLone(batch, ErrNotApplied)
+			return
+		}
+	}
+}
+
+// loneAttempt is one try of runLone; its error is the one that made it
+// retry (a server error, or a connection failure).
+func (x *executor) loneAttempt(ctx context.Context, batch []*waiter, deadline time.Time) (attempt, error) {
+	b, err := x.conn(ctx, deadline)
+	if err != nil {
+		return attemptRetry, err
+	}
+	r := &batch[0].req
+	rule := r.Stmt.Rule
+	x.reset(1)
+	b.sql = b.sql[:0]
+	base := 0
+	useDB := b.db != rule.Schema
+	if useDB {
+		b.sql = appendUse(b.sql, rule.Schema)
+		base = 1
+	}
+	b.sql = x.appendLone(b.sql, r)
+	stmtIdx, commitIdx := base+1, base+3
+	gotOutcome := false
+	x.before(stepBegin)
+	x.before(stepUpdate)
+	x.before(stepCommit)
+	failed, err := b.run(func(i int, res *gomysql.Result) {
+		switch {
+		case useDB && i == 0:
+			b.db = rule.Schema
+		case i == stmtIdx:
+			x.res.outs[0], gotOutcome = statementOutcome(res), true
+		}
+	})
+	if failed < 0 {
+		x.finish(pathLone, batch, x.res.outs[0].Matched > 0)
+		return attemptDone, nil
+	}
+	se := serverError(err)
+	switch {
+	case se != nil && failed < base:
+		// USE failed: the client would get this error too.
+		x.res.errs[0] = se
+		x.finish(pathLone, batch, false)
+		return attemptDone, nil
+	case se != nil && failed == stmtIdx && (!batchLevel(se) || se.Code == gomysql.ER_LOCK_WAIT_TIMEOUT):
+		// The statement's own error, as direct execution reports it; a
+		// lock wait timeout is not retried: it already waited that long.
+		x.rollback()
+		x.res.errs[0] = se
+		x.finish(pathLone, batch, false)
+		return attemptDone, nil
+	case se != nil && failed < commitIdx:
+		x.rollback()
+		return attemptRetry, se
+	}
+	oldID := b.id
+	x.drop()
+	if gotOutcome && x.res.outs[0].Matched == 0 {
+		// The statement matched nothing, so it changed nothing and wrote no
+		// ledger row: its outcome holds whether or not COMMIT ran.
+		x.finish(pathLone, batch, false)
+		return attemptDone, nil
+	}
+	// The statement matched (or its OK was lost): the ledger row of this
+	// batch exists exactly when the transaction committed a grant.
+	committed, rerr := x.resolve(ctx, oldID, true)
+	switch {
+	case rerr != nil:
+		x.res.errs[0] = ErrOutcomeUnknown
+	case !committed:
+		// Not committed, or committed having matched nothing: either way
+		// nothing was applied, and the request runs again.
+		return attemptRetry, err
+	case !gotOutcome:
+		// Committed with a grant, but the statement's OK was lost with the
+		// connection: it matched exactly one row when the key is unique;
+		// whether it changed the row is known only for plain integer
+		// changes. Part of the resolution, the metadata read runs even
+		// when the merger is closing (bounded by table's timeout).
+		amount, _, ok := fastOperands(r, true)
+		t, tok := x.table(context.WithoutCancel(ctx), rule)
+		if !ok || !tok || !t.KeyUnique {
+			x.res.errs[0] = ErrOutcomeUnknown
+			break
+		}
+		x.res.outs[0] = Outcome{Matched: 1, Changed: b2u(amount != 0)}
+	}
+	x.finish(pathLone, batch, committed)
+	return attemptDone, nil
+}
+
+// failLone ends a lone request, not applied, with err.
+func (x *executor) failLone(batch []*waiter, err error) {
+	x.reset(1)
+	x.res.errs[0] = err
+	x.finish(pathLone, batch, false)
+}
