@@ -19,9 +19,9 @@ import (
 	"time"
 )
 
-// testMessages makes n messages of events on table t, keys cycling over
+// sinkTestMessages makes n messages of events on table t, keys cycling over
 // nkeys keys, ids prefix:0 .. prefix:n-1.
-func testMessages(prefix, table string, n, nkeys int) []Message {
+func sinkTestMessages(prefix, table string, n, nkeys int) []Message {
 	msgs := make([]Message, n)
 	for i := range msgs {
 		ev := Event{
@@ -43,8 +43,8 @@ func testMessages(prefix, table string, n, nkeys int) []Message {
 	return msgs
 }
 
-// loopbackServer is an httptest server listening on 127.0.0.1 only.
-func loopbackServer(t *testing.T, h http.Handler) *httptest.Server {
+// loopbackHTTPServer is an httptest server listening on 127.0.0.1 only.
+func loopbackHTTPServer(t *testing.T, h http.Handler) *httptest.Server {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -92,24 +92,24 @@ func verifyStandardWebhook(secret string, h http.Header, body []byte, now time.T
 	return errors.New("no matching signature")
 }
 
-type httpCall struct {
+type webhookCall struct {
 	header http.Header
 	body   []byte
 }
 
-// recorder records the requests it gets and answers with status(n) for
+// webhookRecorder records the requests it gets and answers with status(n) for
 // the n-th (from 0).
-type recorder struct {
+type webhookRecorder struct {
 	mu     sync.Mutex
-	calls  []httpCall
+	calls  []webhookCall
 	status func(n int) int
 }
 
-func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+func (r *webhookRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	r.mu.Lock()
 	n := len(r.calls)
-	r.calls = append(r.calls, httpCall{req.Header.Clone(), body})
+	r.calls = append(r.calls, webhookCall{req.Header.Clone(), body})
 	r.mu.Unlock()
 	code := http.StatusOK
 	if r.status != nil {
@@ -122,10 +122,10 @@ func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	fmt.Fprintf(w, "answer %d", n)
 }
 
-func (r *recorder) Calls() []httpCall {
+func (r *webhookRecorder) Calls() []webhookCall {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]httpCall(nil), r.calls...)
+	return append([]webhookCall(nil), r.calls...)
 }
 
 func openTestHTTPSink(t *testing.T, url string, secret []byte) *httpSink {
@@ -141,11 +141,11 @@ func openTestHTTPSink(t *testing.T, url string, secret []byte) *httpSink {
 func TestHTTPSinkSignedBatch(t *testing.T) {
 	key := []byte("a key of some thirty-two bytes!!")
 	whsec := "whsec_" + base64.StdEncoding.EncodeToString(key)
-	msgs := testMessages("b-1", "shop.inventory", 5, 2)
+	msgs := sinkTestMessages("b-1", "shop.inventory", 5, 2)
 	// Both forms of the secret give a signature the receiver accepts.
 	for _, secret := range [][]byte{[]byte(whsec), key} {
-		rec := &recorder{}
-		srv := loopbackServer(t, rec)
+		rec := &webhookRecorder{}
+		srv := loopbackHTTPServer(t, rec)
 		s := openTestHTTPSink(t, srv.URL+"/hook", secret)
 		if err := s.Deliver(context.Background(), msgs); err != nil {
 			t.Fatal(err)
@@ -183,10 +183,10 @@ func TestHTTPSinkSignedBatch(t *testing.T) {
 }
 
 func TestHTTPSinkUnsigned(t *testing.T) {
-	rec := &recorder{}
-	srv := loopbackServer(t, rec)
+	rec := &webhookRecorder{}
+	srv := loopbackHTTPServer(t, rec)
 	s := openTestHTTPSink(t, srv.URL, nil)
-	if err := s.Deliver(context.Background(), testMessages("b", "shop.inventory", 2, 1)); err != nil {
+	if err := s.Deliver(context.Background(), sinkTestMessages("b", "shop.inventory", 2, 1)); err != nil {
 		t.Fatal(err)
 	}
 	c := rec.Calls()[0]
@@ -199,8 +199,8 @@ func TestHTTPSinkUnsigned(t *testing.T) {
 }
 
 func TestHTTPSinkWebhookIDStable(t *testing.T) {
-	a := testMessages("b", "shop.inventory", 3, 1)
-	b := testMessages("b", "shop.inventory", 3, 1)
+	a := sinkTestMessages("b", "shop.inventory", 3, 1)
+	b := sinkTestMessages("b", "shop.inventory", 3, 1)
 	if webhookID(a) != webhookID(b) {
 		t.Error("same ids, different webhook-id")
 	}
@@ -217,18 +217,18 @@ func TestHTTPSinkWebhookIDStable(t *testing.T) {
 // delivered again until Deliver returns nil; the receiver fails three
 // times, then everything is acknowledged and arrived, with one webhook-id.
 func TestHTTPSinkRetryAfter500(t *testing.T) {
-	rec := &recorder{status: func(n int) int {
+	rec := &webhookRecorder{status: func(n int) int {
 		if n < 3 {
 			return http.StatusInternalServerError
 		}
 		return http.StatusNoContent
 	}}
-	srv := loopbackServer(t, rec)
+	srv := loopbackHTTPServer(t, rec)
 	s := openTestHTTPSink(t, srv.URL, []byte("secret"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	batches := [][]Message{testMessages("b-1", "shop.inventory", 4, 2), testMessages("b-2", "shop.inventory", 3, 2)}
+	batches := [][]Message{sinkTestMessages("b-1", "shop.inventory", 4, 2), sinkTestMessages("b-2", "shop.inventory", 3, 2)}
 	var errs int
 	for _, batch := range batches {
 		for attempt := 0; ; attempt++ {
@@ -289,10 +289,10 @@ func TestHTTPSinkRetryAfter500(t *testing.T) {
 func TestHTTPSinkNon2xxIsError(t *testing.T) {
 	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect,
 		http.StatusBadRequest, http.StatusNotFound, http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusServiceUnavailable} {
-		rec := &recorder{status: func(int) int { return code }}
-		srv := loopbackServer(t, rec)
+		rec := &webhookRecorder{status: func(int) int { return code }}
+		srv := loopbackHTTPServer(t, rec)
 		s := openTestHTTPSink(t, srv.URL, nil)
-		err := s.Deliver(context.Background(), testMessages("b", "shop.inventory", 1, 1))
+		err := s.Deliver(context.Background(), sinkTestMessages("b", "shop.inventory", 1, 1))
 		if err == nil {
 			t.Errorf("status %d: Deliver returned nil", code)
 			continue
@@ -306,16 +306,16 @@ func TestHTTPSinkNon2xxIsError(t *testing.T) {
 	}
 	// 2xx other than 200 acknowledge.
 	for _, code := range []int{http.StatusOK, http.StatusCreated, http.StatusAccepted, http.StatusNoContent} {
-		srv := loopbackServer(t, &recorder{status: func(int) int { return code }})
+		srv := loopbackHTTPServer(t, &webhookRecorder{status: func(int) int { return code }})
 		s := openTestHTTPSink(t, srv.URL, nil)
-		if err := s.Deliver(context.Background(), testMessages("b", "shop.inventory", 1, 1)); err != nil {
+		if err := s.Deliver(context.Background(), sinkTestMessages("b", "shop.inventory", 1, 1)); err != nil {
 			t.Errorf("status %d: %v", code, err)
 		}
 	}
 }
 
 func TestHTTPSinkTransportErrorAndTimeout(t *testing.T) {
-	msgs := testMessages("b", "shop.inventory", 2, 1)
+	msgs := sinkTestMessages("b", "shop.inventory", 2, 1)
 
 	// Nobody listening.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -331,7 +331,7 @@ func TestHTTPSinkTransportErrorAndTimeout(t *testing.T) {
 
 	// A receiver slower than the request timeout.
 	release := make(chan struct{})
-	srv := loopbackServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := loopbackHTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -387,8 +387,8 @@ func TestHTTPSinkOpen(t *testing.T) {
 }
 
 func TestHTTPSinkInvalidJSON(t *testing.T) {
-	rec := &recorder{}
-	srv := loopbackServer(t, rec)
+	rec := &webhookRecorder{}
+	srv := loopbackHTTPServer(t, rec)
 	s := openTestHTTPSink(t, srv.URL, nil)
 	err := s.Deliver(context.Background(), []Message{{ID: "x", Data: []byte("{not json")}})
 	if err == nil {

@@ -92,7 +92,7 @@ func consumeKafka(t *testing.T, c *kfake.Cluster, n int) []*kgo.Record {
 	return recs
 }
 
-func recordID(r *kgo.Record) string {
+func kafkaRecordID(r *kgo.Record) string {
 	for _, h := range r.Headers {
 		if h.Key == "id" {
 			return string(h.Value)
@@ -118,7 +118,7 @@ func checkKafkaRecords(t *testing.T, recs []*kgo.Record, want []Message) (dups i
 	// keys never span partitions (checked), so per key this is the
 	// stored order.
 	for _, r := range recs {
-		id := recordID(r)
+		id := kafkaRecordID(r)
 		m, ok := byID[id]
 		if !ok {
 			t.Errorf("unexpected record id %q", id)
@@ -163,7 +163,7 @@ func TestKafkaSinkDeliverOrderPerKey(t *testing.T) {
 	}
 	defer s.Close()
 
-	msgs := testMessages("b", "shop.inventory", 200, 7)
+	msgs := sinkTestMessages("b", "shop.inventory", 200, 7)
 	for i := 0; i < len(msgs); i += 50 {
 		if err := s.Deliver(ctx, msgs[i:i+50]); err != nil {
 			t.Fatal(err)
@@ -202,7 +202,7 @@ func TestKafkaSinkProduceErrorThenRetry(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	first := testMessages("b-1", "shop.inventory", 30, 5)
+	first := sinkTestMessages("b-1", "shop.inventory", 30, 5)
 	if err := s.Deliver(ctx, first); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestKafkaSinkProduceErrorThenRetry(t *testing.T) {
 	h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "orders", Partitions: []int32{0}, Err: kerr.PolicyViolation, Count: 2})
 	defer h.Remove()
 
-	second := testMessages("b-2", "shop.inventory", 30, 5)
+	second := sinkTestMessages("b-2", "shop.inventory", 30, 5)
 	var failures int
 	for {
 		err := s.Deliver(ctx, second)
@@ -261,14 +261,14 @@ func TestKafkaSinkBrokerDown(t *testing.T) {
 	s := openTestKafkaSink(t, c, 2*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.Deliver(ctx, testMessages("b-1", "shop.inventory", 3, 1)); err != nil {
+	if err := s.Deliver(ctx, sinkTestMessages("b-1", "shop.inventory", 3, 1)); err != nil {
 		t.Fatal(err)
 	}
 	// (ListenAddrs blocks on a closed cluster: ask before.)
 	port := strings.TrimPrefix(c.ListenAddrs()[0], "127.0.0.1:")
 	c.Close()
 	start := time.Now()
-	err := s.Deliver(ctx, testMessages("b-2", "shop.inventory", 3, 1))
+	err := s.Deliver(ctx, sinkTestMessages("b-2", "shop.inventory", 3, 1))
 	if err == nil {
 		t.Fatal("Deliver with the broker down returned nil")
 	}
@@ -279,7 +279,7 @@ func TestKafkaSinkBrokerDown(t *testing.T) {
 
 	// A broker back on the same address: the retried batch arrives.
 	back := restartKafka(t, port)
-	second := testMessages("b-2", "shop.inventory", 3, 1)
+	second := sinkTestMessages("b-2", "shop.inventory", 3, 1)
 	var attempts int
 	for {
 		attempts++
@@ -302,7 +302,7 @@ func TestKafkaSinkBrokerDown(t *testing.T) {
 	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
 	defer dcancel()
 	start = time.Now()
-	if err := s2.Deliver(dctx, testMessages("b-3", "shop.inventory", 3, 1)); err == nil {
+	if err := s2.Deliver(dctx, sinkTestMessages("b-3", "shop.inventory", 3, 1)); err == nil {
 		t.Fatal("Deliver with the broker down returned nil")
 	} else {
 		t.Logf("broker down, context deadline: %v (after %v)", err, time.Since(start))

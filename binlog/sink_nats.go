@@ -85,8 +85,8 @@ func parseNATSArg(arg string) (servers, subject string, err error) {
 	return servers, subject, nil
 }
 
-// redactServers hides the passwords of a comma-separated server list.
-func redactServers(servers string) string {
+// redactNATSServers hides the passwords of a comma-separated server list.
+func redactNATSServers(servers string) string {
 	parts := strings.Split(servers, ",")
 	for i, p := range parts {
 		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
@@ -99,9 +99,9 @@ func redactServers(servers string) string {
 func openNATSSink(ctx context.Context, arg string, opts SinkOptions) (Sink, error) {
 	servers, subject, err := parseNATSArg(arg)
 	if err != nil {
-		return nil, fmt.Errorf("sink nats:%s: %w", redactServers(arg), err)
+		return nil, fmt.Errorf("sink nats:%s: %w", redactNATSServers(arg), err)
 	}
-	name := "nats:" + redactServers(servers) + "/" + subject
+	name := "nats:" + redactNATSServers(servers) + "/" + subject
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

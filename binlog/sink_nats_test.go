@@ -8,19 +8,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // startNATS runs an in-process JetStream server on 127.0.0.1 (port: 0 for
 // a random one) storing in dir; it is shut down at the test's end.
-func startNATS(t *testing.T, dir string, port int) *server.Server {
+func startNATS(t *testing.T, dir string, port int) *natsserver.Server {
 	t.Helper()
 	if port == 0 {
 		port = -1
 	}
-	srv, err := server.NewServer(&server.Options{
+	srv, err := natsserver.NewServer(&natsserver.Options{
 		ServerName: "hotrow-test",
 		Host:       "127.0.0.1",
 		Port:       port,
@@ -44,13 +44,13 @@ func startNATS(t *testing.T, dir string, port int) *server.Server {
 	return srv
 }
 
-func stopNATS(srv *server.Server) {
+func stopNATS(srv *natsserver.Server) {
 	srv.Shutdown()
 	srv.WaitForShutdown()
 }
 
 // natsJS connects a test client to srv.
-func natsJS(t *testing.T, srv *server.Server) jetstream.JetStream {
+func natsJS(t *testing.T, srv *natsserver.Server) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
@@ -66,7 +66,7 @@ func natsJS(t *testing.T, srv *server.Server) jetstream.JetStream {
 
 // natsTestStream creates stream ORDERS on subject "orders" (file storage,
 // one minute duplicates window) and returns a client's JetStream handle.
-func natsTestStream(t *testing.T, srv *server.Server) jetstream.JetStream {
+func natsTestStream(t *testing.T, srv *natsserver.Server) jetstream.JetStream {
 	t.Helper()
 	js := natsJS(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -82,7 +82,7 @@ func natsTestStream(t *testing.T, srv *server.Server) jetstream.JetStream {
 	return js
 }
 
-func streamMsgs(t *testing.T, js jetstream.JetStream) uint64 {
+func natsStreamMsgs(t *testing.T, js jetstream.JetStream) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -97,9 +97,9 @@ func streamMsgs(t *testing.T, js jetstream.JetStream) uint64 {
 	return info.State.Msgs
 }
 
-// streamIDs reads the stream's messages in order and returns their
+// natsStreamIDs reads the stream's messages in order and returns their
 // Nats-Msg-Id headers, checking that each data is the event with that id.
-func streamIDs(t *testing.T, js jetstream.JetStream) []string {
+func natsStreamIDs(t *testing.T, js jetstream.JetStream) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -130,7 +130,7 @@ func streamIDs(t *testing.T, js jetstream.JetStream) []string {
 	return ids
 }
 
-func openTestNATSSink(t *testing.T, srv *server.Server, subject string) (Sink, error) {
+func openTestNATSSink(t *testing.T, srv *natsserver.Server, subject string) (Sink, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -141,7 +141,7 @@ func openTestNATSSink(t *testing.T, srv *server.Server, subject string) (Sink, e
 	return s, err
 }
 
-func ids(msgs []Message) []string {
+func sinkMsgIDs(msgs []Message) []string {
 	out := make([]string, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.ID
@@ -159,28 +159,28 @@ func TestNATSSinkDeliverAndDedup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	msgs := testMessages("b-1", "shop.inventory", 50, 3)
+	msgs := sinkTestMessages("b-1", "shop.inventory", 50, 3)
 	if err := s.Deliver(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
-	if got := streamIDs(t, js); strings.Join(got, " ") != strings.Join(ids(msgs), " ") {
-		t.Fatalf("stream holds %v, want %v", got, ids(msgs))
+	if got := natsStreamIDs(t, js); strings.Join(got, " ") != strings.Join(sinkMsgIDs(msgs), " ") {
+		t.Fatalf("stream holds %v, want %v", got, sinkMsgIDs(msgs))
 	}
 	// The consumer delivers the same batch again (its ack was lost, say):
 	// the stream dedups it.
 	if err := s.Deliver(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
-	if n := streamMsgs(t, js); n != uint64(len(msgs)) {
+	if n := natsStreamMsgs(t, js); n != uint64(len(msgs)) {
 		t.Errorf("%d messages after redelivery, want %d", n, len(msgs))
 	}
 	// A redelivery overlapping the next batch stores only the new ones.
-	next := append(append([]Message(nil), msgs[40:]...), testMessages("b-2", "shop.inventory", 10, 3)...)
+	next := append(append([]Message(nil), msgs[40:]...), sinkTestMessages("b-2", "shop.inventory", 10, 3)...)
 	if err := s.Deliver(ctx, next); err != nil {
 		t.Fatal(err)
 	}
-	want := append(ids(msgs), ids(next[10:])...)
-	if got := streamIDs(t, js); strings.Join(got, " ") != strings.Join(want, " ") {
+	want := append(sinkMsgIDs(msgs), sinkMsgIDs(next[10:])...)
+	if got := natsStreamIDs(t, js); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("stream holds %v, want %v", got, want)
 	}
 
@@ -204,11 +204,11 @@ func TestNATSSinkLargeBatch(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	msgs := testMessages("big", "shop.inventory", 2*natsWindow+7, 5)
+	msgs := sinkTestMessages("big", "shop.inventory", 2*natsWindow+7, 5)
 	if err := s.Deliver(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
-	if n := streamMsgs(t, js); n != uint64(len(msgs)) {
+	if n := natsStreamMsgs(t, js); n != uint64(len(msgs)) {
 		t.Errorf("%d messages, want %d", n, len(msgs))
 	}
 }
@@ -237,7 +237,7 @@ func TestNATSSinkStreamDeleted(t *testing.T) {
 	if err := js.DeleteStream(ctx, "ORDERS"); err != nil {
 		t.Fatal(err)
 	}
-	err = s.Deliver(ctx, testMessages("b", "shop.inventory", 3, 1))
+	err = s.Deliver(ctx, sinkTestMessages("b", "shop.inventory", 3, 1))
 	if err == nil {
 		t.Fatal("Deliver with no stream returned nil")
 	}
@@ -259,14 +259,14 @@ func TestNATSSinkServerRestart(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	first := testMessages("b-1", "shop.inventory", 5, 2)
+	first := sinkTestMessages("b-1", "shop.inventory", 5, 2)
 	if err := s.Deliver(ctx, first); err != nil {
 		t.Fatal(err)
 	}
 
 	p := srv.Addr().(*net.TCPAddr).Port
 	stopNATS(srv)
-	second := testMessages("b-2", "shop.inventory", 5, 2)
+	second := sinkTestMessages("b-2", "shop.inventory", 5, 2)
 	start := time.Now()
 	if err := s.Deliver(ctx, second); err == nil {
 		t.Fatal("Deliver with the server down returned nil")
@@ -293,8 +293,8 @@ func TestNATSSinkServerRestart(t *testing.T) {
 	t.Logf("delivered after the restart in %d attempts", attempts)
 	// The stream came back from the store, with what was stored before.
 	js = natsJS(t, srv)
-	want := append(ids(first), ids(second)...)
-	if got := streamIDs(t, js); strings.Join(got, " ") != strings.Join(want, " ") {
+	want := append(sinkMsgIDs(first), sinkMsgIDs(second)...)
+	if got := natsStreamIDs(t, js); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("stream holds %v, want %v", got, want)
 	}
 }
@@ -310,7 +310,7 @@ func TestNATSSinkSpec(t *testing.T) {
 	if err != nil || servers != "nats://u:pw@127.0.0.1:4222,nats://127.0.0.1:4223" || subject != "shop.orders" {
 		t.Errorf("got %q %q %v", servers, subject, err)
 	}
-	if r := redactServers(servers); strings.Contains(r, "pw") {
+	if r := redactNATSServers(servers); strings.Contains(r, "pw") {
 		t.Errorf("redacted: %s", r)
 	}
 
