@@ -24,10 +24,14 @@ import (
 // where Kafka keeps them in the order produced.
 //
 // The producer is idempotent (franz-go's default) and waits for all in-sync
-// replicas (acks=all): Deliver produces the whole batch and returns nil only
-// once every record has been acknowledged so, i.e. written to the
+// replicas (acks=all). Deliver cuts the batch into chunks of at most
+// kafkaChunkRecords records and kafkaChunkBytes bytes, small enough that a
+// chunk's records for one partition make one record batch (the client
+// flushes by hand, ProducerBatchMaxBytes being 1 MB); it produces a chunk,
+// flushes it and waits for every record's ack before the next, and returns
+// nil only once every record has been acknowledged so, i.e. written to the
 // partition's in-sync replicas (as many as the topic's min.insync.replicas
-// demands). Any record's failure, the context's end, or the batch not being
+// demands). Any record's failure, the context's end, or a chunk not being
 // acknowledged within deliveryTimeout (kafkaDeliveryTimeout; the client
 // retries internally until then) make Deliver fail. Deliver bounds that wait
 // itself: with a broker gone, franz-go's idempotent producer may hold
@@ -37,12 +41,14 @@ import (
 // waits (up to kafkaCloseTimeout) for the old one to close, so no record of
 // a failed Deliver is written behind the consumer's retry.
 //
-// Idempotence only dedups the client's own internal retries: when the
-// consumer delivers a failed batch again, the records of it that had been
-// written (acknowledged or not) are written a second time. Delivery is
-// at-least-once; within a client franz-go never writes a later record of a
-// partition after failing an earlier one, so per key the first
-// occurrences are in binlog order, and readers dedup by the "id" header.
+// What a failed Deliver leaves in the topic is thus the chunks before the
+// failed one, and of that one whole partitions' batches (a broker appends a
+// batch entirely or not at all): per key, a prefix of the messages in
+// order. Idempotence only dedups the client's own internal retries, so the
+// consumer's redelivery writes that prefix a second time. Delivery is
+// at-least-once, per key the first occurrences are in binlog order, and
+// readers dedup by the "id" header. A message too large for one batch
+// (about 1 MB, or the topic's max.message.bytes) fails every time.
 //
 // The sink does not create topics: opening it checks that TOPIC exists
 // (without asking the broker to auto-create it) and fails saying so if not.
@@ -66,6 +72,13 @@ const (
 	kafkaOpenTimeout = 15 * time.Second
 	// kafkaCloseTimeout bounds the wait for a failed client to close.
 	kafkaCloseTimeout = 10 * time.Second
+	// kafkaChunkRecords and kafkaChunkBytes bound one chunk of a Deliver:
+	// its records for one partition must fit in one record batch.
+	kafkaChunkRecords = 4096
+	kafkaChunkBytes   = 512 << 10
+	// kafkaRecordOverhead is a generous estimate of a record's bytes in a
+	// batch beyond its key, value and header.
+	kafkaRecordOverhead = 32
 )
 
 func init() { sinkKinds["kafka"] = openKafkaSink }
@@ -115,7 +128,8 @@ func newKafkaSink(ctx context.Context, arg string, opts SinkOptions, deliveryTim
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(deliveryTimeout),
 		kgo.ProduceRequestTimeout(min(deliveryTimeout, 10*time.Second)),
-		kgo.ProducerLinger(0),
+		kgo.ManualFlushing(),
+		kgo.MaxBufferedRecords(2 * kafkaChunkRecords),
 	}
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
@@ -168,17 +182,35 @@ func (s *kafkaSink) client() *kgo.Client {
 	return s.cl
 }
 
-// Deliver produces msgs and returns nil only once each record is acknowledged.
+// Deliver produces msgs, chunk by chunk, and returns nil only once each
+// record is acknowledged.
 func (s *kafkaSink) Deliver(ctx context.Context, msgs []Message) error {
 	cl := s.client()
 	if cl == nil {
 		return fmt.Errorf("%s: closed", s.name)
 	}
-	if len(msgs) == 0 {
-		return nil
+	for done := 0; done < len(msgs); {
+		n, size := 0, 0
+		for done+n < len(msgs) && n < kafkaChunkRecords {
+			m := msgs[done+n]
+			sz := len(m.Key) + len(m.Data) + len("id") + len(m.ID) + kafkaRecordOverhead
+			if n > 0 && size+sz > kafkaChunkBytes {
+				break
+			}
+			n, size = n+1, size+sz
+		}
+		if err := s.deliverChunk(ctx, cl, msgs[done:done+n]); err != nil {
+			return fmt.Errorf("%s: %d of %d messages acknowledged, then %w", s.name, done, len(msgs), err)
+		}
+		done += n
 	}
-	// The records' context: Produce waits for buffer space under it, and
-	// franz-go fails records whose context ended when it safely can.
+	return nil
+}
+
+// deliverChunk produces msgs, flushes them and waits for their acks.
+func (s *kafkaSink) deliverChunk(ctx context.Context, cl *kgo.Client, msgs []Message) error {
+	// The records' context: franz-go fails records whose context ended
+	// when it safely can; the wait below does not rely on it.
 	pctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	type result struct {
@@ -195,6 +227,9 @@ func (s *kafkaSink) Deliver(ctx context.Context, msgs []Message) error {
 		}
 		cl.Produce(pctx, rec, func(_ *kgo.Record, err error) { results <- result{i, err} })
 	}
+	// Flush sends the chunk: per partition one batch. Its error can only
+	// be the context's, which the loop below reports.
+	_ = cl.Flush(pctx)
 	firstFailed, failed := len(msgs), 0
 	var firstErr error
 	for n := 0; n < len(msgs); n++ {
@@ -207,7 +242,7 @@ func (s *kafkaSink) Deliver(ctx context.Context, msgs []Message) error {
 				err = fmt.Errorf("not acknowledged within %v: %w", s.timeout, err)
 			}
 			s.renew(cl, err)
-			return fmt.Errorf("%s: %d of %d records acknowledged: %w", s.name, n-failed, len(msgs), err)
+			return fmt.Errorf("a chunk of %d records: %d acknowledged, %d failed, the rest %w", len(msgs), n-failed, failed, err)
 		}
 		if r.err != nil {
 			failed++
@@ -220,7 +255,7 @@ func (s *kafkaSink) Deliver(ctx context.Context, msgs []Message) error {
 		return nil
 	}
 	s.renew(cl, firstErr)
-	return fmt.Errorf("%s: %d of %d records not acknowledged, first message %s: %w", s.name, failed, len(msgs), msgs[firstFailed].ID, firstErr)
+	return fmt.Errorf("a chunk of %d records: %d not acknowledged, first message %s: %w", len(msgs), failed, msgs[firstFailed].ID, firstErr)
 }
 
 // renew replaces the failed client cl with a new one and closes cl, waiting

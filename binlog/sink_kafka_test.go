@@ -353,3 +353,53 @@ func TestKafkaSinkSpec(t *testing.T) {
 		t.Error("opened a sink to a closed port")
 	}
 }
+
+// TestKafkaSinkChunks delivers a batch larger than a chunk, first through
+// faults on one partition (consumer-style retries), and checks that the
+// chunks went as separate produce requests and that per key the topic
+// holds the messages in order.
+func TestKafkaSinkChunks(t *testing.T) {
+	c := startKafka(t, 3)
+	s := openTestKafkaSink(t, c, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	msgs := sinkTestMessages("big", "shop.inventory", 2000, 11)
+	pad := strings.Repeat("x", 400)
+	var total int
+	for i := range msgs {
+		// Pad each event (a row image), keeping it valid JSON.
+		msgs[i].Data = append(msgs[i].Data[:len(msgs[i].Data)-1], []byte(`,"after":{"note":"`+pad+`"}}`)...)
+		total += len(msgs[i].Data)
+	}
+	if total < 2*kafkaChunkBytes {
+		t.Fatalf("batch of %d bytes is not over two chunks", total)
+	}
+	requests := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "orders", Observe: true, Count: -1})
+	defer requests.Remove()
+	h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "orders", Partitions: []int32{1}, Err: kerr.PolicyViolation, Count: 3})
+	defer h.Remove()
+
+	var failures int
+	for {
+		err := s.Deliver(ctx, msgs)
+		if err == nil {
+			break
+		}
+		failures++
+		if failures > 20 || ctx.Err() != nil {
+			t.Fatalf("not delivered after %d attempts: %v", failures, err)
+		}
+	}
+	if failures == 0 {
+		t.Error("Deliver succeeded through the faults")
+	}
+	// Each failed attempt stopped at its first chunk's request; the last
+	// one sent a request per chunk.
+	if n := requests.Hits() - failures; n < 3 {
+		t.Errorf("%d produce requests for a batch of over two chunks", n)
+	}
+	recs := consumeKafka(t, c, kafkaRecordCount(t, c))
+	dups := checkKafkaRecords(t, recs, msgs)
+	t.Logf("%d failures, %d produce requests, %d records, %d duplicates", failures, requests.Hits(), len(recs), dups)
+}
