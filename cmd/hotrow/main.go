@@ -26,6 +26,7 @@ type command struct {
 
 var commands = []command{
 	{"proxy", "run the MySQL-protocol proxy that merges hot-row updates", proxyMain},
+	{"binlog", "run the order feed: binlog to sinks, one event per deduction", binlogMain},
 	{"bench", "run a workload direct and through the proxy in one run and compare", benchMain},
 	{"demo", "run a flash sale direct and merged on a self-provisioned local MariaDB", demoMain},
 	{"version", "print the version", func([]string) error { fmt.Println("hotrow", version); return nil }},

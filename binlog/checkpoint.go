@@ -1,0 +1,168 @@
+package binlog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hotrow/hotrow/schema"
+)
+
+// checkpoints reads and writes the consumer's row of the checkpoints
+// table. updated_at holds the commit time of the transaction the
+// checkpoint ends with (or the write time when unknown), so ledger
+// retention never passes what a consumer has delivered.
+type checkpoints struct {
+	db    *sql.DB
+	table string // quoted meta.checkpoints
+	name  string
+}
+
+func newCheckpoints(db *sql.DB, meta, name string) *checkpoints {
+	return &checkpoints{db: db, table: schema.QuoteIdent(meta) + "." + schema.CheckpointsTable, name: name}
+}
+
+// load returns the stored checkpoint; ok is false when there is none.
+func (c *checkpoints) load(ctx context.Context) (pos Position, ok bool, err error) {
+	var p uint64
+	err = c.db.QueryRowContext(ctx, "SELECT gtid, file, pos, updated_at FROM "+c.table+" WHERE consumer = ?", c.name).
+		Scan(&pos.GTID, &pos.File, &p, &pos.Committed)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return Position{}, false, nil
+	case err != nil:
+		return Position{}, false, privilegeError("read checkpoint", err)
+	}
+	pos.Pos = uint32(p)
+	return pos, true, nil
+}
+
+// save stores pos as the checkpoint.
+func (c *checkpoints) save(ctx context.Context, pos Position) error {
+	at := pos.Committed
+	if at.IsZero() {
+		at = time.Now()
+	}
+	_, err := c.db.ExecContext(ctx, "INSERT INTO "+c.table+" (consumer, gtid, file, pos, updated_at) "+
+		"VALUES (?, ?, ?, ?, FROM_UNIXTIME(?)) ON DUPLICATE KEY UPDATE gtid = VALUES(gtid), "+
+		"file = VALUES(file), pos = VALUES(pos), updated_at = VALUES(updated_at)",
+		c.name, pos.GTID, pos.File, pos.Pos, fmt.Sprintf("%d.%06d", at.Unix(), at.Nanosecond()/1000))
+	if err != nil {
+		return privilegeError("write checkpoint", err)
+	}
+	return nil
+}
+
+// reset deletes the checkpoint.
+func (c *checkpoints) reset(ctx context.Context) error {
+	if _, err := c.db.ExecContext(ctx, "DELETE FROM "+c.table+" WHERE consumer = ?", c.name); err != nil {
+		return privilegeError("reset checkpoint", err)
+	}
+	return nil
+}
+
+// server is what the consumer learnt about the source at start.
+type server struct {
+	mariadb bool
+}
+
+// checkServer checks that the binlog is on with the settings the feed
+// needs, and tells MariaDB from MySQL.
+func checkServer(ctx context.Context, db *sql.DB) (server, error) {
+	var version string
+	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+		return server{}, privilegeError("connect to source", err)
+	}
+	s := server{mariadb: strings.Contains(strings.ToLower(version), "mariadb")}
+	want := []struct{ name, value string }{
+		{"log_bin", "1"},
+		{"binlog_format", "ROW"},
+		{"binlog_row_image", "FULL"},
+		{"binlog_row_metadata", "FULL"},
+	}
+	for _, w := range want {
+		var v sql.NullString
+		if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL."+w.name).Scan(&v); err != nil {
+			return s, fmt.Errorf("%w: cannot read %s (MariaDB >= 10.5 or MySQL >= 8.0.1 needed): %w", ErrServerSetting, w.name, err)
+		}
+		got := strings.ToUpper(v.String)
+		if w.name == "log_bin" && got == "ON" {
+			got = "1"
+		}
+		if got != w.value {
+			return s, fmt.Errorf("%w: %s is %q, the order feed needs %s=%s (set it in the server's configuration)",
+				ErrServerSetting, w.name, v.String, w.name, w.value)
+		}
+	}
+	return s, nil
+}
+
+// current returns the server's current binlog position.
+func (s server) current(ctx context.Context, db *sql.DB) (Position, error) {
+	var pos Position
+	gtidVar := "@@GLOBAL.gtid_binlog_pos"
+	if !s.mariadb {
+		gtidVar = "IF(@@GLOBAL.gtid_mode = 'ON', @@GLOBAL.gtid_executed, '')"
+	}
+	if err := db.QueryRowContext(ctx, "SELECT "+gtidVar).Scan(&pos.GTID); err != nil {
+		return pos, privilegeError("read the server's GTID position", err)
+	}
+	file, p, err := masterStatus(ctx, db)
+	if err != nil {
+		return pos, err
+	}
+	pos.File, pos.Pos = file, p
+	return pos, nil
+}
+
+// first returns the start of the oldest binlog on the server.
+func (s server) first(ctx context.Context, db *sql.DB) (Position, error) {
+	rows, err := db.QueryContext(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return Position{}, privilegeError("SHOW BINARY LOGS", err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	if !rows.Next() {
+		return Position{}, fmt.Errorf("binlog: the server lists no binary logs: %w", rows.Err())
+	}
+	dest := make([]any, len(cols))
+	var file string
+	dest[0] = &file
+	for i := 1; i < len(dest); i++ {
+		dest[i] = new(sql.RawBytes)
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return Position{}, err
+	}
+	return Position{File: file, Pos: 4}, nil
+}
+
+func masterStatus(ctx context.Context, db *sql.DB) (string, uint32, error) {
+	rows, err := db.QueryContext(ctx, "SHOW MASTER STATUS")
+	if err != nil {
+		rows, err = db.QueryContext(ctx, "SHOW BINARY LOG STATUS") // MySQL >= 8.4
+	}
+	if err != nil {
+		return "", 0, privilegeError("SHOW MASTER STATUS", err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	if !rows.Next() {
+		return "", 0, fmt.Errorf("%w: SHOW MASTER STATUS is empty: the binary log is off", ErrServerSetting)
+	}
+	var file string
+	var pos uint64
+	dest := make([]any, len(cols))
+	dest[0], dest[1] = &file, &pos
+	for i := 2; i < len(dest); i++ {
+		dest[i] = new(sql.RawBytes)
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return "", 0, err
+	}
+	return file, uint32(pos), rows.Err()
+}
