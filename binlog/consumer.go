@@ -216,7 +216,7 @@ func (c *Consumer) deliver(ctx context.Context, w *window, i int, s Sink) {
 			if ctx.Err() != nil {
 				return
 			}
-			c.log.Warn("sink delivery failed, retrying", "sink", s.Name(), "err", err,
+			c.log.Warn("sink delivery failed, retrying", "sink", s.Name(), "err", err.Error(),
 				"events", len(msgs), "first_id", msgs[0].ID, "attempt", attempt, "retry_in", backoff)
 			if !sleep(ctx, jitter(backoff)) {
 				return
@@ -234,7 +234,7 @@ func (c *Consumer) checkpointLoop(ctx, run context.Context, w *window, cps *chec
 	t := time.NewTicker(c.cfg.CheckpointInterval)
 	defer t.Stop()
 	var latest Position
-	dirty := false
+	dirty, failing := false, false
 	write := func(ctx context.Context) {
 		if pos, ok := w.checkpoint(); ok {
 			latest, dirty = pos, true
@@ -243,12 +243,16 @@ func (c *Consumer) checkpointLoop(ctx, run context.Context, w *window, cps *chec
 			return
 		}
 		if err := cps.save(ctx, latest); err != nil {
-			if ctx.Err() == nil {
-				c.log.Warn("checkpoint write failed", "err", err)
+			if ctx.Err() == nil && !failing {
+				c.log.Warn("checkpoint write failed, retrying", "err", err.Error())
 			}
+			failing = true
 			return
 		}
-		dirty = false
+		if failing {
+			c.log.Info("checkpoint written again", "gtid", latest.GTID)
+		}
+		dirty, failing = false, false
 	}
 	for {
 		select {
@@ -258,7 +262,7 @@ func (c *Consumer) checkpointLoop(ctx, run context.Context, w *window, cps *chec
 			final, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			write(final)
 			cancel()
-			if !dirty {
+			if !dirty && latest.File != "" {
 				c.log.Info("checkpoint", "gtid", latest.GTID, "file", latest.File, "pos", latest.Pos)
 			}
 			return

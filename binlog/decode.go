@@ -18,6 +18,10 @@ import (
 // tables says what the consumer does with each table's row changes.
 type tables struct {
 	ledger  tableName
+	// checkpoints is where consumers write their checkpoints: a
+	// transaction that only does that is no progress worth a checkpoint
+	// (writing one would make the next).
+	checkpoints tableName
 	hot     map[tableName]HotRule
 	include map[tableName]bool
 }
@@ -28,6 +32,7 @@ func (t tableName) String() string { return t.schema + "." + t.table }
 
 func newTables(cfg Config) *tables {
 	t := &tables{ledger: tableName{cfg.MetaSchema, schema.LedgerTable},
+		checkpoints: tableName{cfg.MetaSchema, schema.CheckpointsTable},
 		hot: make(map[tableName]HotRule), include: make(map[tableName]bool)}
 	for _, r := range cfg.HotRules {
 		t.hot[tableName{r.Schema, r.Table}] = r
@@ -63,6 +68,10 @@ type txn struct {
 	// ledgerKeys names the rows the transaction's ledger rows changed; nil
 	// while it has none.
 	ledgerKeys map[ledgerKey]struct{}
+	// checkpointOnly: the transaction changed checkpoint rows and nothing
+	// else so far.
+	checkpointOnly bool
+	changedOther   bool
 }
 
 type ledgerKey struct{ schema, table, key string }
@@ -95,6 +104,11 @@ func (t *txn) addRows(tb *tables, e *replication.RowsEvent) error {
 		return nil
 	}
 	name := tableName{string(m.Schema), string(m.Table)}
+	if name == tb.checkpoints {
+		t.checkpointOnly = !t.changedOther
+		return nil
+	}
+	t.checkpointOnly, t.changedOther = false, true
 	names := m.ColumnNameString()
 	if len(names) == 0 && len(e.Rows) > 0 {
 		return fmt.Errorf("binlog: table map of %s has no column names: set binlog_row_metadata=FULL on the server", name)

@@ -70,7 +70,7 @@ func (s *stream) run(ctx context.Context) error {
 		if progressed {
 			backoff = s.cfg.RetryMin
 		}
-		s.log.Warn("binlog stream lost, reconnecting", "err", err, "gtid", s.pos.GTID,
+		s.log.Warn("binlog stream lost, reconnecting", "err", err.Error(), "gtid", s.pos.GTID,
 			"file", s.pos.File, "pos", s.pos.Pos, "retry_in", backoff)
 		if !sleep(ctx, jitter(backoff)) {
 			return nil
@@ -269,6 +269,9 @@ func (s *stream) commit(ctx context.Context, h *replication.EventHeader, gset go
 	}
 	s.pos.File, s.pos.Pos, s.pos.Committed = s.file, h.LogPos, committed
 	s.lastCommit.Store(committed.UnixMicro())
+	if s.trx.checkpointOnly {
+		return nil // a checkpoint write: moving the checkpoint past it would write another
+	}
 	if err := s.w.add(ctx, msgs, s.pos); err != nil {
 		return err
 	}
