@@ -17,13 +17,13 @@ import (
 
 // tables says what the consumer does with each table's row changes.
 type tables struct {
-	ledger  tableName
+	ledger tableName
 	// checkpoints is where consumers write their checkpoints: a
 	// transaction that only does that is no progress worth a checkpoint
 	// (writing one would make the next).
 	checkpoints tableName
-	hot     map[tableName]HotRule
-	include map[tableName]bool
+	hot         map[tableName]HotRule
+	include     map[tableName]bool
 }
 
 type tableName struct{ schema, table string }
@@ -33,7 +33,7 @@ func (t tableName) String() string { return t.schema + "." + t.table }
 func newTables(cfg Config) *tables {
 	t := &tables{ledger: tableName{cfg.MetaSchema, schema.LedgerTable},
 		checkpoints: tableName{cfg.MetaSchema, schema.CheckpointsTable},
-		hot: make(map[tableName]HotRule), include: make(map[tableName]bool)}
+		hot:         make(map[tableName]HotRule), include: make(map[tableName]bool)}
 	for _, r := range cfg.HotRules {
 		t.hot[tableName{r.Schema, r.Table}] = r
 	}

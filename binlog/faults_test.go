@@ -198,7 +198,7 @@ func TestPurgedBinlog(t *testing.T) {
 	t.Log(err)
 
 	var stale string
-	if err := root.QueryRow("SELECT gtid FROM `"+f.meta+"`.checkpoints").Scan(&stale); err != nil {
+	if err := root.QueryRow("SELECT gtid FROM `" + f.meta + "`.checkpoints").Scan(&stale); err != nil {
 		t.Fatal(err)
 	}
 	f.cfg.ResetCheckpoint = true
