@@ -37,6 +37,10 @@ func ParseHotRule(s string) (HotRule, error) {
 // String formats the rule as ParseHotRule reads it.
 func (r HotRule) String() string { return r.Schema + "." + r.Table + ":" + r.Key + ":" + r.Stock }
 
+// MinLedgerRetention is the shortest LedgerRetention: batch markers must
+// outlive the merger's resolution of uncertain commits by far.
+const MinLedgerRetention = 10 * time.Minute
+
 // Config configures a Consumer. Start from DefaultConfig.
 type Config struct {
 	// SourceDSN is the go-sql-driver/mysql DSN of the binlog user on the
@@ -138,6 +142,8 @@ func (c Config) Validate() error {
 		return errors.New("binlog: want 0 < RetryMin <= RetryMax")
 	case c.LedgerRetention < 0 || c.StatsInterval < 0:
 		return errors.New("binlog: negative ledger retention or stats interval")
+	case c.LedgerRetention > 0 && c.LedgerRetention < MinLedgerRetention:
+		return fmt.Errorf("binlog: ledger retention %v: want at least %v (batch markers resolve uncertain commits)", c.LedgerRetention, MinLedgerRetention)
 	}
 	return nil
 }

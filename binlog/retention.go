@@ -44,20 +44,23 @@ func prune(ctx context.Context, db *sql.DB, meta string, retention time.Duration
 		return 0, err
 	}
 	q := schema.QuoteIdent(meta)
-	var horizon sql.NullTime
-	if err := conn.QueryRowContext(ctx, "SELECT LEAST(NOW(6) - INTERVAL ? MICROSECOND, "+
-		"(SELECT MIN(updated_at) FROM "+q+"."+schema.CheckpointsTable+"))", retention.Microseconds()).
-		Scan(&horizon); err != nil {
+	// The horizon stays in the session, so no time zone comes between.
+	if _, err := conn.ExecContext(ctx, "SET @hotrow_horizon = LEAST(NOW(6) - INTERVAL ? MICROSECOND, "+
+		"(SELECT MIN(updated_at) FROM "+q+"."+schema.CheckpointsTable+"))", retention.Microseconds()); err != nil {
 		return 0, privilegeError("ledger retention", err)
 	}
-	if !horizon.Valid {
+	var valid bool
+	if err := conn.QueryRowContext(ctx, "SELECT @hotrow_horizon IS NOT NULL").Scan(&valid); err != nil {
+		return 0, err
+	}
+	if !valid {
 		return 0, nil // no consumer has a checkpoint yet
 	}
 	var total int64
 	for _, table := range []string{schema.LedgerTable, schema.BatchesTable} {
 		for {
 			res, err := conn.ExecContext(ctx, "DELETE FROM "+q+"."+table+
-				" WHERE created_at < ? ORDER BY created_at LIMIT "+fmt.Sprint(pruneChunk), horizon.Time)
+				" WHERE created_at < @hotrow_horizon ORDER BY created_at LIMIT "+fmt.Sprint(pruneChunk))
 			if err != nil {
 				var my *mysql.MySQLError
 				if errors.As(err, &my) && my.Number == 1205 {
