@@ -65,22 +65,21 @@ type txn struct {
 	// nHot and nRow count the row changes of hot and included tables so
 	// far: the position part of their events' ids.
 	nHot, nRow int
-	// ledgerKeys names the rows the transaction's ledger rows changed; nil
-	// while it has none.
-	ledgerKeys map[ledgerKey]struct{}
+	// merged names the tables of the transaction's ledger rows (lower
+	// case); nil while it has none. Such a transaction is a merged batch:
+	// its changes of those tables are the ledger rows' deductions.
+	merged map[tableName]bool
 	// checkpointOnly: the transaction changed checkpoint rows and nothing
 	// else so far.
 	checkpointOnly bool
 	changedOther   bool
 }
 
-type ledgerKey struct{ schema, table, key string }
-
-// item is a candidate event; a hot-table change whose row a ledger row
-// names is dropped at commit.
+// item is a candidate event; a hot-table change of a table the
+// transaction's ledger rows name is dropped at commit.
 type item struct {
-	ev     Event
-	hotKey ledgerKey // set for a hot-table change
+	ev  Event
+	hot tableName // set for a hot-table change, lower case
 }
 
 func (t *txn) reset(gtid, file string, pos, serverID uint32) {
@@ -176,10 +175,14 @@ func (t *txn) addLedger(r schema.LedgerRow) {
 	}
 	ev.Quantity = json.Number(q)
 	t.items = append(t.items, item{ev: ev})
-	if t.ledgerKeys == nil {
-		t.ledgerKeys = make(map[ledgerKey]struct{})
+	if t.merged == nil {
+		t.merged = make(map[tableName]bool)
 	}
-	t.ledgerKeys[ledgerKey{r.Schema, r.Table, r.Key}] = struct{}{}
+	t.merged[lower(tableName{r.Schema, r.Table})] = true
+}
+
+func lower(n tableName) tableName {
+	return tableName{strings.ToLower(n.schema), strings.ToLower(n.table)}
 }
 
 // addHot buffers an order or restock event for an UPDATE of a hot table
@@ -207,7 +210,7 @@ func (t *txn) addHot(name tableName, rule HotRule, names []string, before, after
 	}
 	key := text(after[ki])
 	t.items = append(t.items, item{
-		hotKey: ledgerKey{name.schema, name.table, key},
+		hot: lower(name),
 		ev: Event{ID: t.id() + ":" + strconv.Itoa(t.nHot), Kind: kind, Table: name.String(), Key: key,
 			Quantity: json.Number(d.Abs().String()), StockAfter: json.Number(a.String())},
 	})
@@ -241,8 +244,15 @@ func (t *txn) addRow(name tableName, m *replication.TableMapEvent, names []strin
 }
 
 // commit returns the transaction's messages: every ledger row, every
-// hot-table change of a row no ledger row of the transaction names, every
-// row event. committed is the commit event's time.
+// hot-table change unless the transaction is a merged batch of that
+// table, every row event. committed is the commit event's time.
+//
+// A merged batch changes a hot table's rows only through requests it
+// granted, each with its ledger row, so skipping the table's changes in a
+// transaction with ledger rows of it skips exactly the batch's own
+// changes, even when a request's key (the ledger's key_value, as the
+// client wrote it) differs from the row's under the column's collation
+// ('A' for 'a', '042' for 42).
 func (t *txn) commit(committed time.Time) ([]Message, error) {
 	if len(t.items) == 0 {
 		return nil, nil
@@ -251,10 +261,8 @@ func (t *txn) commit(committed time.Time) ([]Message, error) {
 	src := Source{GTID: t.gtid, File: t.file, Pos: t.pos, ServerID: t.serverID}
 	for i := range t.items {
 		it := &t.items[i]
-		if it.hotKey.table != "" {
-			if _, ok := t.ledgerKeys[it.hotKey]; ok {
-				continue // the merged batch's own change: its ledger rows are the events
-			}
+		if it.hot.table != "" && t.merged[it.hot] {
+			continue // the merged batch's own change: its ledger rows are the events
 		}
 		ev := &it.ev
 		at := committed

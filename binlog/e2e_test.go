@@ -254,3 +254,32 @@ func TestMergedAndDirectDeductions(t *testing.T) {
 	evs := f.waitIDs(t, want)
 	l.check(t, evs, direct)
 }
+
+// A merged request whose key equals the row's only under the column's
+// collation ('A' for 'a'): the ledger row is the one event.
+func TestMergedKeyUnderCollation(t *testing.T) {
+	f := newFeedFixture(t, "INT")
+	f.db.Exec(t, "INSERT INTO inv VALUES ('a', 10, NULL)")
+	f.start(t)
+	mcfg := merger.DefaultConfig()
+	mcfg.DSN, mcfg.MetaSchema = f.db.DSN(), f.meta
+	m, err := merger.New(context.Background(), mcfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	matcher := merger.NewMatcher([]merger.Rule{{Schema: f.db.Name, Table: "inv", Key: "sku", Stock: "stock"}})
+	q := "UPDATE inv SET stock = stock - 3 WHERE sku = 'A' AND stock >= 3"
+	st, args, ok := matcher.MatchText(f.db.Name, q)
+	if !ok {
+		t.Fatal("not mergeable")
+	}
+	if out, err := m.Do(context.Background(), merger.Request{Stmt: st, Args: args, Text: q, ConnID: 7}); err != nil || out.Matched != 1 {
+		t.Fatalf("Do: %+v %v", out, err)
+	}
+	f.db.Exec(t, "UPDATE inv SET stock = stock - 1 WHERE sku = 'a'") // a marker event after it
+	evs := f.waitEvents(t, 2)
+	if len(evs) != 2 || evs[0].Batch == "" || evs[0].Quantity != "3" || evs[0].ConnID != 7 || evs[1].Batch != "" || evs[1].Quantity != "1" {
+		t.Fatalf("events %+v", evs)
+	}
+}
