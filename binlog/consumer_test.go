@@ -167,3 +167,38 @@ func TestDirectDeductionsAndRowEvents(t *testing.T) {
 		t.Errorf("delete event %+v", d)
 	}
 }
+
+// An unrelated workload moves the checkpoint: nothing holds it back.
+func TestCheckpointPassesUnrelatedTransactions(t *testing.T) {
+	f := newFeedFixture(t, "INT")
+	f.db.Exec(t, "CREATE TABLE other (id INT PRIMARY KEY)")
+	f.start(t)
+	root := f.db.Server.Root(t)
+	f.db.Exec(t, "INSERT INTO other VALUES (1)")
+	var want string
+	if err := root.QueryRow("SELECT @@GLOBAL.gtid_binlog_pos").Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	testdb.WaitFor(t, 30*time.Second, "the checkpoint at "+want, func() bool {
+		var gtid string
+		err := root.QueryRow("SELECT gtid FROM `"+f.meta+"`.checkpoints WHERE consumer = ?", f.cfg.Name).Scan(&gtid)
+		return err == nil && gtid == want
+	})
+	if evs := readEvents(t, f.out); len(evs) != 0 {
+		t.Errorf("events for an unrelated table: %+v", evs)
+	}
+}
+
+func TestRunAfterClose(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.SourceDSN, cfg.Sinks = "u:p@tcp(127.0.0.1:1)/", []string{"stdout"}
+	c, err := NewConsumer(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c.Close()
+	if err := c.Run(context.Background()); err != ErrClosed {
+		t.Fatalf("Run after Close: %v", err)
+	}
+}

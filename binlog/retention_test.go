@@ -41,7 +41,7 @@ func TestPrune(t *testing.T) {
 	exec("INSERT INTO " + q + "batches (" + schema.MarkerColumns + ", created_at) VALUES " + strings.Join(batches, ","))
 	count := func() (l, b int) {
 		t.Helper()
-		if err := root.QueryRow("SELECT (SELECT COUNT(*) FROM " + q + "ledger), (SELECT COUNT(*) FROM " + q + "batches)").Scan(&l, &b); err != nil {
+		if err := root.QueryRow("SELECT (SELECT COUNT(*) FROM "+q+"ledger), (SELECT COUNT(*) FROM "+q+"batches)").Scan(&l, &b); err != nil {
 			t.Fatal(err)
 		}
 		return l, b
