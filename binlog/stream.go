@@ -138,7 +138,7 @@ func (s *stream) session(ctx context.Context) (progressed bool, err error) {
 		HeartbeatPeriod:         s.cfg.Heartbeat,
 		ReadTimeout:             3 * s.cfg.Heartbeat,
 		DisableRetrySync:        true,
-		Logger:                  s.log.With("component", "go-mysql"),
+		Logger:                  slog.New(quietHandler{s.log.Handler()}).With("component", "go-mysql"),
 		RowsEventDecodeFunc:     s.decodeRows,
 	})
 	defer syncer.Close()
@@ -277,4 +277,21 @@ func (s *stream) commit(ctx context.Context, h *replication.EventHeader, gset go
 	}
 	s.read.Add(uint64(len(msgs)))
 	return nil
+}
+
+// quietHandler passes on go-mysql's warnings and errors only: its info
+// lines (the whole syncer config at every connection, each rotation) are
+// noise next to the consumer's own.
+type quietHandler struct{ slog.Handler }
+
+func (h quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
+
+func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h quietHandler) WithGroup(name string) slog.Handler {
+	return quietHandler{h.Handler.WithGroup(name)}
 }
