@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/hotrow/hotrow/schema"
 )
 
@@ -143,7 +145,8 @@ func (s server) first(ctx context.Context, db *sql.DB) (Position, error) {
 
 func masterStatus(ctx context.Context, db *sql.DB) (string, uint32, error) {
 	rows, err := db.QueryContext(ctx, "SHOW MASTER STATUS")
-	if err != nil {
+	var my *mysql.MySQLError
+	if errors.As(err, &my) && my.Number == 1064 {
 		rows, err = db.QueryContext(ctx, "SHOW BINARY LOG STATUS") // MySQL >= 8.4
 	}
 	if err != nil {

@@ -242,3 +242,58 @@ func TestServerRestart(t *testing.T) {
 	default:
 	}
 }
+
+func TestServerChecks(t *testing.T) {
+	f := newFeedFixture(t, "INT")
+	root := f.db.Server.Root(t)
+	run := func(cfg Config) error {
+		t.Helper()
+		c, err := NewConsumer(cfg, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return c.Run(ctx)
+	}
+	t.Run("binlog_row_metadata", func(t *testing.T) {
+		if _, err := root.Exec("SET GLOBAL binlog_row_metadata = 'MINIMAL'"); err != nil {
+			t.Fatal(err)
+		}
+		defer root.Exec("SET GLOBAL binlog_row_metadata = 'FULL'")
+		err := run(f.cfg)
+		if !errors.Is(err, ErrServerSetting) || !strings.Contains(err.Error(), "binlog_row_metadata=FULL") {
+			t.Fatalf("got %v, want ErrServerSetting naming binlog_row_metadata", err)
+		}
+	})
+	t.Run("privileges", func(t *testing.T) {
+		user := "feed_" + f.db.Name[2:]
+		for _, q := range []string{
+			"CREATE USER '" + user + "'@'%' IDENTIFIED BY 'pw'",
+			"GRANT SELECT ON *.* TO '" + user + "'@'%'",
+			"GRANT ALL ON `" + f.meta + "`.* TO '" + user + "'@'%'",
+		} {
+			if _, err := root.Exec(q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		defer root.Exec("DROP USER '" + user + "'@'%'")
+		cfg := f.cfg
+		cfg.SourceDSN = user + ":pw@tcp(" + f.db.Server.Addr + ")/"
+		err := run(cfg)
+		if !errors.Is(err, ErrPrivilege) || !strings.Contains(err.Error(), "REPLICATION SLAVE") {
+			t.Fatalf("got %v, want ErrPrivilege naming REPLICATION SLAVE", err)
+		}
+		t.Log(err)
+		// With BINLOG MONITOR the binlog dump itself is refused.
+		if _, err := root.Exec("GRANT BINLOG MONITOR ON *.* TO '" + user + "'@'%'"); err != nil {
+			t.Fatal(err)
+		}
+		err = run(cfg)
+		if !errors.Is(err, ErrPrivilege) || !strings.Contains(err.Error(), "REPLICATION SLAVE") {
+			t.Fatalf("got %v, want ErrPrivilege naming REPLICATION SLAVE", err)
+		}
+		t.Log(err)
+	})
+}
