@@ -138,8 +138,11 @@ func (s *stream) session(ctx context.Context) (progressed bool, err error) {
 		HeartbeatPeriod:         s.cfg.Heartbeat,
 		ReadTimeout:             3 * s.cfg.Heartbeat,
 		DisableRetrySync:        true,
-		Logger:                  slog.New(quietHandler{s.log.Handler()}).With("component", "go-mysql"),
-		RowsEventDecodeFunc:     s.decodeRows,
+		// Parsed events waiting for the reader: few, so a stalled window
+		// holds little more memory than its own bound.
+		EventCacheCount:     256,
+		Logger:              slog.New(quietHandler{s.log.Handler()}).With("component", "go-mysql"),
+		RowsEventDecodeFunc: s.decodeRows,
 	})
 	defer syncer.Close()
 	var st *replication.BinlogStreamer

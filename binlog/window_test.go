@@ -69,3 +69,23 @@ func TestWindow(t *testing.T) {
 		t.Fatal("add into a full window ignored its ctx")
 	}
 }
+
+func TestWindowBytes(t *testing.T) {
+	w := newWindow(1, 1000, 4)
+	ctx := context.Background()
+	if err := w.add(ctx, msgs("abc", "de"), Position{Pos: 1}); err != nil { // 5 bytes: one transaction overshoots
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := w.add(cctx, msgs("f"), Position{Pos: 2}); err == nil {
+		t.Fatal("add past the byte bound did not wait")
+	}
+	w.ack(0, 1)
+	if _, bytes, _ := w.stats(); bytes != 2 {
+		t.Fatalf("%d bytes in flight, want 2", bytes)
+	}
+	if err := w.add(ctx, msgs("f"), Position{Pos: 2}); err != nil {
+		t.Fatal(err)
+	}
+}

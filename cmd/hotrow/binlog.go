@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"os/signal"
 	"syscall"
 
@@ -31,7 +33,15 @@ func binlogFlags(fs *flag.FlagSet, prefix string) func() (binlog.Config, error) 
 	maxEvents := fs.Int(prefix+"max-in-flight", cfg.MaxInFlightEvents, "most events read but not yet acknowledged by every sink")
 	maxBytes := fs.Int(prefix+"max-in-flight-bytes", cfg.MaxInFlightBytes, "most bytes of events read but not yet acknowledged")
 	stats := fs.Duration(prefix+"stats-interval", cfg.StatsInterval, "how often lag and throughput are logged (0: never)")
+	secretFile := fs.String(prefix+"webhook-secret-file", "", "`file` holding the secret that signs http sinks' requests (Standard Webhooks); unsigned when empty")
 	return func() (binlog.Config, error) {
+		if *secretFile != "" {
+			secret, err := os.ReadFile(*secretFile)
+			if err != nil {
+				return cfg, fmt.Errorf("--%swebhook-secret-file: %w", prefix, err)
+			}
+			cfg.SinkOptions.WebhookSecret = bytes.TrimSpace(secret)
+		}
 		cfg.SourceDSN, cfg.Sinks, cfg.Include = *source, sinks, include
 		cfg.Name, cfg.MetaSchema = *name, *meta
 		cfg.FromStart, cfg.ResetCheckpoint, cfg.LedgerRetention = *fromStart, *reset, *retention
