@@ -204,14 +204,11 @@ func (s *stream) handle(ctx context.Context, e *replication.BinlogEvent) (commit
 		s.mariaGTID = ev.GTID
 		s.inTrx = !ev.IsStandalone()
 	case *replication.GTIDEvent:
-		gtid := ""
-		if h.EventType != replication.ANONYMOUS_GTID_EVENT {
-			if u, err := uuid.FromBytes(ev.SID); err == nil {
-				gtid = u.String() + ":" + strconv.FormatInt(ev.GNO, 10)
-			}
-		}
-		s.begin(gtid, h)
+		s.begin(mysqlGTID(h, ev, ""), h)
 		s.inTrx = false // BEGIN follows for a transaction
+	case *replication.GtidTaggedLogEvent:
+		s.begin(mysqlGTID(h, &ev.GTIDEvent, fmt.Sprint(ev.Tag)), h)
+		s.inTrx = false
 	case *replication.QueryEvent:
 		switch q := strings.ToUpper(strings.TrimSpace(string(ev.Query))); {
 		case q == "BEGIN":
@@ -240,6 +237,22 @@ func (s *stream) handle(ctx context.Context, e *replication.BinlogEvent) (commit
 		}
 	}
 	return false, nil
+}
+
+// mysqlGTID formats a MySQL GTID as uuid[:tag]:gno; empty for an
+// anonymous transaction (gtid_mode=OFF).
+func mysqlGTID(h *replication.EventHeader, ev *replication.GTIDEvent, tag string) string {
+	if h.EventType == replication.ANONYMOUS_GTID_EVENT {
+		return ""
+	}
+	u, err := uuid.FromBytes(ev.SID)
+	if err != nil {
+		return ""
+	}
+	if tag != "" {
+		return u.String() + ":" + tag + ":" + strconv.FormatInt(ev.GNO, 10)
+	}
+	return u.String() + ":" + strconv.FormatInt(ev.GNO, 10)
 }
 
 func (s *stream) begin(gtid string, h *replication.EventHeader) {
