@@ -83,7 +83,8 @@ type Config struct {
 	// CheckpointInterval is the least time between checkpoint writes.
 	CheckpointInterval time.Duration
 	// Heartbeat is the server's heartbeat period on the binlog stream; a
-	// stream silent for three periods is reconnected.
+	// stream silent for three periods while the consumer waits for it is
+	// reconnected (a stall on a full window does not count).
 	Heartbeat time.Duration
 	// StatsInterval is how often lag and throughput are logged; 0: never.
 	StatsInterval time.Duration

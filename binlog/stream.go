@@ -136,7 +136,6 @@ func (s *stream) session(ctx context.Context) (progressed bool, err error) {
 		TimestampStringLocation: time.UTC,
 		UseDecimal:              true,
 		HeartbeatPeriod:         s.cfg.Heartbeat,
-		ReadTimeout:             3 * s.cfg.Heartbeat,
 		DisableRetrySync:        true,
 		// Parsed events waiting for the reader: few, so a stalled window
 		// holds little more memory than its own bound.
@@ -165,7 +164,7 @@ func (s *stream) session(ctx context.Context) (progressed bool, err error) {
 	}
 	s.began, s.inTrx = false, false
 	for {
-		e, err := st.GetEvent(ctx)
+		e, err := s.nextEvent(ctx, st)
 		if err != nil {
 			return progressed, err
 		}
@@ -175,6 +174,24 @@ func (s *stream) session(ctx context.Context) (progressed bool, err error) {
 		}
 		progressed = progressed || done
 	}
+}
+
+// errSilent: the server sent nothing, not even a heartbeat, for three
+// heartbeat periods.
+var errSilent = errors.New("binlog: no event or heartbeat for three heartbeat periods")
+
+// nextEvent waits for the next event. Silence counts only while the
+// reader waits here, not while it waits for room in the window, so a
+// stalled sink does not make a healthy connection look dead (which a
+// read timeout on the socket would).
+func (s *stream) nextEvent(ctx context.Context, st *replication.BinlogStreamer) (*replication.BinlogEvent, error) {
+	wctx, cancel := context.WithTimeout(ctx, 3*s.cfg.Heartbeat)
+	defer cancel()
+	e, err := st.GetEvent(wctx)
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return nil, errSilent
+	}
+	return e, err
 }
 
 // decodeRows decodes only the rows of tables the consumer reads; the
