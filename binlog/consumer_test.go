@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,5 +202,42 @@ func TestRunAfterClose(t *testing.T) {
 	c.Close()
 	if err := c.Run(context.Background()); err != ErrClosed {
 		t.Fatalf("Run after Close: %v", err)
+	}
+}
+
+// countingWriter logs to t and counts lines holding substr.
+type countingWriter struct {
+	t      testing.TB
+	substr string
+	n      atomic.Int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), w.substr) {
+		w.n.Add(1)
+	}
+	w.t.Logf("%s", p)
+	return len(p), nil
+}
+
+// The server's heartbeats keep an idle stream alive.
+func TestIdleStreamStaysConnected(t *testing.T) {
+	f := newFeedFixture(t, "INT")
+	f.cfg.Heartbeat = 100 * time.Millisecond
+	w := &countingWriter{t: t, substr: "binlog stream lost"}
+	c, err := NewConsumer(f.cfg, slog.New(slog.NewTextHandler(w, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.Run(context.Background())
+	defer c.Close()
+	f.waitCheckpoint(t)
+	time.Sleep(1500 * time.Millisecond) // fifteen heartbeat periods
+	if n := w.n.Load(); n != 0 {
+		t.Fatalf("%d reconnections of an idle stream", n)
+	}
+	f.db.Exec(t, "INSERT INTO inv VALUES ('a', 5, NULL)", "UPDATE inv SET stock = 4 WHERE sku = 'a'")
+	if evs := f.waitEvents(t, 1); evs[0].Quantity != "1" {
+		t.Fatalf("events %+v", evs)
 	}
 }
