@@ -241,3 +241,13 @@ func TestIdleStreamStaysConnected(t *testing.T) {
 		t.Fatalf("events %+v", evs)
 	}
 }
+
+func TestFromStart(t *testing.T) {
+	f := newFeedFixture(t, "INT")
+	f.db.Exec(t, "INSERT INTO inv VALUES ('a', 5, NULL)", "UPDATE inv SET stock = 3 WHERE sku = 'a'")
+	f.cfg.FromStart = true
+	f.start(t)
+	if evs := f.waitEvents(t, 1); evs[0].Quantity != "2" || evs[0].Key != "a" {
+		t.Fatalf("events %+v", evs)
+	}
+}
