@@ -59,6 +59,7 @@ func BenchmarkLedgerToJSONL(b *testing.B) {
 		b.Skipf("the benchmark reads MariaDB GTIDs (%v)", err)
 	}
 	dir := b.TempDir()
+	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
 		cfg := DefaultConfig()
