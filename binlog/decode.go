@@ -162,18 +162,17 @@ func (t *txn) addRows(tb *tables, e *replication.RowsEvent) error {
 
 func (t *txn) addLedger(r schema.LedgerRow) {
 	ev := Event{ID: r.ID(), Kind: KindOrder, Table: r.Schema + "." + r.Table, Key: r.Key,
-		StockAfter: json.Number(r.StockAfter), Batch: r.BatchID, ConnID: r.ConnID}
+		StockAfter: number(r.StockAfter), Batch: r.BatchID, ConnID: r.ConnID}
 	if !r.CreatedAt.IsZero() {
 		ev.CommittedAt = r.CreatedAt.UnixMicro()
 	}
-	q, neg := strings.CutPrefix(r.Delta, "-")
-	if !neg {
-		q = strings.TrimPrefix(q, "+")
-		if q != "0" {
-			ev.Kind = KindRestock
-		}
+	q := number(r.Delta)
+	if abs, neg := strings.CutPrefix(string(q), "-"); neg {
+		q = json.Number(abs)
+	} else if d, err := decimal.NewFromString(string(q)); err == nil && d.IsPositive() {
+		ev.Kind = KindRestock
 	}
-	ev.Quantity = json.Number(q)
+	ev.Quantity = q
 	t.items = append(t.items, item{ev: ev})
 	if t.merged == nil {
 		t.merged = make(map[tableName]bool)
@@ -279,6 +278,25 @@ func (t *txn) commit(committed time.Time) ([]Message, error) {
 		msgs = append(msgs, Message{ID: ev.ID, Key: ev.Table + "/" + ev.Key, Data: data, Committed: at})
 	}
 	return msgs, nil
+}
+
+// number is s as a JSON number: as is when it is one in plain decimal
+// notation, else its decimal value (" 5", "+5", ".5" become 5, 5, 0.5),
+// else empty (the field is left out rather than the event refused).
+func number(s string) json.Number {
+	plain := s != "" && s != "-"
+	for i := 0; i < len(s) && plain; i++ {
+		c := s[i]
+		plain = c >= '0' && c <= '9' || c == '-' && i == 0
+	}
+	if plain && (len(s) == 1 || s[0] != '0') && !strings.HasPrefix(s, "-0") {
+		return json.Number(s)
+	}
+	d, err := decimal.NewFromString(strings.TrimSpace(s))
+	if err != nil {
+		return ""
+	}
+	return json.Number(d.String())
 }
 
 func indexOf(names []string, name string) int {
