@@ -297,3 +297,27 @@ func TestServerChecks(t *testing.T) {
 		t.Log(err)
 	})
 }
+
+// An XA transaction is skipped with a warning, and the feed goes on.
+func TestXATransactionSkipped(t *testing.T) {
+	f := newFeedFixture(t, "INT")
+	f.db.Exec(t, "INSERT INTO inv VALUES ('a', 10, NULL)")
+	f.start(t)
+	conn, err := f.db.Open(t).Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{"XA START 'x1'", "UPDATE inv SET stock = stock - 1 WHERE sku = 'a'", "XA END 'x1'", "XA PREPARE 'x1'", "XA COMMIT 'x1'",
+		"UPDATE inv SET stock = stock - 2 WHERE sku = 'a'"} {
+		if _, err := conn.ExecContext(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	f.waitEvents(t, 1)
+	time.Sleep(200 * time.Millisecond) // nothing more arrives
+	evs := readEvents(t, f.out)
+	if len(evs) != 1 || evs[0].Quantity != "2" {
+		t.Fatalf("events %+v", evs)
+	}
+}
