@@ -43,6 +43,11 @@
 //   - Rows are buffered per transaction and emitted whole at its commit
 //     (XID, or COMMIT/DDL query); a reconnection restarts at the last
 //     transaction boundary read, so a transaction is never half emitted.
+//     XA transactions (not used by hotrow; their outcome is logged apart
+//     from their rows) are skipped with a warning.
+//   - The stream is reconnected when the server sends nothing, not even a
+//     heartbeat, for three Heartbeat periods while the consumer waits for
+//     it (a stall on a full window does not count).
 //   - At least once, stable ids: the checkpoint (table checkpoints, one
 //     row per consumer Name: GTID set, file, pos, and as updated_at the
 //     commit time of the transaction it ends with) is written only at
@@ -56,8 +61,8 @@
 //   - The in-flight window (MaxInFlightEvents, MaxInFlightBytes) bounds
 //     the events read but not acknowledged by every sink; when it is
 //     full, reading stalls. One transaction is added whole, so memory is
-//     bounded by the window plus the largest transaction. Nothing is
-//     dropped.
+//     bounded by the window plus the largest transaction (plus 256 parsed
+//     binlog events queued in the syncer). Nothing is dropped.
 //   - One goroutine per sink delivers batches (SinkBatch) in binlog order;
 //     a failed Deliver is retried with the same messages, exponential
 //     backoff with jitter (RetryMin..RetryMax), until ctx ends.
