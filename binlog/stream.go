@@ -120,6 +120,10 @@ func (s *stream) session(ctx context.Context) (progressed bool, err error) {
 		return false, decodeError{fmt.Errorf("binlog: source address %q: %w", dsn.Addr, err)}
 	}
 	port, _ := strconv.Atoi(portText)
+	tlsConfig := dsn.TLS // the DSN's tls=true, skip-verify or a registered name
+	if dsn.AllowFallbackToPlaintext {
+		tlsConfig = nil // tls=preferred: go-mysql cannot fall back, so plain
+	}
 	flavor := gomysql.MySQLFlavor
 	if s.srv.mariadb {
 		flavor = gomysql.MariaDBFlavor
@@ -132,6 +136,7 @@ func (s *stream) session(ctx context.Context) (progressed bool, err error) {
 		User:                    dsn.User,
 		Password:                dsn.Passwd,
 		Charset:                 "utf8mb4",
+		TLSConfig:               tlsConfig,
 		ParseTime:               true,
 		TimestampStringLocation: time.UTC,
 		UseDecimal:              true,
