@@ -218,7 +218,7 @@ func (c *Consumer) deliver(ctx context.Context, w *window, i int, s Sink) {
 			}
 			c.log.Warn("sink delivery failed, retrying", "sink", s.Name(), "err", err.Error(),
 				"events", len(msgs), "first_id", msgs[0].ID, "attempt", attempt, "retry_in", backoff)
-			if !sleep(ctx, jitter(backoff)) {
+			if !sleepCtx(ctx, jittered(backoff)) {
 				return
 			}
 			backoff = min(2*backoff, c.cfg.RetryMax)
@@ -294,8 +294,8 @@ func (c *Consumer) statsLoop(ctx context.Context, w *window, st *stream) {
 	}
 }
 
-// sleep waits d or until ctx ends; false when ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
+// sleepCtx waits d or until ctx ends; false when ctx ended.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -306,7 +306,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// jitter spreads d over [d/2, d).
-func jitter(d time.Duration) time.Duration {
+// jittered spreads d over [d/2, d).
+func jittered(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }

@@ -162,11 +162,11 @@ func (t *txn) addRows(tb *tables, e *replication.RowsEvent) error {
 
 func (t *txn) addLedger(r schema.LedgerRow) {
 	ev := Event{ID: r.ID(), Kind: KindOrder, Table: r.Schema + "." + r.Table, Key: r.Key,
-		StockAfter: number(r.StockAfter), Batch: r.BatchID, ConnID: r.ConnID}
+		StockAfter: jsonNumber(r.StockAfter), Batch: r.BatchID, ConnID: r.ConnID}
 	if !r.CreatedAt.IsZero() {
 		ev.CommittedAt = r.CreatedAt.UnixMicro()
 	}
-	q := number(r.Delta)
+	q := jsonNumber(r.Delta)
 	if abs, neg := strings.CutPrefix(string(q), "-"); neg {
 		q = json.Number(abs)
 	} else if d, err := decimal.NewFromString(string(q)); err == nil && d.IsPositive() {
@@ -177,10 +177,10 @@ func (t *txn) addLedger(r schema.LedgerRow) {
 	if t.merged == nil {
 		t.merged = make(map[tableName]bool)
 	}
-	t.merged[lower(tableName{r.Schema, r.Table})] = true
+	t.merged[lowerName(tableName{r.Schema, r.Table})] = true
 }
 
-func lower(n tableName) tableName {
+func lowerName(n tableName) tableName {
 	return tableName{strings.ToLower(n.schema), strings.ToLower(n.table)}
 }
 
@@ -207,9 +207,9 @@ func (t *txn) addHot(name tableName, rule HotRule, names []string, before, after
 	if d.IsPositive() {
 		kind = KindRestock
 	}
-	key := text(after[ki])
+	key := keyText(after[ki])
 	t.items = append(t.items, item{
-		hot: lower(name),
+		hot: lowerName(name),
 		ev: Event{ID: t.id() + ":" + strconv.Itoa(t.nHot), Kind: kind, Table: name.String(), Key: key,
 			Quantity: json.Number(d.Abs().String()), StockAfter: json.Number(a.String())},
 	})
@@ -235,7 +235,7 @@ func (t *txn) addRow(name tableName, m *replication.TableMapEvent, names []strin
 	var key []string
 	for _, i := range m.PrimaryKey {
 		if int(i) < len(img) {
-			key = append(key, text(img[i]))
+			key = append(key, keyText(img[i]))
 		}
 	}
 	ev.Key = strings.Join(key, ",")
@@ -280,10 +280,10 @@ func (t *txn) commit(committed time.Time) ([]Message, error) {
 	return msgs, nil
 }
 
-// number is s as a JSON number: as is when it is one in plain decimal
+// jsonNumber is s as a JSON number: as is when it is one in plain decimal
 // notation, else its decimal value (" 5", "+5", ".5" become 5, 5, 0.5),
 // else empty (the field is left out rather than the event refused).
-func number(s string) json.Number {
+func jsonNumber(s string) json.Number {
 	plain := s != "" && s != "-"
 	for i := 0; i < len(s) && plain; i++ {
 		c := s[i]
@@ -335,14 +335,14 @@ func toDecimal(v any) (decimal.Decimal, bool) {
 	case float64:
 		return decimal.NewFromFloat(v), true
 	case string, []byte:
-		d, err := decimal.NewFromString(text(v))
+		d, err := decimal.NewFromString(keyText(v))
 		return d, err == nil
 	}
 	return decimal.Decimal{}, false
 }
 
-// text formats a key value as the ledger writes it.
-func text(v any) string {
+// keyText formats a key value as the ledger writes it.
+func keyText(v any) string {
 	switch v := v.(type) {
 	case nil:
 		return ""

@@ -19,7 +19,7 @@ const pruneChunk = 500
 // retention (between a second and a minute).
 func (c *Consumer) retentionLoop(ctx context.Context, db *sql.DB) {
 	interval := min(max(c.cfg.LedgerRetention/10, time.Second), time.Minute)
-	for sleep(ctx, interval) {
+	for sleepCtx(ctx, interval) {
 		n, err := prune(ctx, db, c.cfg.MetaSchema, c.cfg.LedgerRetention)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -70,7 +70,7 @@ func prune(ctx context.Context, db *sql.DB, meta string, retention time.Duration
 			}
 			n, _ := res.RowsAffected()
 			total += n
-			if n < pruneChunk || !sleep(ctx, 5*time.Millisecond) {
+			if n < pruneChunk || !sleepCtx(ctx, 5*time.Millisecond) {
 				break
 			}
 		}

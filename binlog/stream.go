@@ -72,7 +72,7 @@ func (s *stream) run(ctx context.Context) error {
 		}
 		s.log.Warn("binlog stream lost, reconnecting", "err", err.Error(), "gtid", s.pos.GTID,
 			"file", s.pos.File, "pos", s.pos.Pos, "retry_in", backoff)
-		if !sleep(ctx, jitter(backoff)) {
+		if !sleepCtx(ctx, jittered(backoff)) {
 			return nil
 		}
 		backoff = min(2*backoff, s.cfg.RetryMax)

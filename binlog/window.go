@@ -53,7 +53,7 @@ func newWindow(sinks, maxEvents, maxBytes int) *window {
 	return w
 }
 
-func notify(c chan struct{}) {
+func notifyChan(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
 	default:
@@ -91,7 +91,7 @@ func (w *window) add(ctx context.Context, msgs []Message, pos Position) error {
 	w.mu.Unlock()
 	if len(msgs) > 0 {
 		for _, c := range w.wake {
-			notify(c)
+			notifyChan(c)
 		}
 	}
 	return nil
@@ -122,7 +122,7 @@ func (w *window) ack(i int, upto uint64) {
 	w.base = low
 	w.mu.Unlock()
 	if n > 0 {
-		notify(w.room)
+		notifyChan(w.room)
 	}
 }
 
