@@ -22,12 +22,12 @@ func TestMain(m *testing.M) {
 	testdb.Main(m)
 }
 
-type testWriter struct{ t testing.TB }
+type feedLogWriter struct{ t testing.TB }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Logf("%s", p); return len(p), nil }
+func (w feedLogWriter) Write(p []byte) (int, error) { w.t.Logf("%s", p); return len(p), nil }
 
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+func feedLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(feedLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 // feedFixture is a test database with a hot table inv and a consumer
@@ -63,7 +63,7 @@ func newFeedFixture(t *testing.T, stockType string) *feedFixture {
 // arrives on the returned channel.
 func (f *feedFixture) start(t *testing.T) (*Consumer, <-chan error) {
 	t.Helper()
-	c, err := NewConsumer(f.cfg, testLogger(t))
+	c, err := NewConsumer(f.cfg, feedLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

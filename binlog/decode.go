@@ -180,6 +180,8 @@ func (t *txn) addLedger(r schema.LedgerRow) {
 	t.merged[lowerName(tableName{r.Schema, r.Table})] = true
 }
 
+// lowerName folds a table name's case, to match a ledger row's table
+// (named as the hot rule names it) with the binlog's.
 func lowerName(n tableName) tableName {
 	return tableName{strings.ToLower(n.schema), strings.ToLower(n.table)}
 }

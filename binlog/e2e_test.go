@@ -45,7 +45,7 @@ func (l *load) run(t *testing.T, mergedWorkers, directWorkers, n int) int {
 	mcfg.DSN = f.db.DSN()
 	mcfg.MetaSchema = f.meta
 	mcfg.ResolveTimeout = 30 * time.Second
-	m, err := merger.New(context.Background(), mcfg, testLogger(t))
+	m, err := merger.New(context.Background(), mcfg, feedLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestMergedKeyUnderCollation(t *testing.T) {
 	f.start(t)
 	mcfg := merger.DefaultConfig()
 	mcfg.DSN, mcfg.MetaSchema = f.db.DSN(), f.meta
-	m, err := merger.New(context.Background(), mcfg, testLogger(t))
+	m, err := merger.New(context.Background(), mcfg, feedLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -184,7 +184,7 @@ func TestPurgedBinlog(t *testing.T) {
 		first, err := server{mariadb: true}.first(context.Background(), root)
 		return err == nil && first.File == file
 	})
-	c2, err := NewConsumer(f.cfg, testLogger(t))
+	c2, err := NewConsumer(f.cfg, feedLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestServerChecks(t *testing.T) {
 	root := f.db.Server.Root(t)
 	run := func(cfg Config) error {
 		t.Helper()
-		c, err := NewConsumer(cfg, testLogger(t))
+		c, err := NewConsumer(cfg, feedLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-func msgs(ids ...string) []Message {
+func windowMsgs(ids ...string) []Message {
 	out := make([]Message, len(ids))
 	for i, id := range ids {
 		out[i] = Message{ID: id, Data: []byte(id)}
@@ -18,7 +18,7 @@ func TestWindow(t *testing.T) {
 	w := newWindow(2, 3, 1<<20)
 	ctx := context.Background()
 	p1, p2, p3 := Position{File: "f", Pos: 1}, Position{File: "f", Pos: 2}, Position{File: "f", Pos: 3}
-	if err := w.add(ctx, msgs("a", "b"), p1); err != nil {
+	if err := w.add(ctx, windowMsgs("a", "b"), p1); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.add(ctx, nil, p2); err != nil { // an irrelevant transaction
@@ -45,11 +45,11 @@ func TestWindow(t *testing.T) {
 	}
 
 	// Full: three events in flight; the next add waits for room.
-	if err := w.add(ctx, msgs("c", "d", "e"), p3); err != nil {
+	if err := w.add(ctx, windowMsgs("c", "d", "e"), p3); err != nil {
 		t.Fatal(err)
 	}
 	added := make(chan error, 1)
-	go func() { added <- w.add(ctx, msgs("f"), Position{File: "f", Pos: 4}) }()
+	go func() { added <- w.add(ctx, windowMsgs("f"), Position{File: "f", Pos: 4}) }()
 	select {
 	case err := <-added:
 		t.Fatalf("add into a full window returned %v", err)
@@ -65,7 +65,7 @@ func TestWindow(t *testing.T) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := w.add(cctx, msgs("g"), Position{}); err == nil {
+	if err := w.add(cctx, windowMsgs("g"), Position{}); err == nil {
 		t.Fatal("add into a full window ignored its ctx")
 	}
 }
@@ -73,19 +73,19 @@ func TestWindow(t *testing.T) {
 func TestWindowBytes(t *testing.T) {
 	w := newWindow(1, 1000, 4)
 	ctx := context.Background()
-	if err := w.add(ctx, msgs("abc", "de"), Position{Pos: 1}); err != nil { // 5 bytes: one transaction overshoots
+	if err := w.add(ctx, windowMsgs("abc", "de"), Position{Pos: 1}); err != nil { // 5 bytes: one transaction overshoots
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if err := w.add(cctx, msgs("f"), Position{Pos: 2}); err == nil {
+	if err := w.add(cctx, windowMsgs("f"), Position{Pos: 2}); err == nil {
 		t.Fatal("add past the byte bound did not wait")
 	}
 	w.ack(0, 1)
 	if _, bytes, _ := w.stats(); bytes != 2 {
 		t.Fatalf("%d bytes in flight, want 2", bytes)
 	}
-	if err := w.add(ctx, msgs("f"), Position{Pos: 2}); err != nil {
+	if err := w.add(ctx, windowMsgs("f"), Position{Pos: 2}); err != nil {
 		t.Fatal(err)
 	}
 }
