@@ -251,3 +251,32 @@ func TestFromStart(t *testing.T) {
 		t.Fatalf("events %+v", evs)
 	}
 }
+
+// A clean stop writes the last checkpoint: the next run repeats nothing.
+func TestRestartRepeatsNothing(t *testing.T) {
+	f := newFeedFixture(t, "INT")
+	f.cfg.CheckpointInterval = time.Hour // only the one at shutdown
+	f.db.Exec(t, "INSERT INTO inv VALUES ('a', 100, NULL)")
+	conn := f.db.Open(t)
+	deduct := func(n int) {
+		for range n {
+			if _, err := conn.Exec("UPDATE inv SET stock = stock - 1 WHERE sku = 'a'"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c, errc := f.start(t)
+	deduct(10)
+	f.waitEvents(t, 10)
+	c.Close()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	f.start(t)
+	deduct(5)
+	f.waitEvents(t, 15)
+	time.Sleep(200 * time.Millisecond)
+	if evs := readEvents(t, f.out); len(evs) != 15 {
+		t.Fatalf("%d events, want 15 (none repeated)", len(evs))
+	}
+}
