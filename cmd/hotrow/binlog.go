@@ -17,7 +17,7 @@ import (
 // binlogFlags defines the order feed's flags on fs, each name prefixed
 // with prefix ("" for `hotrow binlog`, "binlog-" beside the proxy), and
 // returns a function that builds the consumer's Config from them once fs
-// is parsed.
+// is parsed; the caller completes and validates it.
 func binlogFlags(fs *flag.FlagSet, prefix string) func() (binlog.Config, error) {
 	cfg := binlog.DefaultConfig()
 	var sinks, rules, include cli.ListFlag
@@ -55,7 +55,7 @@ func binlogFlags(fs *flag.FlagSet, prefix string) func() (binlog.Config, error) 
 			}
 			cfg.HotRules = append(cfg.HotRules, r)
 		}
-		return cfg, cfg.Validate()
+		return cfg, nil
 	}
 }
 
@@ -88,6 +88,9 @@ and %s on the meta schema, e.g.
 	}
 	cfg, err := build()
 	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	log, err := newLogger(*logLevel)

@@ -42,6 +42,9 @@ func TestBinlogFlags(t *testing.T) {
 				t.Fatal(err)
 			}
 			c, err := build()
+			if err == nil {
+				err = c.Validate()
+			}
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("error %v, want error %v", err, tc.wantErr)
 			}
