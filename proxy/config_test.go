@@ -65,6 +65,9 @@ func TestConfigValidate(t *testing.T) {
 		{"bad rule", func(c *Config) { c.HotRules = []string{"inventory:sku"} }, "hot rule"},
 		{"unknown merge user", func(c *Config) { c.HotRules = []string{"a.b:c:d"}; c.MergeUser = "nobody" }, "merge user"},
 		{"tiny packets", func(c *Config) { c.MaxPacketSize = 10 }, "max packet"},
+		{"no handshake timeout", func(c *Config) { c.HandshakeTimeout.Duration = 0 }, "handshake timeout"},
+		{"no connections", func(c *Config) { c.MaxConnections = 0 }, "max connections"},
+		{"no handshake backends", func(c *Config) { c.HandshakeBackends = 0 }, "handshake backends"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,11 +22,50 @@
 //   - merge.go: handing a hot statement to the merger and answering the
 //     client with the OK packet the server would have sent.
 //   - handshake.go, backend.go: the client and backend handshakes.
+//   - preauth.go: what clients cost before they authenticate (below).
 //   - packetio.go, protocol.go: packets on the wire, and the few the proxy
 //     reads or builds.
 //   - errors.go, side.go: errors, and the side of the connection (client
 //     or backend) an I/O error came from.
 //   - config.go: Config, from flags or a TOML file.
+//
+// # Before authentication
+//
+// A client is greeted with the server's own version, capabilities and
+// thread id, so that CONNECTION_ID() and KILL mean the same through hotrow
+// as on the server: the proxy dials a backend connection, shows the client
+// that connection's greeting (with a salt of its own: it verifies the
+// password itself), and after the login hands the same connection to the
+// session. That costs a server connection per client still in its
+// handshake, so the proxy bounds it (preauth.go):
+//
+//   - Config.HandshakeTimeout (like the server's connect_timeout) closes a
+//     client that has not authenticated in time;
+//   - Config.MaxConnections refuses clients beyond it with ERROR 1040, as
+//     the server does beyond max_connections;
+//   - Config.MaxHandshakes bounds the clients in their handshake: beyond it
+//     the one that has waited longest is closed;
+//   - Config.HandshakeBackends bounds the backend connections held for
+//     clients in their handshake. When they are all taken, a newcomer takes
+//     the one of the client that has held it longest (past a 50 ms grace,
+//     longer than a real client takes to answer); when every holder is
+//     within its grace, the newcomer is greeted with the greeting of a
+//     backend connection the proxy has already closed. No client keeps its
+//     backend connection longer than ConnectTimeout without answering.
+//     Backend connections given up are logged in and quit (never just
+//     closed), so the server counts no aborted connect against the proxy.
+//
+// A client that authenticates after its backend connection was taken gets
+// a new one: its CONNECTION_ID() and the KILL of it stay right (they are
+// the server's), only the thread id of its greeting is stale, and that one
+// names a thread that has ended (the server does not reuse thread ids), so
+// a KILL of it fails with 1094 and never hits another session. This
+// happens only to clients slower than the grace under a flood of
+// handshakes. The alternative, greeting every client with the proxy's own
+// greeting and dialling only after the login, holds no server connection
+// at all before authentication but shows every client a thread id that is
+// not its session's; the bounded pool keeps the real one for every client
+// but those.
 //
 // # Invariants
 //

@@ -48,6 +48,11 @@ Flags given on the command line override the --config file.
 	instanceID := fs.String("instance-id", "", "`id` of this proxy instance in its batch ids, 1-48 of [A-Za-z0-9._-]: keep it stable across\nrestarts of the same instance (recovery after a crash resolves only its own batches) and unique\nacross instances in front of the same server (default: host name, process id and a random suffix)")
 	authPlugin := fs.String("auth-plugin", cfg.AuthPlugin, "auth plugin offered to clients: mysql_native_password or caching_sha2_password")
 	maxPacket := fs.Int("max-packet-size", cfg.MaxPacketSize, "largest client packet in `bytes` (like max_allowed_packet)")
+	handshakeTimeout := fs.Duration("handshake-timeout", cfg.HandshakeTimeout.Duration, "close a client that has not authenticated within this `duration` (like connect_timeout)")
+	connectTimeout := fs.Duration("connect-timeout", cfg.ConnectTimeout.Duration, "bound on dialing and logging in to the backend, and on how long a client that has not\nanswered its greeting keeps the backend connection it was greeted for; keep it below the\nserver's connect_timeout")
+	maxConns := fs.Int("max-connections", cfg.MaxConnections, "most client connections (authenticated or not); beyond it ERROR 1040 Too many connections")
+	maxHandshakes := fs.Int("max-handshakes", cfg.MaxHandshakes, "most clients in their handshake at once; beyond it the one waiting longest is closed")
+	handshakeBackends := fs.Int("handshake-backends", cfg.HandshakeBackends, "most backend connections held for clients that have not authenticated yet")
 	drain := fs.Duration("drain-timeout", cfg.DrainTimeout.Duration, "on SIGTERM/SIGINT, how long running statements may finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	debugAddr := fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback `address` (e.g. 127.0.0.1:6060); off when empty")
@@ -82,6 +87,16 @@ Flags given on the command line override the --config file.
 			cfg.AuthPlugin = *authPlugin
 		case "max-packet-size":
 			cfg.MaxPacketSize = *maxPacket
+		case "handshake-timeout":
+			cfg.HandshakeTimeout.Duration = *handshakeTimeout
+		case "connect-timeout":
+			cfg.ConnectTimeout.Duration = *connectTimeout
+		case "max-connections":
+			cfg.MaxConnections = *maxConns
+		case "max-handshakes":
+			cfg.MaxHandshakes = *maxHandshakes
+		case "handshake-backends":
+			cfg.HandshakeBackends = *handshakeBackends
 		case "drain-timeout":
 			cfg.DrainTimeout.Duration = *drain
 		}
