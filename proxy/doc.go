@@ -23,6 +23,7 @@
 //     client with the OK packet the server would have sent.
 //   - handshake.go, backend.go: the client and backend handshakes.
 //   - preauth.go: what clients cost before they authenticate (below).
+//   - idlewatch.go: noticing that the server closed an idle session.
 //   - packetio.go, protocol.go: packets on the wire, and the few the proxy
 //     reads or builds.
 //   - errors.go, side.go: errors, and the side of the connection (client
@@ -85,6 +86,11 @@
 //     is made, with the side it came from (*backendError, *clientError). A
 //     lost backend ends the session; a client that has heard nothing of
 //     the current response gets 2013, as from a direct connection.
+//   - A session whose backend connection the server closes while it is
+//     idle (wait_timeout, KILL, restart) closes its client connection
+//     within idleWatchDelay (idlewatch.go), as the server's close reaches
+//     a direct client: drivers see a dead pooled connection before they
+//     use it, not a 2013 after.
 //   - Every session goroutine belongs to the Server: Shutdown and Close
 //     wait for them. Sessions' contexts derive from Serve's; after the
 //     drain deadline it is cancelled, which interrupts statements still

@@ -179,6 +179,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		return
 	}
 	sess.log = log.With("conn_id", sess.connID, "user", sess.user.Name)
+	sess.watch = idleWatch{be: sess.be.conn, onLost: func() { sess.conn.Close() }}
 	if !s.register(sess) {
 		sess.close()
 		return

@@ -46,6 +46,10 @@ type session struct {
 	conBuf []byte // continuation of a relayed packet, reused
 	outBuf []byte // packets the proxy builds, reused
 
+	// watch closes the client connection when the server closes the
+	// backend connection while the session is idle.
+	watch idleWatch
+
 	mu    sync.Mutex // guards state
 	state sessionState
 }
@@ -62,7 +66,14 @@ const (
 func (s *session) run(ctx context.Context) error {
 	for {
 		s.client.resetSeq()
+		if s.be.r.Buffered() == 0 {
+			s.watch.arm()
+		}
 		pkt, err := s.client.readPacket(s.cmdBuf, s.srv.cfg.MaxPacketSize)
+		if s.watch.disarm() {
+			// The client connection is closed already: nothing to answer.
+			return backendSide.tag(errBackendClosedIdle)
+		}
 		if err != nil {
 			s.quitBackend()
 			if errors.Is(err, errPacketTooLarge) {
