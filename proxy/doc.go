@@ -24,6 +24,8 @@
 //   - handshake.go, backend.go: the client and backend handshakes.
 //   - preauth.go: what clients cost before they authenticate (below).
 //   - idlewatch.go: noticing that the server closed an idle session.
+//   - infile.go: which of the server's requests for a client file
+//     (LOAD DATA LOCAL INFILE) reach the client.
 //   - packetio.go, protocol.go: packets on the wire, and the few the proxy
 //     reads or builds.
 //   - errors.go, side.go: errors, and the side of the connection (client
@@ -74,6 +76,10 @@
 //     reaches the client unchanged (sequence numbers included), and
 //     commands reach the backend unchanged, except that parameter types a
 //     merged execution bound are put back into the next forwarded one.
+//     One exception: a server's request for a client file reaches the
+//     client only in answer to a COM_QUERY whose statement is LOAD DATA
+//     LOCAL INFILE of that very file (localInfileAllowed); otherwise the
+//     server gets an empty file and the client error 1148.
 //   - A session runs one command at a time on its own goroutine; the
 //     backend connection is idle between commands.
 //   - A session's hot statement is merged only when the session is the

@@ -41,6 +41,13 @@ type session struct {
 	stateTracker
 	stmts map[uint32]*preparedStmt
 
+	// infileQuery is the text of the COM_QUERY being relayed, until the
+	// server asks for a local file (localInfileAllowed); nil otherwise.
+	infileQuery []byte
+	// holdInfile tells relay that the next packet starts a result, where
+	// a request for a local file (0xFB) is held back for relayResult.
+	holdInfile bool
+
 	cmdBuf []byte // client command, reused
 	rawBuf []byte // relayed packet, reused
 	conBuf []byte // continuation of a relayed packet, reused
@@ -146,6 +153,7 @@ func (s *session) close() {
 }
 
 func (s *session) dispatch(ctx context.Context, pkt []byte) error {
+	s.infileQuery = nil
 	switch cmd := pkt[0]; cmd {
 	case gomysql.COM_QUIT:
 		s.quitBackend()
@@ -158,6 +166,7 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 		}
 		// Before forwarding: a LOCAL INFILE exchange reuses pkt's buffer.
 		s.noteQuery(pkt[1:])
+		s.infileQuery = pkt[1:]
 		return s.forward(pkt, s.relayResult)
 	case gomysql.COM_INIT_DB:
 		return s.forward(pkt, func() error {
