@@ -58,6 +58,18 @@ type Config struct {
 	HandshakeBackends int `toml:"handshake_backends"`
 	// DrainTimeout bounds how long shutdown waits for running statements.
 	DrainTimeout duration `toml:"drain_timeout"`
+	// TLSCert and TLSKey are PEM files of the certificate and key the
+	// proxy offers clients TLS with (CLIENT_SSL); empty: no TLS.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// RequireTLS refuses clients that do not upgrade to TLS.
+	RequireTLS bool `toml:"require_tls"`
+	// BackendTLS is "off", "preferred" (TLS when the server offers it) or
+	// "required" (no session without it).
+	BackendTLS string `toml:"backend_tls"`
+	// BackendCA is a PEM file of the CAs the server's certificate is
+	// verified against; empty: it is not verified.
+	BackendCA string `toml:"backend_ca"`
 	// HotRules name the tables whose stock updates are merged.
 	HotRules []string `toml:"hot_rules"`
 	// MergeUser is the user whose sessions are merged and whose
@@ -73,6 +85,13 @@ type Config struct {
 	// default (host name, process id and a random suffix).
 	InstanceID string `toml:"instance_id"`
 }
+
+// Config.BackendTLS values.
+const (
+	BackendTLSOff       = "off"
+	BackendTLSPreferred = "preferred"
+	BackendTLSRequired  = "required"
+)
 
 // duration is a time.Duration that reads "5s" from TOML.
 type duration struct{ time.Duration }
@@ -97,6 +116,7 @@ func DefaultConfig() Config {
 		MaxConnections:    4096,
 		MaxHandshakes:     1024,
 		HandshakeBackends: 16,
+		BackendTLS:        BackendTLSPreferred,
 		DrainTimeout:      duration{10 * time.Second},
 	}
 }
@@ -181,6 +201,20 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConnections < 1 || c.MaxHandshakes < 1 || c.HandshakeBackends < 1 {
 		errs = append(errs, fmt.Errorf("max connections %d, max handshakes %d, handshake backends %d: want each at least 1", c.MaxConnections, c.MaxHandshakes, c.HandshakeBackends))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls: give both a certificate and a key, or neither"))
+	}
+	if c.RequireTLS && c.TLSCert == "" {
+		errs = append(errs, errors.New("require tls: needs a TLS certificate and key"))
+	}
+	switch c.BackendTLS {
+	case BackendTLSOff, BackendTLSPreferred, BackendTLSRequired:
+	default:
+		errs = append(errs, fmt.Errorf("backend tls %q: want off, preferred or required", c.BackendTLS))
+	}
+	if c.BackendCA != "" && c.BackendTLS == BackendTLSOff {
+		errs = append(errs, errors.New("backend ca: given with backend tls off"))
 	}
 	if _, err := c.Rules(); err != nil {
 		errs = append(errs, err)

@@ -30,6 +30,8 @@
 //     reads or builds.
 //   - errors.go, side.go: errors, and the side of the connection (client
 //     or backend) an I/O error came from.
+//   - tls.go: TLS towards clients (after their SSLRequest) and towards the
+//     backend.
 //   - config.go: Config, from flags or a TOML file.
 //
 // # Before authentication

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,9 @@ type Server struct {
 
 	// gate bounds what clients cost before they authenticate.
 	gate *preauth
+	// clientTLS is offered to clients (nil: no TLS); backendTLS is used
+	// towards the server when it offers TLS (nil: never).
+	clientTLS, backendTLS *tls.Config
 
 	mu       sync.Mutex // guards the fields below
 	sessions map[*session]struct{}
@@ -65,6 +69,10 @@ func New(cfg Config, log *slog.Logger, hot *HotPath) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, users: map[string]User{}, sessions: map[*session]struct{}{}}
 	s.gate = newPreauth(cfg, s.abandonBackend, &s.wg)
+	var err error
+	if s.clientTLS, s.backendTLS, err = tlsConfigs(cfg); err != nil {
+		return nil, err
+	}
 	for _, u := range cfg.Users {
 		s.users[u.Name] = u
 	}
@@ -248,8 +256,22 @@ func (s *Server) handshake(ctx context.Context, sess *session) error {
 		return fmt.Errorf("backend: %w", err)
 	}
 
+	beTLS, err := s.backendTLSFor(g)
+	if err != nil {
+		_ = sess.writeErr(s.connectError(err))
+		return fmt.Errorf("backend: %w", err)
+	}
+	if beTLS != nil {
+		// go-mysql's TLS login sends no MariaDB extended capabilities
+		// (collationConn cannot rewrite the encrypted response): offer
+		// the client none either.
+		g.extCapability = 0
+	}
 	salt := gomysql.RandomBuf(20)
 	offered := g.capability & proxyCapabilities
+	if s.clientTLS != nil {
+		offered |= gomysql.CLIENT_SSL
+	}
 	sess.outBuf = appendGreeting(sess.outBuf[:0], g, offered, salt, s.cfg.AuthPlugin)
 	if err := sess.client.writePacket(sess.outBuf); err != nil {
 		return err
@@ -261,10 +283,29 @@ func (s *Server) handshake(ctx context.Context, sess *session) error {
 	if err != nil {
 		return err
 	}
+	secure := false
+	if s.clientTLS != nil && isSSLRequest(pkt) {
+		tc, p, err := upgradeClient(sess.conn, sess.client, s.clientTLS)
+		if err != nil {
+			return err
+		}
+		sess.conn, sess.client, secure = tc, p, true
+		if pkt, err = sess.client.readPacket(nil, 64<<10); err != nil {
+			return err
+		}
+	}
 	resp, err := parseHandshakeResponse(pkt, offered)
 	if errors.Is(err, errSSLRequested) && len(pkt) == 32 { // a genuine SSLRequest packet
 		_ = sess.writeErr(gomysql.NewError(gomysql.ER_HANDSHAKE_ERROR, "Bad handshake: hotrow does not offer TLS; connect without SSL (e.g. --ssl-mode=DISABLED, tls=false)"))
 		return err
+	}
+	if err == nil && resp.capability&gomysql.CLIENT_SSL != 0 && !secure {
+		err = errors.New("client set CLIENT_SSL without an SSLRequest")
+	}
+	if err == nil && s.cfg.RequireTLS && !secure {
+		host, _, _ := net.SplitHostPort(sess.conn.RemoteAddr().String())
+		_ = sess.writeErr(insecureTransportError(g, resp.user, host, len(resp.authData) > 0))
+		return errInsecureTransport
 	}
 	if err != nil {
 		_ = sess.writeErr(gomysql.NewDefaultError(gomysql.ER_HANDSHAKE_ERROR))
@@ -319,8 +360,17 @@ func (s *Server) handshake(ctx context.Context, sess *session) error {
 		s.log.Debug("client greeted with a backend connection it no longer holds; dialled anew",
 			"greeted_conn_id", g.connID, "conn_id", bg.connID)
 	}
+	if !claimed {
+		if beTLS, err = s.backendTLSFor(bg); err != nil {
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); s.abandonBackend(beConn, bg) }()
+			sess.client.seq = okSeq
+			_ = sess.writeErr(s.connectError(err))
+			return fmt.Errorf("backend: %w", err)
+		}
+	}
 	actx, acancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout.Duration)
-	be, err := authBackend(actx, beConn, bg, user, resp) // closes beConn on failure
+	be, err := authBackend(actx, beConn, bg, beTLS, user, resp) // closes beConn on failure
 	acancel()
 	if err != nil {
 		sess.client.seq = okSeq
@@ -358,7 +408,13 @@ func (s *Server) dialBackend(ctx context.Context) (net.Conn, greeting, error) {
 // connection.
 func (s *Server) connectError(err error) *gomysql.MyError {
 	var my *gomysql.MyError
-	if !errors.As(err, &my) {
+	var cve *tls.CertificateVerificationError
+	var rhe tls.RecordHeaderError
+	switch {
+	case errors.As(err, &my):
+	case errors.As(err, &cve), errors.As(err, &rhe):
+		my = gomysql.NewError(crSSLConnectionError, fmt.Sprintf("SSL connection error: %v (hotrow: backend %s)", err, s.cfg.Backend))
+	default:
 		my = gomysql.NewError(crConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (hotrow: %v)", s.cfg.Backend, err))
 	}
 	return my
@@ -372,7 +428,8 @@ func (s *Server) connectError(err error) *gomysql.MyError {
 func (s *Server) abandonBackend(conn net.Conn, g greeting) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout.Duration)
 	defer cancel()
-	be, err := authBackend(ctx, conn, g, s.cfg.Users[0], handshakeResponse{capability: gomysql.CLIENT_PROTOCOL_41, collation: g.charset})
+	beTLS, _ := s.backendTLSFor(g)
+	be, err := authBackend(ctx, conn, g, beTLS, s.cfg.Users[0], handshakeResponse{capability: gomysql.CLIENT_PROTOCOL_41, collation: g.charset})
 	if err != nil {
 		return // authBackend closed it
 	}

@@ -53,6 +53,11 @@ Flags given on the command line override the --config file.
 	maxConns := fs.Int("max-connections", cfg.MaxConnections, "most client connections (authenticated or not); beyond it ERROR 1040 Too many connections")
 	maxHandshakes := fs.Int("max-handshakes", cfg.MaxHandshakes, "most clients in their handshake at once; beyond it the one waiting longest is closed")
 	handshakeBackends := fs.Int("handshake-backends", cfg.HandshakeBackends, "most backend connections held for clients that have not authenticated yet")
+	tlsCert := fs.String("tls-cert", "", "PEM `file` of the certificate offered to clients for TLS (with --tls-key); no TLS when empty")
+	tlsKey := fs.String("tls-key", "", "PEM `file` of the key of --tls-cert")
+	requireTLS := fs.Bool("require-tls", false, "refuse clients that do not upgrade to TLS, with the error the server gives under\nrequire_secure_transport=ON (MariaDB: 1045, MySQL: 3159)")
+	backendTLS := fs.String("backend-tls", cfg.BackendTLS, "TLS to the server: off, preferred (when the server offers it) or required")
+	backendCA := fs.String("backend-ca", "", "PEM `file` of the CAs that verify the server's certificate (default: not verified)")
 	drain := fs.Duration("drain-timeout", cfg.DrainTimeout.Duration, "on SIGTERM/SIGINT, how long running statements may finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	debugAddr := fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback `address` (e.g. 127.0.0.1:6060); off when empty")
@@ -97,6 +102,16 @@ Flags given on the command line override the --config file.
 			cfg.MaxHandshakes = *maxHandshakes
 		case "handshake-backends":
 			cfg.HandshakeBackends = *handshakeBackends
+		case "tls-cert":
+			cfg.TLSCert = *tlsCert
+		case "tls-key":
+			cfg.TLSKey = *tlsKey
+		case "require-tls":
+			cfg.RequireTLS = *requireTLS
+		case "backend-tls":
+			cfg.BackendTLS = *backendTLS
+		case "backend-ca":
+			cfg.BackendCA = *backendCA
 		case "drain-timeout":
 			cfg.DrainTimeout.Duration = *drain
 		}
