@@ -243,6 +243,19 @@ func TestBackendTLS(t *testing.T) {
 			if coll != "utf8mb4_bin" {
 				t.Fatalf("collation_connection %q, want utf8mb4_bin", coll)
 			}
+			// The idle watch works over TLS too: a KILL of the idle
+			// session's thread closes it, and the pool goes on.
+			var id int
+			if err := pool.QueryRow("SELECT CONNECTION_ID()").Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tdb.Open(t).Exec(fmt.Sprintf("KILL %d", id)); err != nil {
+				t.Fatal(err)
+			}
+			testdb.WaitFor(t, time.Second, "the killed idle session to close", func() bool { return p.sessionCount() == 0 })
+			if got := cipher(t, pool); (got != "") != tt.tls {
+				t.Fatalf("after KILL: Ssl_cipher %q, want TLS %v", got, tt.tls)
+			}
 		})
 	}
 	t.Run("required, server without TLS", func(t *testing.T) {
