@@ -124,7 +124,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		if !s.startSession(ctx, conn) {
+		switch started, full := s.startSession(ctx, conn); {
+		case full:
+			refuseTooMany(conn)
+			conn.Close()
+		case !started:
 			conn.Close()
 		}
 	}
@@ -136,20 +140,21 @@ func (s *Server) isDraining() bool {
 	return s.draining
 }
 
-func (s *Server) startSession(ctx context.Context, conn net.Conn) bool {
+// startSession serves conn on a new goroutine unless the server is
+// draining or has MaxConnections clients already (full).
+func (s *Server) startSession(ctx context.Context, conn net.Conn) (started, full bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining {
-		return false
+		return false, false
 	}
 	if s.conns >= s.cfg.MaxConnections {
-		refuseTooMany(conn)
-		return false
+		return false, true
 	}
 	s.conns++
 	s.wg.Add(1)
 	go s.serveConn(ctx, conn)
-	return true
+	return true, false
 }
 
 // refuseTooMany answers a client beyond MaxConnections as the server does
