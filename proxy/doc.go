@@ -51,26 +51,30 @@
 //   - Config.MaxHandshakes bounds the clients in their handshake: beyond it
 //     the one that has waited longest is closed;
 //   - Config.HandshakeBackends bounds the backend connections held for
-//     clients in their handshake. When they are all taken, a newcomer takes
-//     the one of the client that has held it longest (past a 50 ms grace,
-//     longer than a real client takes to answer); when every holder is
-//     within its grace, the newcomer is greeted with the greeting of a
-//     backend connection the proxy has already closed. No client keeps its
-//     backend connection longer than ConnectTimeout without answering.
-//     Backend connections given up are logged in and quit (never just
-//     closed), so the server counts no aborted connect against the proxy.
+//     clients in their handshake. When they are all taken, a newcomer waits
+//     for one, taking the one of the client that has held it longest once
+//     that one has held it for a second (far longer than a real client
+//     takes to answer). A newcomer stops waiting after 250 ms when no
+//     client has completed its login for as long (the slots are held by
+//     clients that do not answer), and after a second in any case; it is
+//     then greeted with the greeting of a backend connection the proxy has
+//     already closed. No client keeps its backend connection longer than
+//     ConnectTimeout without answering. Backend connections given up are
+//     logged in and quit (never just closed), so the server counts no
+//     aborted connect against the proxy.
 //
-// A client that authenticates after its backend connection was taken gets
-// a new one: its CONNECTION_ID() and the KILL of it stay right (they are
-// the server's), only the thread id of its greeting is stale, and that one
-// names a thread that has ended (the server does not reuse thread ids), so
-// a KILL of it fails with 1094 and never hits another session. This
-// happens only to clients slower than the grace under a flood of
-// handshakes. The alternative, greeting every client with the proxy's own
-// greeting and dialling only after the login, holds no server connection
-// at all before authentication but shows every client a thread id that is
-// not its session's; the bounded pool keeps the real one for every client
-// but those.
+// A client that authenticates after its backend connection was taken, or
+// that was greeted without one, gets a new one: its CONNECTION_ID() and
+// the KILL of it stay right (they are the server's), only the thread id
+// of its greeting is stale, and that one names a thread that has ended
+// (the server does not reuse thread ids), so a KILL of it fails with 1094
+// and never hits another session. This happens only under a flood of
+// handshakes that do not answer, or a burst of logins that keeps a
+// newcomer waiting over a second. The alternative, greeting every client
+// with the proxy's own greeting and dialling only after the login, holds
+// no server connection at all before authentication but shows every
+// client a thread id that is not its session's; the bounded set of held
+// connections keeps the real one for every client but those.
 //
 // # Invariants
 //

@@ -40,6 +40,9 @@ type preauth struct {
 	// thread has ended.
 	dead     greeting
 	haveDead bool
+	// lastClaim is when a client last authenticated with the backend
+	// connection it was greeted for.
+	lastClaim time.Time
 }
 
 // pendingHandshake is one client between accept and authentication.
@@ -102,38 +105,38 @@ func (p *preauth) leave(h *pendingHandshake) {
 }
 
 // acquire returns the greeting h is greeted with. Normally that is the
-// greeting of a backend connection dialled for h and held for it. When
-// every slot is taken by clients that arrived within grace, h is greeted
-// instead with the greeting of a backend connection already abandoned,
-// whose thread has ended: the server's version and capabilities, and a
-// thread id no live session has (the server does not reuse thread ids), so
-// a KILL of it cannot hit another session. ctx bounds the wait and the
-// dial.
+// greeting of a backend connection dialled for h and held for it: h waits
+// for a free slot, taking the slot of the pending client that has held one
+// longest once that one is past keepFor. Only when h cannot get a slot (see
+// fallback: a flood of handshakes that do not answer, or a burst longer
+// than maxSlotWait) is it greeted instead with the greeting of a backend
+// connection already abandoned, whose thread has ended: the server's
+// version and capabilities, and a thread id no live session has (the
+// server does not reuse thread ids), so a KILL of it cannot hit another
+// session. ctx bounds the wait and the dial.
 func (p *preauth) acquire(ctx context.Context, h *pendingHandshake, dial func(context.Context) (net.Conn, greeting, error)) (greeting, error) {
-	select {
-	case p.slots <- struct{}{}:
-	default:
-		evicted := p.evictOldest(h)
-		wait := time.NewTimer(grace)
-		defer wait.Stop()
-		dead, haveDead := p.deadGreeting()
-		if !evicted && haveDead {
-			return dead, nil
-		}
+	giveUp := time.Now().Add(grace)
+	for acquired := false; !acquired; {
 		select {
 		case p.slots <- struct{}{}:
-		case <-wait.C:
-			if haveDead {
-				return dead, nil
-			}
-			select { // the first handshakes after start: wait for a slot
-			case p.slots <- struct{}{}:
-			case <-ctx.Done():
-				return greeting{}, ctx.Err()
-			}
+			acquired = true
+			continue
+		default:
+		}
+		p.evictOldest(h) // its slot frees once the abandon is done
+		if dead, ok := p.fallback(giveUp); ok {
+			return dead, nil
+		}
+		retry := time.NewTimer(5 * time.Millisecond)
+		select {
+		case p.slots <- struct{}{}:
+			acquired = true
+		case <-retry.C:
 		case <-ctx.Done():
+			retry.Stop()
 			return greeting{}, ctx.Err()
 		}
+		retry.Stop()
 	}
 	conn, g, err := dial(ctx)
 	if err != nil {
@@ -156,10 +159,35 @@ func (p *preauth) acquire(ctx context.Context, h *pendingHandshake, dial func(co
 	return g, nil
 }
 
-// grace is how long a pending client keeps the backend connection it was
-// greeted for before a newcomer may take it: longer than a real client
-// takes to answer the greeting.
-const grace = 50 * time.Millisecond
+// keepFor is how long a pending client keeps the backend connection it was
+// greeted for before a newcomer may take it: much longer than a real
+// client takes to answer the greeting, even on a loaded machine.
+const keepFor = time.Second
+
+// grace is how long a newcomer waits for a slot at least.
+const grace = 250 * time.Millisecond
+
+// maxSlotWait bounds how long a newcomer waits for a slot while other
+// clients are still logging in (a burst of real clients).
+const maxSlotWait = time.Second
+
+// fallback returns the greeting of an ended thread when a newcomer that
+// started waiting grace before giveUp should stop waiting for a slot:
+// after grace when no client has claimed its backend connection for as
+// long (the slots are held by clients that do not answer), after
+// maxSlotWait in any case.
+func (p *preauth) fallback(giveUp time.Time) (greeting, bool) {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case !p.haveDead, now.Before(giveUp):
+		return greeting{}, false
+	case now.Sub(p.lastClaim) >= grace, now.Sub(giveUp) >= maxSlotWait-grace:
+		return p.dead, true
+	}
+	return greeting{}, false
+}
 
 func (p *preauth) deadGreeting() (greeting, bool) {
 	p.mu.Lock()
@@ -168,20 +196,18 @@ func (p *preauth) deadGreeting() (greeting, bool) {
 }
 
 // evictOldest abandons the backend connection of the pending client that
-// has waited longest, if it has held it for longer than grace.
-func (p *preauth) evictOldest(h *pendingHandshake) bool {
+// has waited longest, if it has held it for longer than keepFor.
+func (p *preauth) evictOldest(h *pendingHandshake) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for e := p.pending.Front(); e != nil; e = e.Next() {
 		if old := e.Value.(*pendingHandshake); old != h && old.be != nil {
-			if time.Since(old.since) < grace {
-				return false
+			if time.Since(old.since) >= keepFor {
+				p.dropBackendLocked(old)
 			}
-			p.dropBackendLocked(old)
-			return true
+			return
 		}
 	}
-	return false
 }
 
 // claim hands h's backend connection over to its now authenticated
@@ -197,6 +223,7 @@ func (p *preauth) claim(h *pendingHandshake) (conn net.Conn, g greeting, ok bool
 	conn, g = h.be, h.g
 	h.be = nil
 	h.timer.Stop()
+	p.lastClaim = time.Now()
 	<-p.slots
 	return conn, g, true
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/hotrow/hotrow/internal/testdb"
 )
@@ -220,4 +221,54 @@ func TestTooManyConnectionsPacket(t *testing.T) {
 	if string(tooManyConnectionsPacket) != string(want) {
 		t.Fatalf("got %q, want %q", tooManyConnectionsPacket, want)
 	}
+}
+
+// TestHandshakeBurst: more clients logging in at once than there are
+// handshake backends all get their own thread id in the greeting: they
+// wait briefly for a backend connection rather than being greeted with an
+// ended thread's.
+func TestHandshakeBurst(t *testing.T) {
+	t.Parallel()
+	const clients = 40
+	db := testdb.New(t)
+	p := startProxy(t, db, func(c *Config) { c.HandshakeBackends = 8 })
+	// A failed login leaves the proxy an ended thread's greeting to fall
+	// back on.
+	if err := open(t, db, p.addr, func(c *mysql.Config) { c.Passwd = "wrong" }).Ping(); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+	testdb.WaitFor(t, 5*time.Second, "the failed login's backend to be given up", func() bool {
+		_, ok := p.gate.deadGreeting()
+		return ok
+	})
+	errs := make(chan error, clients)
+	start := time.Now()
+	for range clients {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := client.ConnectWithContext(ctx, p.addr, db.User, db.Password, db.Name, 10*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			r, err := c.Execute("SELECT CONNECTION_ID()")
+			if err != nil {
+				errs <- err
+				return
+			}
+			if id, _ := r.GetUint(0, 0); uint32(id) != c.GetConnectionID() {
+				errs <- fmt.Errorf("greeting shows thread id %d, CONNECTION_ID() is %d", c.GetConnectionID(), id)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	t.Logf("%d logins through %d handshake backends in %v", clients, p.cfg.HandshakeBackends, time.Since(start))
 }
