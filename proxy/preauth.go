@@ -34,6 +34,7 @@ type preauth struct {
 
 	mu      sync.Mutex // guards the fields below and every pendingHandshake's
 	pending list.List  // *pendingHandshake in arrival order
+	holders list.List  // *pendingHandshake holding a backend connection, oldest first
 	active  int        // pending clients not yet closed by kick
 	closed  bool
 	// dead is the greeting of the last backend connection abandoned: its
@@ -51,6 +52,7 @@ type pendingHandshake struct {
 	elem   *list.Element // nil once it left
 	kicked bool          // its client was closed to admit a newer one
 	be     net.Conn      // backend connection held for it; nil when none
+	held   *list.Element // in preauth.holders while be is set
 	g      greeting      // be's greeting
 	since  time.Time     // when be was dialled
 	timer  *time.Timer   // takes be away after hold
@@ -127,7 +129,7 @@ func (p *preauth) acquire(ctx context.Context, h *pendingHandshake, dial func(co
 		if dead, ok := p.fallback(giveUp); ok {
 			return dead, nil
 		}
-		retry := time.NewTimer(5 * time.Millisecond)
+		retry := time.NewTimer(20 * time.Millisecond)
 		select {
 		case p.slots <- struct{}{}:
 			acquired = true
@@ -146,6 +148,7 @@ func (p *preauth) acquire(ctx context.Context, h *pendingHandshake, dial func(co
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	h.be, h.g, h.since = conn, g, time.Now()
+	h.held = p.holders.PushBack(h)
 	if h.elem == nil || p.closed {
 		// Gone while dialing (shutdown): give the connection back.
 		p.dropBackendLocked(h)
@@ -200,12 +203,9 @@ func (p *preauth) deadGreeting() (greeting, bool) {
 func (p *preauth) evictOldest(h *pendingHandshake) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for e := p.pending.Front(); e != nil; e = e.Next() {
-		if old := e.Value.(*pendingHandshake); old != h && old.be != nil {
-			if time.Since(old.since) >= keepFor {
-				p.dropBackendLocked(old)
-			}
-			return
+	if e := p.holders.Front(); e != nil {
+		if old := e.Value.(*pendingHandshake); old != h && time.Since(old.since) >= keepFor {
+			p.dropBackendLocked(old)
 		}
 	}
 }
@@ -222,6 +222,7 @@ func (p *preauth) claim(h *pendingHandshake) (conn net.Conn, g greeting, ok bool
 	}
 	conn, g = h.be, h.g
 	h.be = nil
+	p.holders.Remove(h.held)
 	h.timer.Stop()
 	p.lastClaim = time.Now()
 	<-p.slots
@@ -236,6 +237,7 @@ func (p *preauth) dropBackendLocked(h *pendingHandshake) {
 	}
 	conn, g := h.be, h.g
 	h.be = nil
+	p.holders.Remove(h.held)
 	if h.timer != nil {
 		h.timer.Stop()
 	}
