@@ -11,12 +11,15 @@ import (
 	"database/sql"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -311,5 +314,139 @@ func TestRequireSecureTransportLikeServer(t *testing.T) {
 	// encrypted, as the server requires.
 	if err := open(t, tdb, p.addr, func(c *mysql.Config) { c.TLSConfig = "skip-verify" }).Ping(); err != nil {
 		t.Fatalf("TLS client: %v", err)
+	}
+}
+
+// sha2Server is a fake MySQL 8 server whose caching_sha2_password cache
+// is empty: every login takes the full authentication, which a client may
+// do over TLS only, by sending its password in clear.
+type sha2Server struct {
+	ln   net.Listener
+	cert tls.Certificate
+	wg   sync.WaitGroup
+
+	mu        sync.Mutex
+	passwords []string // received in full authentications
+}
+
+func startSha2Server(t *testing.T, cert testCert) *sha2Server {
+	t.Helper()
+	kp, err := tls.LoadX509KeyPair(cert.certFile, cert.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sha2Server{ln: ln, cert: kp}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for id := uint32(100); ; id++ {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); s.serve(conn, id) }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
+	return s
+}
+
+func (s *sha2Server) serve(conn net.Conn, id uint32) {
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	p := newPacketIO(conn, backendSide)
+	g := greeting{version: "8.0.36-fake", connID: id, charset: 255, status: statusAutocommit}
+	caps := uint32(proxyCapabilities | gomysql.CLIENT_SSL)
+	if p.writePacket(appendGreeting(nil, g, caps, gomysql.RandomBuf(20), gomysql.AUTH_CACHING_SHA2_PASSWORD)) != nil || p.flush() != nil {
+		return
+	}
+	req, err := p.readPacket(nil, 0)
+	if err != nil || !isSSLRequest(req) {
+		return // this server requires TLS
+	}
+	tc := tls.Server(&bufferedConn{Conn: conn, r: p.r}, &tls.Config{Certificates: []tls.Certificate{s.cert}})
+	if tc.Handshake() != nil {
+		return
+	}
+	seq := p.seq
+	p = newPacketIO(tc, backendSide)
+	p.seq = seq
+	if _, err := p.readPacket(nil, 0); err != nil { // the handshake response
+		return
+	}
+	if p.writePacket([]byte{0x01, 0x04}) != nil || p.flush() != nil { // perform full authentication
+		return
+	}
+	pw, err := p.readPacket(nil, 0)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	s.passwords = append(s.passwords, strings.TrimSuffix(string(pw), "\x00"))
+	s.mu.Unlock()
+	ok := appendOK(nil, 0, 0, statusAutocommit, 0, "")
+	if string(pw) != "pw\x00" {
+		ok = appendErr(nil, gomysql.NewDefaultError(gomysql.ER_ACCESS_DENIED_ERROR, "app", "127.0.0.1", "YES"))
+	}
+	if p.writePacket(ok) != nil || p.flush() != nil {
+		return
+	}
+	for {
+		p.resetSeq()
+		cmd, err := p.readPacket(nil, 0)
+		if err != nil || len(cmd) == 0 || cmd[0] == gomysql.COM_QUIT {
+			return
+		}
+		_ = p.writePacket(appendOK(nil, 1, 0, statusAutocommit, 0, ""))
+		_ = p.flush()
+	}
+}
+
+// TestBackendCachingSha2FullAuth: a MySQL 8 server that asks for
+// caching_sha2_password's full authentication (its cache is empty after a
+// restart) gets the password in clear over the TLS backend connection, and
+// the session then runs over TLS.
+func TestBackendCachingSha2FullAuth(t *testing.T) {
+	t.Parallel()
+	cert := newTestCert(t)
+	backend := startSha2Server(t, cert)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Listen, cfg.Backend = ln.Addr().String(), backend.ln.Addr().String()
+	cfg.Users = []User{{Name: "app", Password: "pw"}}
+	cfg.BackendTLS, cfg.BackendCA = BackendTLSRequired, cert.certFile
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(t.Context(), ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	dc := mysql.NewConfig()
+	dc.User, dc.Passwd, dc.Net, dc.Addr = "app", "pw", "tcp", cfg.Listen
+	pool, err := sql.Open("mysql", dc.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	res, err := pool.Exec("DO 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("rows affected %d, want the fake server's 1", n)
+	}
+	backend.mu.Lock()
+	defer backend.mu.Unlock()
+	if len(backend.passwords) != 1 || backend.passwords[0] != "pw" {
+		t.Fatalf("full authentications received %q", backend.passwords)
 	}
 }
