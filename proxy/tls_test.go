@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"database/sql"
+	"encoding/binary"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -454,5 +456,48 @@ func TestBackendCachingSha2FullAuth(t *testing.T) {
 	defer backend.mu.Unlock()
 	if len(backend.passwords) != 1 || backend.passwords[0] != "pw" {
 		t.Fatalf("full authentications received %q", backend.passwords)
+	}
+}
+
+// TestTLSHandshakeDeadline: a client that sends its SSLRequest and then
+// never starts TLS, or stops in the middle of it, is closed at the
+// handshake deadline like a silent one.
+func TestTLSHandshakeDeadline(t *testing.T) {
+	t.Parallel()
+	cert := newTestCert(t)
+	db := testdb.New(t)
+	const deadline = time.Second
+	p := startProxy(t, db, func(c *Config) {
+		c.TLSCert, c.TLSKey = cert.certFile, cert.keyFile
+		c.HandshakeTimeout.Duration = deadline
+	})
+	sslRequest := make([]byte, 4+32)
+	sslRequest[0] = 32
+	sslRequest[3] = 1
+	binary.LittleEndian.PutUint32(sslRequest[4:], uint32(gomysql.CLIENT_PROTOCOL_41|gomysql.CLIENT_SSL|gomysql.CLIENT_SECURE_CONNECTION))
+	sslRequest[12] = 45
+	for _, tt := range []struct {
+		name  string
+		after []byte // sent after the SSLRequest
+	}{
+		{"no TLS hello", nil},
+		{"half a TLS hello", []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dialSilent(t, p.addr)
+			r := bufio.NewReader(c)
+			if _, err := r.Peek(4); err != nil { // the greeting
+				t.Fatal(err)
+			}
+			if _, err := c.Write(append(sslRequest, tt.after...)); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_ = c.SetReadDeadline(start.Add(deadline + 5*time.Second))
+			_, err := io.Copy(io.Discard, r)
+			if took := time.Since(start); err != nil || took > deadline+2*time.Second {
+				t.Fatalf("closed after %v, %v; want at the %v deadline", took, err, deadline)
+			}
+		})
 	}
 }
