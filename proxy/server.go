@@ -374,7 +374,9 @@ func (s *Server) handshake(ctx context.Context, sess *session) error {
 			return fmt.Errorf("backend: %w", err)
 		}
 	}
-	actx, acancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout.Duration)
+	// Not cut short by the client's deadline either: a login interrupted
+	// mid-way counts as an aborted connect on the server.
+	actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ConnectTimeout.Duration)
 	be, err := authBackend(actx, beConn, bg, beTLS, user, resp) // closes beConn on failure
 	acancel()
 	if err != nil {
