@@ -4,37 +4,16 @@ import (
 	"bufio"
 	"database/sql"
 	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
 
 	"github.com/hotrow/hotrow/internal/localdb"
 	"github.com/hotrow/hotrow/internal/testdb"
 )
-
-// childArgs, when set, makes the test binary run `hotrow proxy` with these
-// arguments (separated by \x1f) instead of the tests.
-const childArgs = "HOTROW_CMD_PROXY_ARGS"
-
-func TestMain(m *testing.M) {
-	if args := os.Getenv(childArgs); args != "" {
-		if err := proxyMain(strings.Split(args, "\x1f")); err != nil {
-			fmt.Fprintln(os.Stderr, "hotrow proxy:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	testdb.Main(m)
-}
 
 // TestProxyFeed: `hotrow proxy --binlog-sink` runs the order feed beside
 // the proxy with the proxy's settings: every deduction, merged through the
@@ -50,47 +29,15 @@ func TestProxyFeed(t *testing.T) {
 	}
 	listen := "127.0.0.1:" + strconv.Itoa(port)
 	out := filepath.Join(t.TempDir(), "orders.jsonl")
-	srv := db.Server
-	args := []string{"--listen", listen, "--backend", srv.Addr, "--user", srv.User + ":" + srv.Password,
-		"--hot-rule", db.Name + ".inventory:sku_id:stock", "--meta-schema", db.Name + "_meta", "--instance-id", "feedtest",
-		"--binlog-sink", "jsonl:" + out, "--binlog-name", db.Name, "--binlog-from-start"}
-	t.Cleanup(func() { _, _ = direct.Exec("DROP DATABASE IF EXISTS `" + db.Name + "_meta`") })
-	logPath := filepath.Join(t.TempDir(), "proxy.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), childArgs+"="+strings.Join(args, "\x1f"))
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); logFile.Close() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("proxy log:\n%s", b)
-		}
-	})
-
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = srv.User, srv.Password, "tcp", listen, db.Name
-	viaProxy, err := sql.Open("mysql", cfg.FormatDSN())
+	meta := db.Name + "_meta"
+	t.Cleanup(func() { _, _ = direct.Exec("DROP DATABASE IF EXISTS `" + meta + "`") })
+	startChild(t, buildHotrow(t), listen, db, "--hot-rule", db.Name+".inventory:sku_id:stock", "--meta-schema", meta,
+		"--instance-id", "feedtest", "--binlog-sink", "jsonl:"+out, "--binlog-name", db.Name, "--binlog-from-start")
+	viaProxy, err := sql.Open("mysql", clientDSN(db, listen))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { viaProxy.Close() })
-	testdb.WaitFor(t, 20*time.Second, "the proxy to accept clients", func() bool { return viaProxy.Ping() == nil })
 
 	// 32 buyers through the proxy, one unit each, while the server also
 	// takes 20 direct deductions of 2 units.
