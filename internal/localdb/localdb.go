@@ -98,6 +98,12 @@ func Start(ctx context.Context, opts Options) (*Instance, error) {
 		return nil, err
 	}
 	inst := &Instance{dir: dir, opts: opts}
+	// A private tmpdir: servers installing or running side by side (one
+	// per test binary) must not share temporary table files in /tmp.
+	if err := os.Mkdir(inst.tmpDir(), 0o700); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	if err := inst.install(ctx); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -120,6 +126,7 @@ func Start(ctx context.Context, opts Options) (*Instance, error) {
 	inst.args = append([]string{bin,
 		"--no-defaults",
 		"--datadir=" + filepath.Join(dir, "data"),
+		"--tmpdir=" + inst.tmpDir(),
 		"--socket=" + filepath.Join(dir, "mysqld.sock"),
 		"--pid-file=" + filepath.Join(dir, "mysqld.pid"),
 		"--log-error=" + errLog,
@@ -166,6 +173,9 @@ func currentUser() string {
 	return strconv.Itoa(os.Geteuid())
 }
 
+// tmpDir is the instance's own directory for temporary files.
+func (in *Instance) tmpDir() string { return filepath.Join(in.dir, "tmp") }
+
 func (in *Instance) install(ctx context.Context) error {
 	tool, err := exec.LookPath("mariadb-install-db")
 	if err != nil {
@@ -177,6 +187,7 @@ func (in *Instance) install(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, tool,
 		"--no-defaults",
 		"--datadir="+filepath.Join(in.dir, "data"),
+		"--tmpdir="+in.tmpDir(),
 		"--user="+currentUser(),
 		"--auth-root-authentication-method=normal",
 		"--skip-test-db",
