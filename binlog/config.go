@@ -12,31 +12,6 @@ import (
 	"github.com/hotrow/hotrow/schema"
 )
 
-// HotRule names a hot table whose stock changes outside merged batches
-// become order and restock events: DB.TABLE:KEYCOL:STOCKCOL, as the
-// proxy's --hot-rule.
-type HotRule struct {
-	Schema, Table string
-	Key, Stock    string
-}
-
-// ParseHotRule reads DB.TABLE:KEYCOL:STOCKCOL.
-func ParseHotRule(s string) (HotRule, error) {
-	parts := strings.Split(s, ":")
-	if len(parts) != 3 {
-		return HotRule{}, fmt.Errorf("hot rule %q: want DB.TABLE:KEYCOL:STOCKCOL", s)
-	}
-	db, table, ok := strings.Cut(parts[0], ".")
-	r := HotRule{Schema: db, Table: table, Key: parts[1], Stock: parts[2]}
-	if !ok || db == "" || table == "" || r.Key == "" || r.Stock == "" || strings.Contains(table, ".") {
-		return HotRule{}, fmt.Errorf("hot rule %q: want DB.TABLE:KEYCOL:STOCKCOL", s)
-	}
-	return r, nil
-}
-
-// String formats the rule as ParseHotRule reads it.
-func (r HotRule) String() string { return r.Schema + "." + r.Table + ":" + r.Key + ":" + r.Stock }
-
 // MinLedgerRetention is the shortest LedgerRetention: batch markers must
 // outlive the merger's resolution of uncertain commits by far.
 const MinLedgerRetention = 10 * time.Minute
@@ -53,7 +28,7 @@ type Config struct {
 	// SinkOptions are passed to every sink.
 	SinkOptions SinkOptions
 	// HotRules name the hot tables whose direct stock changes are events.
-	HotRules []HotRule
+	HotRules []schema.Rule
 	// Include names DB.TABLE tables whose every row change is a row event.
 	Include []string
 	// Name identifies the consumer's checkpoint row.

@@ -40,15 +40,3 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
-
-func TestParseHotRule(t *testing.T) {
-	r, err := ParseHotRule("shop.inv:sku:stock")
-	if err != nil || r != (HotRule{"shop", "inv", "sku", "stock"}) || r.String() != "shop.inv:sku:stock" {
-		t.Fatalf("%+v %v", r, err)
-	}
-	for _, bad := range []string{"", "shop.inv:sku", "inv:sku:stock", "a.b.c:k:s", "shop.inv::stock"} {
-		if _, err := ParseHotRule(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}

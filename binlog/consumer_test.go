@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hotrow/hotrow/internal/testdb"
+	"github.com/hotrow/hotrow/schema"
 )
 
 func TestMain(m *testing.M) {
@@ -49,7 +50,7 @@ func newFeedFixture(t *testing.T, stockType string) *feedFixture {
 	f.cfg.Sinks = []string{"jsonl:" + f.out}
 	f.cfg.MetaSchema = f.meta
 	f.cfg.Name = "test"
-	f.cfg.HotRules = []HotRule{{Schema: db.Name, Table: "inv", Key: "sku", Stock: "stock"}}
+	f.cfg.HotRules = []schema.Rule{{Schema: db.Name, Table: "inv", Key: "sku", Stock: "stock"}}
 	f.cfg.StatsInterval = 0
 	f.cfg.CheckpointInterval = 50 * time.Millisecond
 	f.cfg.Heartbeat = time.Second

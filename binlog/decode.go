@@ -22,7 +22,7 @@ type tables struct {
 	// transaction that only does that is no progress worth a checkpoint
 	// (writing one would make the next).
 	checkpoints tableName
-	hot         map[tableName]HotRule
+	hot         map[tableName]schema.Rule
 	include     map[tableName]bool
 }
 
@@ -33,7 +33,7 @@ func (t tableName) String() string { return t.schema + "." + t.table }
 func newTables(cfg Config) *tables {
 	t := &tables{ledger: tableName{cfg.MetaSchema, schema.LedgerTable},
 		checkpoints: tableName{cfg.MetaSchema, schema.CheckpointsTable},
-		hot:         make(map[tableName]HotRule), include: make(map[tableName]bool)}
+		hot:         make(map[tableName]schema.Rule), include: make(map[tableName]bool)}
 	for _, r := range cfg.HotRules {
 		t.hot[tableName{r.Schema, r.Table}] = r
 	}
@@ -188,7 +188,7 @@ func lowerName(n tableName) tableName {
 
 // addHot buffers an order or restock event for an UPDATE of a hot table
 // whose stock column changed.
-func (t *txn) addHot(name tableName, rule HotRule, names []string, before, after []any) error {
+func (t *txn) addHot(name tableName, rule schema.Rule, names []string, before, after []any) error {
 	si, ki := indexOf(names, rule.Stock), indexOf(names, rule.Key)
 	if si < 0 || ki < 0 || si >= len(before) || si >= len(after) || ki >= len(after) {
 		return fmt.Errorf("binlog: hot rule %s: table has no column %s or %s (columns %q)", rule, rule.Key, rule.Stock, names)

@@ -1,37 +1,11 @@
 package merger
 
-import (
-	"fmt"
-	"strings"
-)
+import "github.com/hotrow/hotrow/schema"
 
 // Rule names a hot table: which column identifies a row and which column
-// holds the stock that concurrent statements decrement.
-type Rule struct {
-	Schema string // database the table lives in
-	Table  string
-	Key    string // key column (one column, compared with =)
-	Stock  string // integer stock column
-}
-
-// String formats the rule as ParseRule reads it: DB.TABLE:KEYCOL:STOCKCOL.
-func (r Rule) String() string {
-	return fmt.Sprintf("%s.%s:%s:%s", r.Schema, r.Table, r.Key, r.Stock)
-}
-
-// ParseRule reads a rule written as DB.TABLE:KEYCOL:STOCKCOL.
-func ParseRule(s string) (Rule, error) {
-	parts := strings.Split(s, ":")
-	if len(parts) != 3 {
-		return Rule{}, fmt.Errorf("hot rule %q: want DB.TABLE:KEYCOL:STOCKCOL", s)
-	}
-	db, table, ok := strings.Cut(parts[0], ".")
-	r := Rule{Schema: db, Table: table, Key: parts[1], Stock: parts[2]}
-	if !ok || r.Schema == "" || r.Table == "" || r.Key == "" || r.Stock == "" || strings.Contains(table, ".") {
-		return Rule{}, fmt.Errorf("hot rule %q: want DB.TABLE:KEYCOL:STOCKCOL", s)
-	}
-	return r, nil
-}
+// holds the stock that concurrent statements decrement (an integer column
+// for the fast path).
+type Rule = schema.Rule
 
 // Op is the change a mergeable statement makes to the stock column.
 type Op int

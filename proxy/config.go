@@ -12,6 +12,7 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/hotrow/hotrow/merger"
+	"github.com/hotrow/hotrow/schema"
 )
 
 // User is an account clients log in with; the proxy opens the session's
@@ -151,7 +152,7 @@ func ParseUser(s string) (User, error) {
 func (c *Config) Rules() ([]merger.Rule, error) {
 	rules := make([]merger.Rule, 0, len(c.HotRules))
 	for _, s := range c.HotRules {
-		r, err := merger.ParseRule(s)
+		r, err := schema.ParseRule(s)
 		if err != nil {
 			return nil, err
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hotrow/hotrow/internal/testdb"
 	"github.com/hotrow/hotrow/merger"
+	"github.com/hotrow/hotrow/schema"
 )
 
 // startHotProxy starts a proxy whose hot rule covers db.inventory, with a
@@ -53,7 +54,7 @@ func startHotProxy(t *testing.T, db *testdb.DB) (*testProxy, *merger.Merger, str
 
 func mustRule(t *testing.T, s string) merger.Rule {
 	t.Helper()
-	r, err := merger.ParseRule(s)
+	r, err := schema.ParseRule(s)
 	if err != nil {
 		t.Fatal(err)
 	}

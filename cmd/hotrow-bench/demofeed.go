@@ -38,7 +38,7 @@ func showFeed(ctx context.Context, env *bench.Env, database, path string, cell b
 	}
 	cfg := binlog.DefaultConfig()
 	cfg.SourceDSN, cfg.Sinks, cfg.Name, cfg.FromStart = env.Direct.DSN, []string{"jsonl:" + path}, demoFeedName, true
-	cfg.HotRules = []binlog.HotRule{{Schema: database, Table: "inventory", Key: "sku_id", Stock: "stock"}}
+	cfg.HotRules = []schema.Rule{{Schema: database, Table: "inventory", Key: "sku_id", Stock: "stock"}}
 	cfg.StatsInterval = 0
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -49,7 +49,7 @@ func binlogFlags(fs *flag.FlagSet, prefix string) func() (binlog.Config, error) 
 		cfg.ServerID = uint32(*serverID)
 		cfg.MaxInFlightEvents, cfg.MaxInFlightBytes, cfg.StatsInterval = *maxEvents, *maxBytes, *stats
 		for _, s := range rules {
-			r, err := binlog.ParseHotRule(s)
+			r, err := schema.ParseRule(s)
 			if err != nil {
 				return cfg, err
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hotrow/hotrow/binlog"
 	"github.com/hotrow/hotrow/proxy"
+	"github.com/hotrow/hotrow/schema"
 )
 
 // startFeed runs the order feed beside the proxy when --binlog-sink names
@@ -35,7 +36,7 @@ func startFeed(ctx context.Context, fs *flag.FlagSet, pc proxy.Config, build fun
 	}
 	if len(cfg.HotRules) == 0 {
 		for _, s := range pc.HotRules {
-			r, err := binlog.ParseHotRule(s)
+			r, err := schema.ParseRule(s)
 			if err != nil {
 				return nil, err
 			}
