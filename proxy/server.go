@@ -34,6 +34,8 @@ type Server struct {
 	cancelSessions context.CancelFunc
 
 	wg sync.WaitGroup // one per session goroutine
+
+	counters counters // statistics (registry.go)
 }
 
 // Matcher recognises mergeable statements (*merger.Matcher).
@@ -182,7 +184,9 @@ func (s *Server) register(sess *session) bool {
 	if s.draining {
 		return false
 	}
+	sess.snap = snapshot{mergeable: sess.mergeable, status: sess.status}
 	s.sessions[sess] = struct{}{}
+	s.counters.logins.Add(1)
 	return true
 }
 

@@ -46,8 +46,9 @@ type session struct {
 	conBuf []byte // continuation of a relayed packet, reused
 	outBuf []byte // packets the proxy builds, reused
 
-	mu    sync.Mutex // guards state
+	mu    sync.Mutex // guards state and snap
 	state sessionState
+	snap  snapshot // as of the last finished command (registry.go)
 }
 
 type sessionState int
@@ -110,6 +111,7 @@ func (s *session) end() bool {
 		return false
 	}
 	s.state = stateIdle
+	s.snap = snapshot{mergeable: s.mergeable, status: s.status}
 	return true
 }
 
@@ -135,6 +137,9 @@ func (s *session) close() {
 }
 
 func (s *session) dispatch(ctx context.Context, pkt []byte) error {
+	if pkt[0] == gomysql.COM_QUERY || pkt[0] == gomysql.COM_STMT_EXECUTE {
+		s.srv.counters.statements.Add(1)
+	}
 	switch cmd := pkt[0]; cmd {
 	case gomysql.COM_QUIT:
 		s.quitBackend()

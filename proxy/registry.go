@@ -1,0 +1,106 @@
+package proxy
+
+import (
+	"sort"
+	"sync/atomic"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// counters are the server's statistics, counted without locks.
+type counters struct {
+	// statements counts COM_QUERY and COM_STMT_EXECUTE commands; merged
+	// those handed to the merger. The others passed through.
+	statements, merged atomic.Uint64
+	// logins counts sessions that logged in.
+	logins atomic.Uint64
+}
+
+// Counters is a snapshot of the server's statistics.
+type Counters struct {
+	// Statements counts text queries and prepared executions, Merged
+	// those of them handed to the merger, PassThrough the others.
+	Statements, Merged, PassThrough uint64
+	// Sessions is the number of client sessions now, Logins since start.
+	Sessions int
+	Logins   uint64
+}
+
+// Counters returns the server's statistics.
+func (s *Server) Counters() Counters {
+	c := Counters{Statements: s.counters.statements.Load(), Merged: s.counters.merged.Load(),
+		Logins: s.counters.logins.Load()}
+	c.PassThrough = c.Statements - min(c.Merged, c.Statements)
+	c.Sessions = s.sessionCount()
+	return c
+}
+
+// SessionInfo describes one client session (the admin port's
+// stats_sessions).
+type SessionInfo struct {
+	// ConnID is the session's id, also its backend connection's thread id.
+	ConnID uint32
+	User   string
+	Client string // the client's address
+	// Busy: a command is running.
+	Busy bool
+	// Mergeable reports whether its next hot statement may be merged;
+	// Reason says why not when false. Both as of its last finished
+	// command.
+	Mergeable bool
+	Reason    string
+}
+
+// snapshot is what a session's last finished command left, for
+// Sessions; guarded by session.mu.
+type snapshot struct {
+	mergeable bool
+	status    uint16
+}
+
+// Sessions describes the client sessions, ordered by ConnID.
+func (s *Server) Sessions() []SessionInfo {
+	s.mu.Lock()
+	out := make([]SessionInfo, 0, len(s.sessions))
+	for sess := range s.sessions {
+		sess.mu.Lock()
+		info := SessionInfo{ConnID: sess.connID, User: sess.user.Name, Client: sess.conn.RemoteAddr().String(),
+			Busy: sess.state == stateBusy}
+		snap := sess.snap
+		sess.mu.Unlock()
+		switch {
+		case s.merger == nil:
+			info.Reason = "no merger"
+		case !sess.eligible:
+			info.Reason = "not the merge user"
+		case !snap.mergeable:
+			info.Reason = "session state changed (SET, temporary table or lock)"
+		case snap.status&gomysql.SERVER_STATUS_AUTOCOMMIT == 0:
+			info.Reason = "autocommit off"
+		case snap.status&gomysql.SERVER_STATUS_IN_TRANS != 0:
+			info.Reason = "in a transaction"
+		default:
+			info.Mergeable = true
+		}
+		out = append(out, info)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ConnID < out[j].ConnID })
+	return out
+}
+
+// KillSession closes the session with the given id (its client and
+// backend connections), as KILL does on the server; a merged statement
+// already in a batch is still applied. It reports whether the session
+// existed.
+func (s *Server) KillSession(id uint32) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.sessions {
+		if sess.connID == id {
+			sess.close()
+			return true
+		}
+	}
+	return false
+}
