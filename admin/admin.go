@@ -123,6 +123,7 @@ type Server struct {
 	conf    *server.Server
 	auth    *accounts
 	started time.Time
+	det     *merger.HotKeys // nil: no hot-key detection
 
 	mu     sync.Mutex
 	ln     net.Listener          // guarded by mu
@@ -135,8 +136,9 @@ type Server struct {
 
 // New opens the meta connection, creates hot_rules if needed (seeding an
 // empty one with cfg.Seed), puts its enabled rules in force in rules, and
-// starts polling it. px may be nil.
-func New(ctx context.Context, cfg Config, log *slog.Logger, rules *merger.RuleSet, m *merger.Merger, px Proxy) (*Server, error) {
+// starts polling it. px and det may be nil; det's Check is set to accept
+// unique keys and integer stock columns only.
+func New(ctx context.Context, cfg Config, log *slog.Logger, rules *merger.RuleSet, m *merger.Merger, px Proxy, det *merger.HotKeys) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -147,12 +149,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, rules *merger.RuleSe
 		return nil, fmt.Errorf("admin: %w", err)
 	}
 	db.SetMaxOpenConns(4)
-	s := &Server{cfg: cfg, log: log, rules: rules, m: m, px: px, db: db,
+	s := &Server{cfg: cfg, log: log, rules: rules, m: m, px: px, db: db, det: det,
 		conns: map[net.Conn]struct{}{}, started: time.Now()}
 	s.store = &ruleStore{db: db, table: schema.QuoteIdent(cfg.MetaSchema) + "." + RulesTable, log: log, runtime: rules}
 	if err := s.store.ensure(ctx, cfg.MetaSchema, cfg.Seed); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if det != nil {
+		det.SetCheck(s.checkAuto)
 	}
 	s.auth = &accounts{user: cfg.User, password: cfg.Password, decoy: hex.EncodeToString(gomysql.RandomBuf(16))}
 	s.conf = server.NewServer("8.0.11-hotrow-admin", gomysql.DEFAULT_COLLATION_ID, gomysql.AUTH_NATIVE_PASSWORD, nil, nil)
@@ -286,3 +291,21 @@ func (a *accounts) GetCredential(user string) (server.Credential, bool, error) {
 func (a *accounts) OnAuthSuccess(*server.Conn) error { return nil }
 
 func (a *accounts) OnAuthFailure(*server.Conn, error) {}
+
+// checkAuto vets a hot-key candidate for automatic merging: a valid rule
+// (unique key, numeric stock) whose stock column is an integer.
+func (s *Server) checkAuto(r merger.Rule) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.store.validate(ctx, r); err != nil {
+		return err
+	}
+	t, err := schema.Load(ctx, s.db, r.Schema, r.Table, r.Key, r.Stock)
+	if err != nil {
+		return err
+	}
+	if !t.Integer {
+		return fmt.Errorf("stock column %s is %s, not an integer", r.Stock, t.StockType)
+	}
+	return nil
+}

@@ -29,6 +29,7 @@ type fixture struct {
 	meta   string
 	m      *merger.Merger
 	rules  *merger.RuleSet
+	det    *merger.HotKeys
 	px     *proxy.Server
 	pxAddr string
 	adm    *Server
@@ -71,11 +72,12 @@ func newFixture(t *testing.T, seed ...string) *fixture {
 	t.Cleanup(func() { m.Close() })
 	f.m = m
 	f.rules = merger.NewRuleSet(nil)
+	f.det = merger.NewHotKeys(f.rules, testLogger(t))
 	pcfg := proxy.DefaultConfig()
 	pcfg.Backend = db.Addr
 	pcfg.Users = []proxy.User{{Name: db.User, Password: db.Password}}
 	pcfg.HotRules = seed
-	f.px, err = proxy.New(pcfg, testLogger(t), &proxy.HotPath{Matcher: f.rules, Executor: m})
+	f.px, err = proxy.New(pcfg, testLogger(t), &proxy.HotPath{Matcher: f.rules, Executor: m, Detector: f.det})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +121,7 @@ func (f *fixture) startAdmin(t *testing.T, rules *merger.RuleSet, seed []merger.
 	cfg.PollInterval = 100 * time.Millisecond
 	cfg.Seed = seed
 	cfg.InstanceID = "test"
-	adm, err := New(context.Background(), cfg, testLogger(t), rules, f.m, f.px)
+	adm, err := New(context.Background(), cfg, testLogger(t), rules, f.m, f.px, f.det)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 
 // supported is named in the error for a statement the admin port does
 // not understand.
-const supported = "SELECT ... FROM hot_rules | runtime_hot_rules | stats_hot_keys | stats_batches | stats_sessions" +
+const supported = "SELECT ... FROM hot_rules | runtime_hot_rules | stats_hot_keys | stats_batches | stats_sessions | stats_hot_candidates" +
 	" [WHERE] [ORDER BY] [LIMIT]; INSERT INTO / UPDATE / DELETE FROM hot_rules; LOAD HOT RULES TO RUNTIME | FROM DISK;" +
 	" SAVE HOT RULES TO DISK; SHOW HOTROW STATUS | VARIABLES; SHOW TABLES; SET hotrow.<variable> = <value>;" +
 	" PAUSE MERGE FOR 'db.table'; RESUME MERGE FOR 'db.table'; KILL SESSION <id>"
@@ -171,7 +171,7 @@ func (s *Server) pause(pause bool, t merger.TableName) error {
 }
 
 // tableNames are the admin tables, in SHOW TABLES order.
-var tableNames = []string{"hot_rules", "runtime_hot_rules", "stats_batches", "stats_hot_keys", "stats_sessions"}
+var tableNames = []string{"hot_rules", "runtime_hot_rules", "stats_batches", "stats_hot_candidates", "stats_hot_keys", "stats_sessions"}
 
 // virtualTable builds the named admin table, or fails with 1146.
 func (s *Server) virtualTable(name string) (*table, error) {
@@ -186,6 +186,8 @@ func (s *Server) virtualTable(name string) (*table, error) {
 		return s.batchesTable(), nil
 	case "stats_sessions":
 		return s.sessionsTable(), nil
+	case "stats_hot_candidates":
+		return s.candidatesTable(), nil
 	}
 	return nil, gomysql.NewError(gomysql.ER_NO_SUCH_TABLE, fmt.Sprintf(
 		"Table '%s' doesn't exist; the admin tables are %s", name, strings.Join(tableNames, ", ")))

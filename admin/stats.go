@@ -154,6 +154,43 @@ func (s *Server) variables() []variable {
 		limit("max_queue", func(l merger.Limits) int { return l.MaxQueue }, func(l *merger.Limits, n int) { l.MaxQueue = n }),
 		limit("max_queue_total", func(l merger.Limits) int { return l.MaxQueueTotal }, func(l *merger.Limits, n int) { l.MaxQueueTotal = n }),
 		{name: "meta_schema", get: func() string { return s.cfg.MetaSchema }},
+		{name: "auto_hot", get: func() string {
+			if s.det != nil && s.det.Auto() {
+				return "1"
+			}
+			return "0"
+		}, set: func(v string) error {
+			if s.det == nil {
+				return gomysql.NewError(gomysql.ER_WRONG_VALUE_FOR_VAR, "hot-key detection is not running")
+			}
+			switch strings.ToUpper(v) {
+			case "1", "ON":
+				s.det.SetAuto(true)
+				s.log.Info("admin turned automatic hot-key merging on")
+				go s.det.PromoteAll()
+			case "0", "OFF":
+				s.det.SetAuto(false)
+				s.log.Info("admin turned automatic hot-key merging off")
+			default:
+				return gomysql.NewError(gomysql.ER_WRONG_VALUE_FOR_VAR, fmt.Sprintf("Variable 'hotrow.auto_hot' can't be set to the value of '%s'", v))
+			}
+			return nil
+		}},
+		{name: "hot_threshold", get: func() string {
+			if s.det == nil {
+				return "0"
+			}
+			return strconv.FormatInt(s.det.Threshold(), 10)
+		}, set: func(v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || s.det == nil {
+				return gomysql.NewError(gomysql.ER_WRONG_TYPE_FOR_VAR, "Incorrect argument type to variable 'hotrow.hot_threshold': want an integer")
+			}
+			if err := s.det.SetThreshold(n); err != nil {
+				return gomysql.NewError(gomysql.ER_WRONG_VALUE_FOR_VAR, fmt.Sprintf("Variable 'hotrow.hot_threshold' can't be set to the value of '%s': %v", v, err))
+			}
+			return nil
+		}},
 		{name: "rules_poll_interval", get: func() string { return s.cfg.PollInterval.String() }},
 	}
 }
@@ -179,4 +216,19 @@ func (s *Server) setVariable(name, value string) error {
 		return v.set(value)
 	}
 	return gomysql.NewError(gomysql.ER_UNKNOWN_SYSTEM_VARIABLE, fmt.Sprintf("Unknown system variable 'hotrow.%s' (SHOW HOTROW VARIABLES lists them)", name))
+}
+
+// candidatesTable lists hot-key candidates: tables without a rule whose
+// mergeable UPDATEs crossed the threshold.
+func (s *Server) candidatesTable() *table {
+	t := &table{cols: []string{"schema_name", "table_name", "key_column", "stock_column", "hottest_key",
+		"peak_concurrent", "seen", "first_seen", "auto_merged", "not_merged_reason"}}
+	if s.det == nil {
+		return t
+	}
+	for _, c := range s.det.Candidates() {
+		t.rows = append(t.rows, []any{c.Rule.Schema, c.Rule.Table, c.Rule.Key, c.Rule.Stock, c.Key, c.Peak, c.Seen,
+			c.FirstSeen.UTC().Format("2006-01-02 15:04:05.000000"), boolInt(c.Auto), c.Refused})
+	}
+	return t
 }

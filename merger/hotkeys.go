@@ -30,15 +30,13 @@ const (
 // would accept under some rule: SET c = c ± e WHERE k = v [AND guard])
 // are counted per table and key; a key with at least Threshold such
 // statements in flight at once is a candidate. With Auto on, a
-// candidate's rule is checked (Check: a unique key, an integer stock
+// candidate's rule is checked (SetCheck: a unique key, an integer stock
 // column) and added to the RuleSet, so the table's next statements are
 // merged. Memory is bounded: at most 4,096 keys are tracked (idle ones
 // are forgotten first) and 64 candidates kept. Safe for concurrent use.
 type HotKeys struct {
 	rules *RuleSet
 	log   *slog.Logger
-	// Check vets a candidate's rule before Auto adds it; nil adds none.
-	Check func(Rule) error
 
 	threshold atomic.Int64
 	auto      atomic.Bool
@@ -48,6 +46,17 @@ type HotKeys struct {
 	keys   map[hotKey]*keyCount  // guarded by mu
 	cands  map[Rule]*Candidate   // guarded by mu
 	shapeC map[string]*Statement // guarded by mu; nil: not of the shape
+	// check vets a candidate's rule before Auto adds it; nil adds none.
+	check func(Rule) error // guarded by mu
+}
+
+// SetCheck sets the function that vets a candidate's rule before Auto
+// adds it (the admin port checks a unique key and an integer stock
+// column); without one no rule is added.
+func (h *HotKeys) SetCheck(f func(Rule) error) {
+	h.mu.Lock()
+	h.check = f
+	h.mu.Unlock()
 }
 
 type hotKey struct {
@@ -204,10 +213,13 @@ func (h *HotKeys) Begin(defaultDB, query string) (end func()) {
 // accepts it (SET hotrow.auto_hot = 1 promotes the candidates found
 // before).
 func (h *HotKeys) promote(r Rule) {
+	h.mu.Lock()
+	check := h.check
+	h.mu.Unlock()
 	var refused string
-	if h.Check == nil {
+	if check == nil {
 		refused = "no check configured"
-	} else if err := h.Check(r); err != nil {
+	} else if err := check(r); err != nil {
 		refused = err.Error()
 	}
 	h.mu.Lock()

@@ -18,13 +18,13 @@ func TestHotKeysDetectsAndPromotes(t *testing.T) {
 		t.Fatal(err)
 	}
 	checked := make(chan Rule, 4)
-	h.Check = func(r Rule) error {
+	h.SetCheck(func(r Rule) error {
 		checked <- r
 		if r.Table == "bad" {
 			return errors.New("not unique")
 		}
 		return nil
-	}
+	})
 	h.SetAuto(true)
 	const q = "UPDATE inv SET stock = stock - 1 WHERE sku = 'a' AND stock >= 1"
 	// Not of the shape, or on a ruled table: never counted.

@@ -7,6 +7,13 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
 
+// Detector sees pass-through UPDATEs (*merger.HotKeys): Begin before
+// the statement is forwarded, the returned end once its response has
+// been relayed.
+type Detector interface {
+	Begin(defaultDB, query string) (end func())
+}
+
 // counters are the server's statistics, counted without locks.
 type counters struct {
 	// statements counts COM_QUERY and COM_STMT_EXECUTE commands; merged

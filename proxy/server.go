@@ -24,6 +24,7 @@ type Server struct {
 	users   map[string]User
 	merger  Executor // nil: no merging
 	matcher Matcher  // nil: no merging
+	hotKeys Detector // nil: no hot-key detection
 
 	mu       sync.Mutex // guards the fields below
 	sessions map[*session]struct{}
@@ -54,6 +55,9 @@ type Executor interface {
 type HotPath struct {
 	Matcher  Matcher
 	Executor Executor
+	// Detector, when set, sees every pass-through UPDATE (hot-key
+	// detection, *merger.HotKeys).
+	Detector Detector
 }
 
 // New validates cfg. With hot nil every statement passes through.
@@ -66,7 +70,7 @@ func New(cfg Config, log *slog.Logger, hot *HotPath) (*Server, error) {
 		s.users[u.Name] = u
 	}
 	if hot != nil {
-		s.matcher, s.merger = hot.Matcher, hot.Executor
+		s.matcher, s.merger, s.hotKeys = hot.Matcher, hot.Executor, hot.Detector
 		u, _ := cfg.MergeAccount()
 		s.cfg.MergeUser = u.Name
 	}

@@ -150,6 +150,9 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 				return err
 			}
 		}
+		if s.srv.hotKeys != nil && s.dbKnown && startsWithUpdate(string(pkt[1:min(len(pkt), 16)])) {
+			defer s.srv.hotKeys.Begin(s.db, string(pkt[1:]))()
+		}
 		// Before forwarding: a LOCAL INFILE exchange reuses pkt's buffer.
 		s.noteQuery(pkt[1:])
 		return s.forward(pkt, s.relayResult)
