@@ -165,4 +165,3 @@ func mustHandler(t *testing.T, f *fixture) http.Handler {
 	}
 	return h
 }
-
