@@ -38,7 +38,7 @@ type Config struct {
 	// Seed are the rules that fill an empty hot_rules table at start
 	// (from --hot-rule flags or the config file).
 	Seed []merger.Rule
-	// InstanceID is shown by SHOW HOTROW STATUS.
+	// InstanceID is shown by SHOW HOTROW STATUS; empty: the merger's.
 	InstanceID string
 }
 
@@ -155,6 +155,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, rules *merger.RuleSe
 	if err := s.store.ensure(ctx, cfg.MetaSchema, cfg.Seed); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if s.cfg.InstanceID == "" {
+		s.cfg.InstanceID = m.InstanceID()
 	}
 	if det != nil {
 		det.SetCheck(s.checkAuto)

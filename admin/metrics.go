@@ -27,7 +27,7 @@ type Collector struct {
 }
 
 // NewCollector returns a Collector over m, rules, px and det (px and det
-// may be nil).
+// may be nil; m and rules are nil together when no merger runs).
 func NewCollector(m *merger.Merger, rules *merger.RuleSet, px Proxy, det *merger.HotKeys) *Collector {
 	return &Collector{m: m, rules: rules, px: px, det: det}
 }
@@ -71,6 +71,21 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect reads the counters.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	if c.px != nil {
+		pc := c.px.Counters()
+		counter(descRequests, pc.PassThrough, "pass_through")
+		gauge(descSessions, float64(pc.Sessions))
+		counter(descLogins, pc.Logins)
+	}
+	if c.m == nil {
+		return // no merger: pass-through only
+	}
 	st := c.m.Stats()
 	tables := c.m.TableStats()
 	var merged, lone, granted, refused, failed uint64
@@ -79,20 +94,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		lone += t.LoneRequests
 		granted, refused, failed = granted+t.Granted, refused+t.Refused, failed+t.Errors
 	}
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
 	counter(descRequests, merged, "merged")
 	counter(descRequests, lone, "lone")
-	if c.px != nil {
-		pc := c.px.Counters()
-		counter(descRequests, pc.PassThrough, "pass_through")
-		gauge(descSessions, float64(pc.Sessions))
-		counter(descLogins, pc.Logins)
-	}
 	counter(descBatches, st.LonePath, "lone")
 	counter(descBatches, st.FastPath, "fast")
 	counter(descBatches, st.GeneralPath, "general")

@@ -224,3 +224,6 @@ func (m *Merger) SetLimits(l Limits) error {
 	m.cfg.MaxBatch, m.cfg.MaxQueue, m.cfg.MaxQueueTotal = c.MaxBatch, c.MaxQueue, c.MaxQueueTotal
 	return nil
 }
+
+// InstanceID is the instance id batch ids embed.
+func (m *Merger) InstanceID() string { return m.cfg.InstanceID }
