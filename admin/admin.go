@@ -124,6 +124,7 @@ type Server struct {
 	auth    *accounts
 	started time.Time
 	det     *merger.HotKeys // nil: no hot-key detection
+	obs     *Observer       // nil: pass-through statements not observed
 
 	mu     sync.Mutex
 	ln     net.Listener          // guarded by mu
@@ -136,9 +137,9 @@ type Server struct {
 
 // New opens the meta connection, creates hot_rules if needed (seeding an
 // empty one with cfg.Seed), puts its enabled rules in force in rules, and
-// starts polling it. px and det may be nil; det's Check is set to accept
-// unique keys and integer stock columns only.
-func New(ctx context.Context, cfg Config, log *slog.Logger, rules *merger.RuleSet, m *merger.Merger, px Proxy, det *merger.HotKeys) (*Server, error) {
+// starts polling it. px and obs may be nil; the hot-key detector of obs
+// is set to accept unique keys and integer stock columns only.
+func New(ctx context.Context, cfg Config, log *slog.Logger, rules *merger.RuleSet, m *merger.Merger, px Proxy, obs *Observer) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -149,7 +150,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, rules *merger.RuleSe
 		return nil, fmt.Errorf("admin: %w", err)
 	}
 	db.SetMaxOpenConns(4)
-	s := &Server{cfg: cfg, log: log, rules: rules, m: m, px: px, db: db, det: det,
+	s := &Server{cfg: cfg, log: log, rules: rules, m: m, px: px, db: db, obs: obs,
 		conns: map[net.Conn]struct{}{}, started: time.Now()}
 	s.store = &ruleStore{db: db, table: schema.QuoteIdent(cfg.MetaSchema) + "." + RulesTable, log: log, runtime: rules}
 	if err := s.store.ensure(ctx, cfg.MetaSchema, cfg.Seed); err != nil {
@@ -159,8 +160,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, rules *merger.RuleSe
 	if s.cfg.InstanceID == "" {
 		s.cfg.InstanceID = m.InstanceID()
 	}
-	if det != nil {
-		det.SetCheck(s.checkAuto)
+	if obs != nil {
+		s.det = obs.det
+	}
+	if s.det != nil {
+		s.det.SetCheck(s.checkAuto)
 	}
 	s.auth = &accounts{user: cfg.User, password: cfg.Password, decoy: hex.EncodeToString(gomysql.RandomBuf(16))}
 	s.conf = server.NewServer("8.0.11-hotrow-admin", gomysql.DEFAULT_COLLATION_ID, gomysql.AUTH_NATIVE_PASSWORD, nil, nil)

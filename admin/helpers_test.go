@@ -30,6 +30,7 @@ type fixture struct {
 	m      *merger.Merger
 	rules  *merger.RuleSet
 	det    *merger.HotKeys
+	obs    *Observer
 	px     *proxy.Server
 	pxAddr string
 	adm    *Server
@@ -73,11 +74,12 @@ func newFixture(t *testing.T, seed ...string) *fixture {
 	f.m = m
 	f.rules = merger.NewRuleSet(nil)
 	f.det = merger.NewHotKeys(f.rules, testLogger(t))
+	f.obs = NewObserver(f.rules, f.det)
 	pcfg := proxy.DefaultConfig()
 	pcfg.Backend = db.Addr
 	pcfg.Users = []proxy.User{{Name: db.User, Password: db.Password}}
 	pcfg.HotRules = seed
-	f.px, err = proxy.New(pcfg, testLogger(t), &proxy.HotPath{Matcher: f.rules, Executor: m, Detector: f.det})
+	f.px, err = proxy.New(pcfg, testLogger(t), &proxy.HotPath{Matcher: f.rules, Executor: m, Observer: f.obs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +123,7 @@ func (f *fixture) startAdmin(t *testing.T, rules *merger.RuleSet, seed []merger.
 	cfg.PollInterval = 100 * time.Millisecond
 	cfg.Seed = seed
 	cfg.InstanceID = "test"
-	adm, err := New(context.Background(), cfg, testLogger(t), rules, f.m, f.px, f.det)
+	adm, err := New(context.Background(), cfg, testLogger(t), rules, f.m, f.px, f.obs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,8 @@ import (
 
 // supported is named in the error for a statement the admin port does
 // not understand.
-const supported = "SELECT ... FROM hot_rules | runtime_hot_rules | stats_hot_keys | stats_batches | stats_sessions | stats_hot_candidates" +
+const supported = "SELECT ... FROM hot_rules | runtime_hot_rules | stats_hot_keys | stats_batches | stats_sessions" +
+	" | stats_hot_candidates | stats_not_merged | stats_pass_through" +
 	" [WHERE] [ORDER BY] [LIMIT]; INSERT INTO / UPDATE / DELETE FROM hot_rules; LOAD HOT RULES TO RUNTIME | FROM DISK;" +
 	" SAVE HOT RULES TO DISK; SHOW HOTROW STATUS | VARIABLES; SHOW TABLES; SET hotrow.<variable> = <value>;" +
 	" PAUSE MERGE FOR 'db.table'; RESUME MERGE FOR 'db.table'; KILL SESSION <id>"
@@ -171,7 +172,8 @@ func (s *Server) pause(pause bool, t merger.TableName) error {
 }
 
 // tableNames are the admin tables, in SHOW TABLES order.
-var tableNames = []string{"hot_rules", "runtime_hot_rules", "stats_batches", "stats_hot_candidates", "stats_hot_keys", "stats_sessions"}
+var tableNames = []string{"hot_rules", "runtime_hot_rules", "stats_batches", "stats_hot_candidates", "stats_hot_keys",
+	"stats_not_merged", "stats_pass_through", "stats_sessions"}
 
 // virtualTable builds the named admin table, or fails with 1146.
 func (s *Server) virtualTable(name string) (*table, error) {
@@ -188,6 +190,16 @@ func (s *Server) virtualTable(name string) (*table, error) {
 		return s.sessionsTable(), nil
 	case "stats_hot_candidates":
 		return s.candidatesTable(), nil
+	case "stats_not_merged":
+		if s.obs == nil {
+			return &table{cols: []string{"schema_name", "table_name", "reason", "statements"}}, nil
+		}
+		return s.obs.notMergedTable(), nil
+	case "stats_pass_through":
+		if s.obs == nil {
+			return &table{cols: []string{"digest", "digest_text", "count", "avg_ms", "max_ms", "total_ms"}}, nil
+		}
+		return s.obs.passThroughTable(), nil
 	}
 	return nil, gomysql.NewError(gomysql.ER_NO_SUCH_TABLE, fmt.Sprintf(
 		"Table '%s' doesn't exist; the admin tables are %s", name, strings.Join(tableNames, ", ")))

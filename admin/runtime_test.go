@@ -41,17 +41,27 @@ func (f *fixture) holdRow(t *testing.T) (release func()) {
 func (f *fixture) queueBehindLock(t *testing.T, app *sql.DB, n int) <-chan int64 {
 	t.Helper()
 	out := make(chan int64, n)
-	for range n {
-		go func() {
-			res, err := app.Exec("UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1")
-			if err != nil {
-				t.Logf("queued UPDATE: %v", err)
-				out <- -1
-				return
-			}
-			a, _ := res.RowsAffected()
-			out <- a
-		}()
+	send := func() {
+		res, err := app.Exec("UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1")
+		if err != nil {
+			t.Logf("queued UPDATE: %v", err)
+			out <- -1
+			return
+		}
+		a, _ := res.RowsAffected()
+		out <- a
+	}
+	// The first alone, until its batch has begun (taken off the queue),
+	// then the others behind it.
+	testdb.WaitFor(t, 10*time.Second, "earlier workers gone", func() bool { return len(f.m.Stats().Tables) == 0 })
+	base := f.px.Counters().Merged
+	go send()
+	testdb.WaitFor(t, 10*time.Second, "a batch in flight", func() bool {
+		s := f.m.Stats()
+		return len(s.Tables) == 1 && s.Queued == 0 && f.px.Counters().Merged == base+1
+	})
+	for range n - 1 {
+		go send()
 	}
 	testdb.WaitFor(t, 10*time.Second, "requests queued behind the locked row", func() bool {
 		return f.m.Stats().Queued == n-1

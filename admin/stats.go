@@ -176,6 +176,25 @@ func (s *Server) variables() []variable {
 			}
 			return nil
 		}},
+		{name: "pass_through_digests", get: func() string {
+			if s.obs != nil && s.obs.digests.Load() {
+				return "1"
+			}
+			return "0"
+		}, set: func(v string) error {
+			if s.obs == nil {
+				return gomysql.NewError(gomysql.ER_WRONG_VALUE_FOR_VAR, "pass-through statements are not observed")
+			}
+			switch strings.ToUpper(v) {
+			case "1", "ON":
+				s.obs.digests.Store(true)
+			case "0", "OFF":
+				s.obs.digests.Store(false)
+			default:
+				return gomysql.NewError(gomysql.ER_WRONG_VALUE_FOR_VAR, fmt.Sprintf("Variable 'hotrow.pass_through_digests' can't be set to the value of '%s'", v))
+			}
+			return nil
+		}},
 		{name: "hot_threshold", get: func() string {
 			if s.det == nil {
 				return "0"

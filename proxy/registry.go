@@ -7,11 +7,45 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
 
-// Detector sees pass-through UPDATEs (*merger.HotKeys): Begin before
-// the statement is forwarded, the returned end once its response has
-// been relayed.
-type Detector interface {
-	Begin(defaultDB, query string) (end func())
+// Observer sees the text queries that pass through (*admin.Observer):
+// PassThrough runs before the query is forwarded, the returned end once
+// its response has been relayed. query is only valid during the call.
+// notMerged says why the session could not merge a hot statement ("" when
+// it could: then the statement itself was not mergeable). PassThrough
+// must be cheap: it runs on the proxy's hot path.
+type Observer interface {
+	PassThrough(defaultDB string, query []byte, notMerged string) (end func())
+}
+
+// knownDB is the session's default database when known without asking
+// the backend, else "".
+func (s *session) knownDB() string {
+	if s.dbKnown {
+		return s.db
+	}
+	return ""
+}
+
+// notMergedReason says why the session's hot statements cannot be merged
+// now, "" when they can.
+func (s *session) notMergedReason() string {
+	return reason(s.srv.merger != nil, s.eligible, s.mergeable, s.status)
+}
+
+func reason(merger, eligible, mergeable bool, status uint16) string {
+	switch {
+	case !merger:
+		return "no merger"
+	case !eligible:
+		return "not the merge user"
+	case !mergeable:
+		return "session state changed (SET, temporary table or lock)"
+	case status&gomysql.SERVER_STATUS_AUTOCOMMIT == 0:
+		return "autocommit off"
+	case status&gomysql.SERVER_STATUS_IN_TRANS != 0:
+		return "in a transaction"
+	}
+	return ""
 }
 
 // counters are the server's statistics, counted without locks.
@@ -75,20 +109,8 @@ func (s *Server) Sessions() []SessionInfo {
 			Busy: sess.state == stateBusy}
 		snap := sess.snap
 		sess.mu.Unlock()
-		switch {
-		case s.merger == nil:
-			info.Reason = "no merger"
-		case !sess.eligible:
-			info.Reason = "not the merge user"
-		case !snap.mergeable:
-			info.Reason = "session state changed (SET, temporary table or lock)"
-		case snap.status&gomysql.SERVER_STATUS_AUTOCOMMIT == 0:
-			info.Reason = "autocommit off"
-		case snap.status&gomysql.SERVER_STATUS_IN_TRANS != 0:
-			info.Reason = "in a transaction"
-		default:
-			info.Mergeable = true
-		}
+		info.Reason = reason(s.merger != nil, sess.eligible, snap.mergeable, snap.status)
+		info.Mergeable = info.Reason == ""
 		out = append(out, info)
 	}
 	s.mu.Unlock()

@@ -24,7 +24,7 @@ type Server struct {
 	users   map[string]User
 	merger  Executor // nil: no merging
 	matcher Matcher  // nil: no merging
-	hotKeys Detector // nil: no hot-key detection
+	obs     Observer // nil: pass-through statements are not observed
 
 	mu       sync.Mutex // guards the fields below
 	sessions map[*session]struct{}
@@ -55,9 +55,9 @@ type Executor interface {
 type HotPath struct {
 	Matcher  Matcher
 	Executor Executor
-	// Detector, when set, sees every pass-through UPDATE (hot-key
-	// detection, *merger.HotKeys).
-	Detector Detector
+	// Observer, when set, sees every pass-through text query (hot-key
+	// detection, statistics: *admin.Observer).
+	Observer Observer
 }
 
 // New validates cfg. With hot nil every statement passes through.
@@ -70,7 +70,7 @@ func New(cfg Config, log *slog.Logger, hot *HotPath) (*Server, error) {
 		s.users[u.Name] = u
 	}
 	if hot != nil {
-		s.matcher, s.merger, s.hotKeys = hot.Matcher, hot.Executor, hot.Detector
+		s.matcher, s.merger, s.obs = hot.Matcher, hot.Executor, hot.Observer
 		u, _ := cfg.MergeAccount()
 		s.cfg.MergeUser = u.Name
 	}

@@ -150,8 +150,8 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 				return err
 			}
 		}
-		if s.srv.hotKeys != nil && s.dbKnown && startsWithUpdate(string(pkt[1:min(len(pkt), 16)])) {
-			defer s.srv.hotKeys.Begin(s.db, string(pkt[1:]))()
+		if s.srv.obs != nil {
+			defer s.srv.obs.PassThrough(s.knownDB(), pkt[1:], s.notMergedReason())()
 		}
 		// Before forwarding: a LOCAL INFILE exchange reuses pkt's buffer.
 		s.noteQuery(pkt[1:])

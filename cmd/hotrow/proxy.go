@@ -120,8 +120,8 @@ Flags given on the command line override the --config file.
 	var proxyHot *proxy.HotPath
 	if hot != nil {
 		proxyHot = &proxy.HotPath{Matcher: hot.rules, Executor: hot.m}
-		if hot.det != nil {
-			proxyHot.Detector = hot.det
+		if hot.obs != nil {
+			proxyHot.Observer = hot.obs
 		}
 	}
 	srv, err := proxy.New(cfg, log, proxyHot)
@@ -198,6 +198,7 @@ type hotParts struct {
 	m     *merger.Merger
 	rules *merger.RuleSet
 	det   *merger.HotKeys
+	obs   *admin.Observer // nil when not detecting
 }
 
 // startMerger starts the merger when cfg names hot rules or opts.always;
@@ -232,6 +233,7 @@ func startMerger(ctx context.Context, cfg proxy.Config, log *slog.Logger, opts h
 			return nil, func() {}, fmt.Errorf("--hot-threshold: %w", err)
 		}
 		hot.det.SetAuto(opts.autoHot)
+		hot.obs = admin.NewObserver(hot.rules, hot.det)
 	}
 	return hot, closeHot, nil
 }
@@ -259,7 +261,7 @@ func startAdmin(ctx context.Context, ac admin.Config, log *slog.Logger, hot *hot
 	if err != nil {
 		return nil, fmt.Errorf("--admin-listen: %w", err)
 	}
-	adm, err := admin.New(ctx, ac, log.With("component", "admin"), hot.rules, hot.m, srv, hot.det)
+	adm, err := admin.New(ctx, ac, log.With("component", "admin"), hot.rules, hot.m, srv, hot.obs)
 	if err != nil {
 		ln.Close()
 		return nil, err
