@@ -27,6 +27,8 @@
 //   - errors.go, side.go: errors, and the side of the connection (client
 //     or backend) an I/O error came from.
 //   - config.go: Config, from flags or a TOML file.
+//   - registry.go: what the admin port sees and does: Sessions,
+//     KillSession, Counters, and the Observer of pass-through queries.
 //
 // # Invariants
 //
