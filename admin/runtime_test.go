@@ -203,3 +203,39 @@ func TestMariadbCLI(t *testing.T) {
 		t.Fatalf("unsupported statement: %v\n%s", err, out)
 	}
 }
+
+// TestPreparedFollowsRuntimeRules: a statement prepared while its rule
+// was in force passes through while the table is paused or its rule
+// disabled, and merges again after.
+func TestPreparedFollowsRuntimeRules(t *testing.T) {
+	f := newFixture(t)
+	a := admin(t, f.addr, "admin", adminPassword)
+	mustExec(t, a, fmt.Sprintf("INSERT INTO hot_rules VALUES ('%s', 'inventory', 'sku_id', 'stock', 1)", f.db.Name))
+	mustExec(t, a, "LOAD HOT RULES TO RUNTIME")
+	stmt, err := f.app(t).Prepare("UPDATE inventory SET stock = stock - ? WHERE sku_id = ? AND stock >= ?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stmt.Close()
+	steps := []struct {
+		admin  string
+		merged uint64
+	}{
+		{"", 1},
+		{fmt.Sprintf("PAUSE MERGE FOR '%s.inventory'", f.db.Name), 1},
+		{fmt.Sprintf("RESUME MERGE FOR '%s.inventory'", f.db.Name), 2},
+		{"UPDATE hot_rules SET enabled = 0", 3}, // memory only: still merged
+		{"LOAD HOT RULES TO RUNTIME", 3},
+	}
+	for _, st := range steps {
+		if st.admin != "" {
+			mustExec(t, a, st.admin)
+		}
+		if _, err := stmt.Exec(1, 1, 1); err != nil {
+			t.Fatal(err)
+		}
+		if m := f.px.Counters().Merged; m != st.merged {
+			t.Fatalf("after %q: merged = %d, want %d", st.admin, m, st.merged)
+		}
+	}
+}

@@ -13,8 +13,8 @@ import (
 // empty cache) and swaps it in atomically; a statement matched before
 // the swap keeps its *Statement, so requests already queued or in a batch
 // run to their end, and the next statement is matched against the new
-// rules. Prepared statements matched before a swap keep their shape until
-// the client prepares them again. Safe for concurrent use.
+// rules. Prepared statements matched before a swap keep their shape but
+// pass through while their rule is not Active. Safe for concurrent use.
 type RuleSet struct {
 	cur atomic.Pointer[Matcher]
 
@@ -45,6 +45,13 @@ func (s *RuleSet) MatchText(defaultDB, query string) (*Statement, []any, bool) {
 // MatchPrepared matches against the active rules (Matcher.MatchPrepared).
 func (s *RuleSet) MatchPrepared(defaultDB, query string) (*Statement, bool) {
 	return s.cur.Load().MatchPrepared(defaultDB, query)
+}
+
+// Active reports whether r is in force and not paused. A prepared
+// statement matched before a rule change asks it at each execution, so
+// that it stops merging when its rule went away.
+func (s *RuleSet) Active(r Rule) bool {
+	return slices.Contains(s.cur.Load().rules, r)
 }
 
 // Set replaces the rules; the next statement is matched against them.

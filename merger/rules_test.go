@@ -35,6 +35,9 @@ func TestRuleSetSwapAndPause(t *testing.T) {
 			if _, ok := s.MatchPrepared("shop", q2); ok != st.oth {
 				t.Errorf("other matched = %v, want %v", ok, st.oth)
 			}
+			if s.Active(inv) != st.inv || s.Active(other) != st.oth {
+				t.Errorf("Active(inv, other) = %v, %v, want %v, %v", s.Active(inv), s.Active(other), st.inv, st.oth)
+			}
 		})
 	}
 	if !s.Add(other) || s.Add(other) {

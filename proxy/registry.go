@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/hotrow/hotrow/merger"
 )
 
 // Observer sees the text queries that pass through (*admin.Observer):
@@ -15,6 +17,14 @@ import (
 // must be cheap: it runs on the proxy's hot path.
 type Observer interface {
 	PassThrough(defaultDB string, query []byte, notMerged string) (end func())
+}
+
+// ruleActive reports whether rule r is still in force, for a prepared
+// statement matched earlier, when the Matcher can tell (*merger.RuleSet);
+// a fixed Matcher's rules always are.
+func (s *Server) ruleActive(r merger.Rule) bool {
+	rc, ok := s.matcher.(interface{ Active(merger.Rule) bool })
+	return !ok || rc.Active(r)
 }
 
 // knownDB is the session's default database when known without asking
