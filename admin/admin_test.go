@@ -152,9 +152,13 @@ func TestHotRulesLifecycle(t *testing.T) {
 	if merged() != 1 {
 		t.Fatalf("merged = %d after LOAD, want 1", merged())
 	}
-	got := rows(t, a, "SELECT table_name, requests, granted FROM stats_hot_keys WHERE table_name = 'inventory'")
-	if len(got) != 1 || got[0][1] != "1" || got[0][2] != "1" {
+	got := rows(t, a, "SELECT table_name, key_value, requests, granted FROM stats_hot_keys WHERE table_name = 'inventory'")
+	if len(got) != 1 || got[0][1] != "1" || got[0][2] != "1" || got[0][3] != "1" {
 		t.Fatalf("stats_hot_keys = %v", got)
+	}
+	got = rows(t, a, "SELECT table_name, requests, lone, batches FROM stats_hot_tables WHERE requests > 0")
+	if len(got) != 1 || got[0][1] != "1" || got[0][2] != "1" || got[0][3] != "1" {
+		t.Fatalf("stats_hot_tables = %v", got)
 	}
 
 	res := mustExec(t, a, "UPDATE hot_rules SET enabled = 0 WHERE table_name = 'inventory'")

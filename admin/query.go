@@ -20,7 +20,7 @@ import (
 
 // supported is named in the error for a statement the admin port does
 // not understand.
-const supported = "SELECT ... FROM hot_rules | runtime_hot_rules | stats_hot_keys | stats_batches | stats_sessions" +
+const supported = "SELECT ... FROM hot_rules | runtime_hot_rules | stats_hot_keys | stats_hot_tables | stats_batches | stats_sessions" +
 	" | stats_hot_candidates | stats_not_merged | stats_pass_through" +
 	" [WHERE] [ORDER BY] [LIMIT]; INSERT INTO / UPDATE / DELETE FROM hot_rules; LOAD HOT RULES TO RUNTIME | FROM DISK;" +
 	" SAVE HOT RULES TO DISK; SHOW HOTROW STATUS | VARIABLES; SHOW TABLES; SET hotrow.<variable> = <value>;" +
@@ -173,7 +173,7 @@ func (s *Server) pause(pause bool, t merger.TableName) error {
 
 // tableNames are the admin tables, in SHOW TABLES order.
 var tableNames = []string{"hot_rules", "runtime_hot_rules", "stats_batches", "stats_hot_candidates", "stats_hot_keys",
-	"stats_not_merged", "stats_pass_through", "stats_sessions"}
+	"stats_hot_tables", "stats_not_merged", "stats_pass_through", "stats_sessions"}
 
 // virtualTable builds the named admin table, or fails with 1146.
 func (s *Server) virtualTable(name string) (*table, error) {
@@ -184,6 +184,8 @@ func (s *Server) virtualTable(name string) (*table, error) {
 		return s.runtimeRulesTable(), nil
 	case "stats_hot_keys":
 		return s.hotKeysTable(), nil
+	case "stats_hot_tables":
+		return s.hotTablesTable(), nil
 	case "stats_batches":
 		return s.batchesTable(), nil
 	case "stats_sessions":

@@ -108,6 +108,10 @@ func TestRuntimeSwapKeepsInFlight(t *testing.T) {
 	if len(got) != 1 || got[0][1] != fmt.Sprint(n-1) || got[0][2] != fmt.Sprint(n-1) {
 		t.Fatalf("largest batch = %v, want the %d queued ones", got, n-1)
 	}
+	got = rows(t, a, "SELECT key_value, requests, granted, max_batch FROM stats_hot_keys ORDER BY requests DESC LIMIT 1")
+	if len(got) != 1 || got[0][0] != "1" || got[0][1] != fmt.Sprint(n) || got[0][3] != fmt.Sprint(n-1) {
+		t.Fatalf("stats_hot_keys = %v, want row 1 with %d requests, at most %d in a batch", got, n, n-1)
+	}
 }
 
 // TestPauseResume: PAUSE MERGE lets queued requests finish and sends the

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -24,11 +25,36 @@ func (s *Server) runtimeRulesTable() *table {
 	return t
 }
 
-// hotKeysTable has a row per hot table that ran batches or is ruled:
-// requests by outcome, batches, queue depth and latency quantiles. The
-// merger queues per table, so the figures are per table (key_column
-// names the rule's key).
+// hotKeysTable has a row per hot row (table and key value) that was in a
+// batch: requests by outcome, batches, the table's queue depth (the
+// merger queues per table) and latency quantiles.
 func (s *Server) hotKeysTable() *table {
+	t := &table{cols: []string{"schema_name", "table_name", "key_column", "key_value", "requests", "granted", "refused", "errors",
+		"batches", "avg_batch", "max_batch", "table_queue_depth", "wait_p50_ms", "wait_p99_ms", "commit_p50_ms", "commit_p99_ms"}}
+	depth := map[merger.Rule]int{}
+	for _, d := range s.m.Stats().Tables {
+		depth[d.Rule] = d.Depth
+	}
+	keys := s.m.KeyStats()
+	slices.SortFunc(keys, func(a, b merger.KeyStats) int {
+		return cmp.Or(strings.Compare(a.Rule.String(), b.Rule.String()), strings.Compare(a.Key, b.Key))
+	})
+	for _, k := range keys {
+		avg := 0.0
+		if k.Batches > 0 {
+			avg = float64(k.Requests) / float64(k.Batches)
+		}
+		t.rows = append(t.rows, []any{k.Rule.Schema, k.Rule.Table, k.Rule.Key, k.Key, k.Requests, k.Granted, k.Refused, k.Errors,
+			k.Batches, avg, int64(k.MaxBatch), int64(depth[k.Rule]),
+			ms(k.Wait.Quantile(0.5)), ms(k.Wait.Quantile(0.99)), ms(k.Commit.Quantile(0.5)), ms(k.Commit.Quantile(0.99))})
+	}
+	return t
+}
+
+// hotTablesTable has a row per hot table that ran batches or is ruled:
+// requests by outcome and path, batches, queue depth and latency
+// quantiles.
+func (s *Server) hotTablesTable() *table {
 	t := &table{cols: []string{"schema_name", "table_name", "key_column", "requests", "granted", "refused", "errors",
 		"merged", "lone", "batches", "avg_batch", "max_batch", "queue_depth", "paused",
 		"wait_p50_ms", "wait_p99_ms", "commit_p50_ms", "commit_p99_ms"}}

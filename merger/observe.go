@@ -2,6 +2,7 @@ package merger
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -18,6 +19,10 @@ const recentBatches = 256
 
 // maxErrorCodes bounds the distinct error codes counted.
 const maxErrorCodes = 64
+
+// maxKeyStats bounds the rows KeyStats tracks; requests of further keys
+// count under the key "(other)" of their table.
+const maxKeyStats = 4096
 
 // Histogram counts durations in the buckets of LatencyBounds.
 type Histogram struct {
@@ -74,6 +79,27 @@ type TableStats struct {
 	Wait, Commit Histogram
 }
 
+// KeyStats are the counters of one row (a hot table's key value).
+type KeyStats struct {
+	Rule Rule
+	Key  string
+	// Requests, Granted, Refused, Errors: as in TableStats.
+	Requests, Granted, Refused, Errors uint64
+	// Batches counts the batches that carried requests for this row;
+	// MaxBatch is the most requests for it one batch carried.
+	Batches  uint64
+	MaxBatch int
+	// Wait is per request, Commit per batch, as in TableStats.
+	Wait, Commit Histogram
+}
+
+// keyID identifies a row: its table's rule and its key value as the
+// request carried it (int64, uint64 or string; []byte as string).
+type keyID struct {
+	rule Rule
+	v    any
+}
+
 // BatchInfo describes one finished batch.
 type BatchInfo struct {
 	ID        string
@@ -97,6 +123,8 @@ type observer struct {
 	recent []BatchInfo          // guarded by mu; a ring of recentBatches
 	next   int                  // guarded by mu; the ring's next slot
 	codes  map[uint16]uint64    // guarded by mu; request errors by code
+	keys   map[keyID]*KeyStats  // guarded by mu; at most maxKeyStats
+	inB    map[*KeyStats]int    // guarded by mu; scratch: a batch's requests per row
 }
 
 // observe records a batch whose outcomes x.res holds, about to be
@@ -113,6 +141,8 @@ func (o *observer) observe(x *executor, p execPath, batch []*waiter, committed b
 	if o.tables == nil {
 		o.tables = map[Rule]*TableStats{}
 		o.codes = map[uint16]uint64{}
+		o.keys = map[keyID]*KeyStats{}
+		o.inB = map[*KeyStats]int{}
 	}
 	t := o.tables[info.Rule]
 	if t == nil {
@@ -130,6 +160,10 @@ func (o *observer) observe(x *executor, p execPath, batch []*waiter, committed b
 		wait := x.began.Sub(w.enq)
 		info.MaxWait = max(info.MaxWait, wait)
 		t.Wait.add(wait)
+		k := o.keyLocked(w.req)
+		k.Requests++
+		k.Wait.add(wait)
+		o.inB[k]++
 		var err error
 		if i < len(x.res.errs) {
 			err = x.res.errs[i]
@@ -137,6 +171,7 @@ func (o *observer) observe(x *executor, p execPath, batch []*waiter, committed b
 		switch {
 		case err != nil:
 			t.Errors++
+			k.Errors++
 			var my *gomysql.MyError
 			if errors.As(err, &my) {
 				if _, ok := o.codes[my.Code]; ok || len(o.codes) < maxErrorCodes {
@@ -145,11 +180,19 @@ func (o *observer) observe(x *executor, p execPath, batch []*waiter, committed b
 			}
 		case i < len(x.res.outs) && x.res.outs[i].Matched > 0:
 			t.Granted++
+			k.Granted++
 			info.Granted++
 		default:
 			t.Refused++
+			k.Refused++
 		}
 	}
+	for k, n := range o.inB {
+		k.Batches++
+		k.MaxBatch = max(k.MaxBatch, n)
+		k.Commit.add(info.Commit)
+	}
+	clear(o.inB)
 	info.ID = string(x.id)
 	if len(o.recent) < recentBatches {
 		o.recent = append(o.recent, info)
@@ -157,6 +200,44 @@ func (o *observer) observe(x *executor, p execPath, batch []*waiter, committed b
 		o.recent[o.next] = info
 	}
 	o.next = (o.next + 1) % recentBatches
+}
+
+// keyLocked returns the statistics of req's row, created when new (under
+// "(other)" once maxKeyStats rows are tracked).
+func (o *observer) keyLocked(req Request) *KeyStats {
+	v := req.Stmt.Key.Value(req.Args)
+	if b, ok := v.([]byte); ok {
+		v = string(b)
+	}
+	switch v.(type) {
+	case int64, uint64, string:
+	default:
+		v = fmt.Sprint(v)
+	}
+	id := keyID{req.Stmt.Rule, v}
+	if k := o.keys[id]; k != nil {
+		return k
+	}
+	if len(o.keys) >= maxKeyStats {
+		id.v = "(other)"
+		if k := o.keys[id]; k != nil {
+			return k
+		}
+	}
+	k := &KeyStats{Rule: id.rule, Key: fmt.Sprint(id.v)}
+	o.keys[id] = k
+	return k
+}
+
+// KeyStats returns the statistics of every row that was in a batch.
+func (m *Merger) KeyStats() []KeyStats {
+	m.obs.mu.Lock()
+	defer m.obs.mu.Unlock()
+	out := make([]KeyStats, 0, len(m.obs.keys))
+	for _, k := range m.obs.keys {
+		out = append(out, *k)
+	}
+	return out
 }
 
 // TableStats returns the statistics of every table that ran a batch.

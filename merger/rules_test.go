@@ -80,6 +80,10 @@ func TestTableStatsAndLimits(t *testing.T) {
 	if got.Rule != f.rule || got.Requests != 3 || got.Granted != 2 || got.Refused != 1 || got.Batches != 3 || got.Wait.Count != 3 {
 		t.Fatalf("TableStats = %+v", got)
 	}
+	ks := f.m.KeyStats()
+	if len(ks) != 1 || ks[0].Key != "a" || ks[0].Requests != 3 || ks[0].Granted != 2 || ks[0].Batches != 3 || ks[0].MaxBatch != 1 {
+		t.Fatalf("KeyStats = %+v", ks)
+	}
 	rb := f.m.RecentBatches()
 	if len(rb) != 3 || rb[0].Granted != 0 || rb[2].Granted != 1 || rb[0].Path != "lone" || rb[0].ID == "" {
 		t.Fatalf("RecentBatches = %+v", rb)
@@ -122,5 +126,8 @@ func TestTableStatsAndLimits(t *testing.T) {
 	}
 	if ts := f.m.TableStats(); ts[0].MaxBatch != 2 {
 		t.Fatalf("MaxBatch = %d, want 2", ts[0].MaxBatch)
+	}
+	if ks := f.m.KeyStats(); len(ks) != 1 || ks[0].MaxBatch != 2 || ks[0].Requests != 7 {
+		t.Fatalf("KeyStats = %+v, want row a with 7 requests, at most 2 in a batch", ks)
 	}
 }
