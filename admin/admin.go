@@ -300,7 +300,10 @@ func (a *accounts) OnAuthSuccess(*server.Conn) error { return nil }
 func (a *accounts) OnAuthFailure(*server.Conn, error) {}
 
 // checkAuto vets a hot-key candidate for automatic merging: a valid rule
-// (unique key, numeric stock) whose stock column is an integer.
+// (unique key, numeric stock) whose stock column is an integer, for a
+// table hot_rules does not name (a rule a DBA disabled stays disabled).
+// An accepted rule is also added to hot_rules (memory, enabled), so that
+// LOAD HOT RULES TO RUNTIME keeps it and SAVE HOT RULES TO DISK saves it.
 func (s *Server) checkAuto(r merger.Rule) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -314,5 +317,12 @@ func (s *Server) checkAuto(r merger.Rule) error {
 	if !t.Integer {
 		return fmt.Errorf("stock column %s is %s, not an integer", r.Stock, t.StockType)
 	}
-	return nil
+	return s.store.edit(func(memory []ruleRow) ([]ruleRow, error) {
+		for _, have := range memory {
+			if have.Schema == r.Schema && have.Table == r.Table {
+				return nil, fmt.Errorf("hot_rules has a rule for %s.%s (enabled %v): it decides", r.Schema, r.Table, have.Enabled)
+			}
+		}
+		return append(memory, ruleRow{Rule: r, Enabled: true}), nil
+	})
 }

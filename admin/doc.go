@@ -38,6 +38,18 @@
 // naming what is supported. Statements are parsed with the TiDB parser,
 // the admin commands with anchored regular expressions.
 //
+// # Observation and hot keys
+//
+// Observer (proxy.Observer) sees the text queries the proxy passes
+// through: UPDATEs go to merger.HotKeys (stats_hot_candidates; with
+// hotrow.auto_hot a candidate with a unique key and an integer stock
+// column that hot_rules does not name is added to runtime and to
+// memory), UPDATEs of ruled tables are counted by why they passed
+// through (stats_not_merged), and, when hotrow.pass_through_digests is
+// on, every statement is counted and timed by digest
+// (stats_pass_through). Collector exposes the counters to Prometheus at
+// scrape time.
+//
 // # Access
 //
 // One account (Config.User, Config.Password): application users cannot

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,7 +109,8 @@ func TestMetricsScrape(t *testing.T) {
 // TestAutoHotUnderLoad: pass-through UPDATEs of one row of a table
 // without a rule pile up behind a lock; the key becomes a candidate, and
 // with auto_hot on its table is merged from then on, shown in
-// runtime_hot_rules and the metrics.
+// runtime_hot_rules, hot_rules and the metrics; a table hot_rules names
+// (disabled) is not promoted.
 func TestAutoHotUnderLoad(t *testing.T) {
 	f := newFixture(t)
 	a := admin(t, f.addr, "admin", adminPassword)
@@ -132,6 +134,9 @@ func TestAutoHotUnderLoad(t *testing.T) {
 	if len(got) != 1 || got[0][0] != "sku_id" || got[0][1] != "stock" || got[0][2] != "1" || got[0][3] != "1" {
 		t.Fatalf("stats_hot_candidates = %v", got)
 	}
+	if got := rows(t, a, "SELECT table_name, enabled FROM hot_rules"); len(got) != 1 || got[0][0] != "inventory" || got[0][1] != "1" {
+		t.Fatalf("hot_rules after auto promotion = %v, want the rule", got)
+	}
 	release()
 	for range n {
 		if err := <-results; err != nil {
@@ -154,6 +159,36 @@ func TestAutoHotUnderLoad(t *testing.T) {
 	var stock int
 	if err := f.conn.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock); err != nil || stock != 1000-n-1 {
 		t.Fatalf("stock = %d, %v; want %d", stock, err, 1000-n-1)
+	}
+
+	// A table hot_rules names, disabled by a DBA: a candidate, not merged.
+	f.db.Exec(t, "CREATE TABLE flash (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)", "INSERT INTO flash VALUES (1, 100)")
+	mustExec(t, a, fmt.Sprintf("INSERT INTO hot_rules VALUES ('%s', 'flash', 'sku_id', 'stock', 0)", f.db.Name))
+	tx, err := f.conn.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("SELECT stock FROM flash WHERE sku_id = 1 FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		go func() {
+			_, err := app.Exec("UPDATE flash SET stock = stock - 1 WHERE sku_id = 1")
+			results <- err
+		}()
+	}
+	testdb.WaitFor(t, 10*time.Second, "the candidate refused", func() bool {
+		got := rows(t, a, "SELECT auto_merged, not_merged_reason FROM stats_hot_candidates WHERE table_name = 'flash'")
+		return len(got) == 1 && got[0][0] == "0" && strings.Contains(got[0][1], "hot_rules has a rule")
+	})
+	_ = tx.Rollback()
+	for range n {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := rows(t, a, "SELECT COUNT(*) FROM runtime_hot_rules WHERE table_name = 'flash'"); got[0][0] != "0" {
+		t.Fatalf("runtime rules = %v, want none for flash", got)
 	}
 }
 
