@@ -145,7 +145,7 @@ func (s *Server) insertRules(ctx context.Context, n *ast.InsertStmt) (*gomysql.R
 	if err != nil {
 		return nil, err
 	}
-	return ok(affected), nil
+	return okResult(affected), nil
 }
 
 // updateRules runs UPDATE hot_rules SET ... [WHERE ...] on memory. A
@@ -218,7 +218,7 @@ func (s *Server) updateRules(ctx context.Context, n *ast.UpdateStmt) (*gomysql.R
 	if err != nil {
 		return nil, err
 	}
-	res := ok(affected)
+	res := okResult(affected)
 	res.StatusMessage = fmt.Sprintf("Rows matched: %d  Changed: %d  Warnings: 0", matched, affected)
 	return res, nil
 }
@@ -257,5 +257,5 @@ func (s *Server) deleteRules(n *ast.DeleteStmt) (*gomysql.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ok(affected), nil
+	return okResult(affected), nil
 }

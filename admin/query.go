@@ -69,10 +69,12 @@ var (
 	reKill   = regexp.MustCompile(`(?i)^KILL\s+SESSION\s+(\d+)$`)
 )
 
-func ok(affected uint64) *gomysql.Result {
+// okResult is an OK packet's result with affected rows.
+func okResult(affected uint64) *gomysql.Result {
 	return &gomysql.Result{AffectedRows: affected, Status: gomysql.SERVER_STATUS_AUTOCOMMIT}
 }
 
+// resultset is a text result set of t.
 func resultset(t *table) (*gomysql.Result, error) {
 	rs, err := gomysql.BuildSimpleTextResultset(t.cols, t.rows)
 	if err != nil {
@@ -88,11 +90,11 @@ func (s *Server) query(ctx context.Context, q string) (*gomysql.Result, error) {
 	switch {
 	case reLoad.MatchString(q):
 		if strings.HasPrefix(strings.ToUpper(reLoad.FindStringSubmatch(q)[1]), "TO R") {
-			return ok(0), s.store.loadToRuntime(ctx)
+			return okResult(0), s.store.loadToRuntime(ctx)
 		}
-		return ok(0), s.store.loadFromDisk(ctx)
+		return okResult(0), s.store.loadFromDisk(ctx)
 	case reSave.MatchString(q):
-		return ok(0), s.store.saveToDisk(ctx)
+		return okResult(0), s.store.saveToDisk(ctx)
 	case reShow.MatchString(q):
 		if strings.EqualFold(reShow.FindStringSubmatch(q)[1], "STATUS") {
 			return resultset(s.statusTable())
@@ -106,17 +108,17 @@ func (s *Server) query(ctx context.Context, q string) (*gomysql.Result, error) {
 		return resultset(t)
 	case reSet.MatchString(q):
 		m := reSet.FindStringSubmatch(q)
-		return ok(0), s.setVariable(strings.ToLower(m[1]), strings.Trim(strings.TrimSpace(m[2]), "'\""))
+		return okResult(0), s.setVariable(strings.ToLower(m[1]), strings.Trim(strings.TrimSpace(m[2]), "'\""))
 	case rePause.MatchString(q):
 		m := rePause.FindStringSubmatch(q)
-		return ok(0), s.pause(strings.EqualFold(m[1], "PAUSE"), merger.TableName{Schema: m[2], Table: m[3]})
+		return okResult(0), s.pause(strings.EqualFold(m[1], "PAUSE"), merger.TableName{Schema: m[2], Table: m[3]})
 	case reKill.MatchString(q):
 		id, err := strconv.ParseUint(reKill.FindStringSubmatch(q)[1], 10, 32)
 		if err != nil || s.px == nil || !s.px.KillSession(uint32(id)) {
 			return nil, gomysql.NewDefaultError(gomysql.ER_NO_SUCH_THREAD, id)
 		}
 		s.log.Info("session killed from the admin port", "conn_id", id)
-		return ok(0), nil
+		return okResult(0), nil
 	}
 	p := parser.New()
 	node, err := p.ParseOneStmt(q, "", "")
@@ -134,9 +136,9 @@ func (s *Server) query(ctx context.Context, q string) (*gomysql.Result, error) {
 		return s.deleteRules(n)
 	case *ast.SetStmt:
 		// Clients set session variables (names, autocommit) on connect.
-		return ok(0), nil
+		return okResult(0), nil
 	case *ast.BeginStmt, *ast.CommitStmt, *ast.RollbackStmt:
-		return ok(0), nil
+		return okResult(0), nil
 	}
 	return nil, unsupported(q)
 }
