@@ -299,23 +299,40 @@ func (a *accounts) OnAuthSuccess(*server.Conn) error { return nil }
 
 func (a *accounts) OnAuthFailure(*server.Conn, error) {}
 
-// checkAuto vets a hot-key candidate for automatic merging: a valid rule
-// (unique key, numeric stock) whose stock column is an integer, for a
-// table hot_rules does not name (a rule a DBA disabled stays disabled).
-// An accepted rule is also added to hot_rules (memory, enabled), so that
-// LOAD HOT RULES TO RUNTIME keeps it and SAVE HOT RULES TO DISK saves it.
-func (s *Server) checkAuto(r merger.Rule) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.store.validate(ctx, r); err != nil {
+// AutoCheck returns the check merger.HotKeys.SetCheck wants, for when no
+// admin port runs (New sets its own): a valid rule (unique key, numeric
+// stock, see hot_rules) whose stock column is an integer, checked with db.
+func AutoCheck(db *sql.DB) func(merger.Rule) error {
+	return func(r merger.Rule) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return vetAuto(ctx, db, r)
+	}
+}
+
+func vetAuto(ctx context.Context, db *sql.DB, r merger.Rule) error {
+	if err := validateRule(ctx, db, r); err != nil {
 		return err
 	}
-	t, err := schema.Load(ctx, s.db, r.Schema, r.Table, r.Key, r.Stock)
+	t, err := schema.Load(ctx, db, r.Schema, r.Table, r.Key, r.Stock)
 	if err != nil {
 		return err
 	}
 	if !t.Integer {
 		return fmt.Errorf("stock column %s is %s, not an integer", r.Stock, t.StockType)
+	}
+	return nil
+}
+
+// checkAuto vets a hot-key candidate for automatic merging (vetAuto), for
+// a table hot_rules does not name (a rule a DBA disabled stays disabled).
+// An accepted rule is also added to hot_rules (memory, enabled), so that
+// LOAD HOT RULES TO RUNTIME keeps it and SAVE HOT RULES TO DISK saves it.
+func (s *Server) checkAuto(r merger.Rule) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := vetAuto(ctx, s.db, r); err != nil {
+		return err
 	}
 	return s.store.edit(func(memory []ruleRow) ([]ruleRow, error) {
 		for _, have := range memory {

@@ -44,6 +44,9 @@ func (h *handler) HandleQuery(query string) (*gomysql.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
 	defer cancel()
 	res, err := h.s.query(ctx, query)
+	if err == nil && changes(query) {
+		h.s.log.Info("admin statement", "query", query)
+	}
 	if err != nil {
 		var my *gomysql.MyError
 		if errors.As(err, &my) {
@@ -58,6 +61,12 @@ func (h *handler) HandleQuery(query string) (*gomysql.Result, error) {
 func (h *handler) HandleStmtPrepare(string) (int, int, any, error) {
 	return 0, 0, nil, gomysql.NewError(gomysql.ER_UNSUPPORTED_PS, "hotrow admin: prepared statements are not supported; use text queries")
 }
+
+// reChange matches the statements that change something, which are
+// logged.
+var reChange = regexp.MustCompile(`(?i)^\s*(INSERT|REPLACE|UPDATE|DELETE|LOAD|SAVE|PAUSE|RESUME|KILL|SET\s+(GLOBAL\s+)?hotrow\.)`)
+
+func changes(q string) bool { return reChange.MatchString(q) }
 
 var (
 	reLoad   = regexp.MustCompile(`(?i)^LOAD\s+HOT\s+RULES\s+(TO\s+RUNTIME|FROM\s+DISK|TO\s+MEMORY|FROM\s+MEMORY)$`)

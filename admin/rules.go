@@ -147,16 +147,21 @@ func (s *ruleStore) writeDisk(ctx context.Context, rows []ruleRow, onlyIfEmpty b
 	return nil
 }
 
-// validate checks that r can be merged: the table and columns exist, the
-// key column alone is a unique key, and the stock column is numeric.
+// validate checks that r can be merged (validateRule).
 func (s *ruleStore) validate(ctx context.Context, r merger.Rule) error {
+	return validateRule(ctx, s.db, r)
+}
+
+// validateRule checks that r can be merged: the table and columns exist,
+// the key column alone is a unique key, and the stock column is numeric.
+func validateRule(ctx context.Context, db *sql.DB, r merger.Rule) error {
 	if r.Schema == "" || r.Table == "" || r.Key == "" || r.Stock == "" {
 		return gomysql.NewError(gomysql.ER_WRONG_ARGUMENTS, "hot rule: schema_name, table_name, key_column and stock_column must not be empty")
 	}
 	if strings.EqualFold(r.Key, r.Stock) {
 		return gomysql.NewError(gomysql.ER_WRONG_ARGUMENTS, fmt.Sprintf("hot rule %s: key_column and stock_column must differ", r))
 	}
-	t, err := schema.Load(ctx, s.db, r.Schema, r.Table, r.Key, r.Stock)
+	t, err := schema.Load(ctx, db, r.Schema, r.Table, r.Key, r.Stock)
 	switch {
 	case errors.Is(err, schema.ErrNoColumn):
 		return gomysql.NewError(gomysql.ER_BAD_FIELD_ERROR, fmt.Sprintf("hot rule %s: no such table or column (%v)", r, err))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"database/sql"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -142,5 +143,57 @@ func TestProxyWithAdminAndMetrics(t *testing.T) {
 	}
 	if merged != "1" {
 		t.Fatalf("statements_merged = %q after the restart, want 1", merged)
+	}
+}
+
+// TestAutoHotWithoutAdminPort: --auto-hot alone vets and promotes a hot
+// key (shown in the metrics).
+func TestAutoHotWithoutAdminPort(t *testing.T) {
+	db := testdb.New(t)
+	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)", "INSERT INTO inventory VALUES (1, 100)")
+	meta := db.Name + "_meta"
+	t.Cleanup(func() {
+		root, err := sql.Open("mysql", db.Server.DSN(""))
+		if err == nil {
+			_, _ = root.Exec("DROP DATABASE IF EXISTS `" + meta + "`")
+			root.Close()
+		}
+	})
+	listen, metricsAddr := freeAddr(t), freeAddr(t)
+	stop := runProxy(t, "--listen", listen, "--backend", db.Addr, "--user", db.User+":"+db.Password,
+		"--meta-schema", meta, "--log-level", "warn", "--auto-hot", "--hot-threshold", "4", "--metrics-listen", metricsAddr)
+	defer stop()
+	app := openDB(t, db.User, db.Password, listen, db.Name)
+	testdb.WaitFor(t, 30*time.Second, "the proxy", func() bool { return app.Ping() == nil })
+	direct := db.Open(t)
+	tx, err := direct.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("SELECT stock FROM inventory WHERE sku_id = 1 FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := app.Exec("UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1")
+			errs <- err
+		}()
+	}
+	testdb.WaitFor(t, 15*time.Second, "hotrow_auto_hot_rules_total 1", func() bool {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "\nhotrow_auto_hot_rules_total 1\n")
+	})
+	_ = tx.Rollback()
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -111,7 +112,7 @@ Flags given on the command line override the --config file.
 		}
 	}
 	opts := hotOptions{always: *adminListen != "" || *autoHot, detect: *adminListen != "" || *metricsListen != "" || *autoHot,
-		autoHot: *autoHot, threshold: *hotThreshold}
+		autoHot: *autoHot, admin: *adminListen != "", threshold: *hotThreshold}
 	hot, closeHot, err := startMerger(ctx, cfg, log, opts)
 	if err != nil {
 		return err
@@ -189,6 +190,7 @@ type hotOptions struct {
 	always    bool // start the merger even without rules (admin port, --auto-hot)
 	detect    bool // count pass-through UPDATEs for hot-key detection
 	autoHot   bool
+	admin     bool // an admin port runs (it vets hot-key candidates)
 	threshold int
 }
 
@@ -234,6 +236,22 @@ func startMerger(ctx context.Context, cfg proxy.Config, log *slog.Logger, opts h
 		}
 		hot.det.SetAuto(opts.autoHot)
 		hot.obs = admin.NewObserver(hot.rules, hot.det)
+		if opts.autoHot && !opts.admin {
+			// Without an admin port (which vets candidates itself), a
+			// pool of the merge user's checks them.
+			db, err := sql.Open("mysql", mergerConfig(cfg).DSN)
+			if err != nil {
+				closeHot()
+				return nil, func() {}, err
+			}
+			db.SetMaxOpenConns(1)
+			hot.det.SetCheck(admin.AutoCheck(db))
+			closeMerger := closeHot
+			closeHot = func() {
+				closeMerger()
+				db.Close()
+			}
+		}
 	}
 	return hot, closeHot, nil
 }
