@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"net"
 	"time"
@@ -48,7 +49,13 @@ var backendOptionalCaps = []uint32{
 // authBackend completes the backend handshake on conn (whose greeting g was
 // already read) with the client's credentials, database, collation,
 // capabilities and connection attributes.
-func authBackend(ctx context.Context, conn net.Conn, g greeting, u User, resp handshakeResponse) (*backendConn, error) {
+//
+// With tlsCfg the connection is upgraded to TLS first; the session's packet
+// stream then runs over TLS. The client's collation and CLIENT_INTERACTIVE
+// still reach the server (go-mysql sends the response it has just written
+// as the SSLRequest, which collationConn rewrote in place), its MariaDB
+// extended capabilities do not, so the caller offers the client none.
+func authBackend(ctx context.Context, conn net.Conn, g greeting, tlsCfg *tls.Config, u User, resp handshakeResponse) (*backendConn, error) {
 	rc := &collationConn{replayConn: replayConn{Conn: conn, pending: g.raw}, collation: resp.collation,
 		interactive: resp.capability&gomysql.CLIENT_INTERACTIVE != 0, extCapability: resp.extCapability}
 	dialer := func(context.Context, string, string) (net.Conn, error) { return rc, nil }
@@ -72,6 +79,9 @@ func authBackend(ctx context.Context, conn net.Conn, g greeting, u User, resp ha
 			attrs[k] = v
 		}
 		c.SetAttributes(attrs)
+		if tlsCfg != nil {
+			c.SetTLSConfig(tlsCfg.Clone())
+		}
 		return nil
 	}
 	if dl, ok := ctx.Deadline(); ok {
@@ -90,7 +100,12 @@ func authBackend(ctx context.Context, conn net.Conn, g greeting, u User, resp ha
 	if c.IsAutoCommit() {
 		status |= statusAutocommit
 	}
-	return &backendConn{packetIO: newPacketIO(rc, backendSide), connID: g.connID, status: status}, nil
+	// After a TLS upgrade, go-mysql's connection is the *tls.Conn over rc.
+	var stream net.Conn = rc
+	if tlsCfg != nil {
+		stream = c.Conn.Conn
+	}
+	return &backendConn{packetIO: newPacketIO(stream, backendSide), connID: g.connID, status: status}, nil
 }
 
 // collationConn rewrites the handshake response that go-mysql's client

@@ -36,10 +36,40 @@ type Config struct {
 	AuthPlugin string `toml:"auth_plugin"`
 	// MaxPacketSize bounds one client packet, like max_allowed_packet.
 	MaxPacketSize int `toml:"max_packet_size"`
-	// ConnectTimeout bounds dialing and authenticating to the backend.
+	// ConnectTimeout bounds dialing and authenticating to the backend. It
+	// is also the longest a client that has not answered the greeting
+	// keeps the backend connection it was greeted for: keep it below the
+	// server's connect_timeout (10s by default), or the server counts an
+	// aborted connect against the proxy's host.
 	ConnectTimeout duration `toml:"connect_timeout"`
+	// HandshakeTimeout bounds a client's handshake, from accept to the OK
+	// after its login, like the server's connect_timeout: a client that has
+	// not authenticated by then is closed.
+	HandshakeTimeout duration `toml:"handshake_timeout"`
+	// MaxConnections bounds the client connections, authenticated or not,
+	// like max_connections: beyond it a client gets ERROR 1040 (Too many
+	// connections) instead of a greeting.
+	MaxConnections int `toml:"max_connections"`
+	// MaxHandshakes bounds the clients that have connected but not yet
+	// authenticated; beyond it the one that has waited longest is closed.
+	MaxHandshakes int `toml:"max_handshakes"`
+	// HandshakeBackends bounds the backend connections held for clients
+	// that have not authenticated yet (see the package doc).
+	HandshakeBackends int `toml:"handshake_backends"`
 	// DrainTimeout bounds how long shutdown waits for running statements.
 	DrainTimeout duration `toml:"drain_timeout"`
+	// TLSCert and TLSKey are PEM files of the certificate and key the
+	// proxy offers clients TLS with (CLIENT_SSL); empty: no TLS.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// RequireTLS refuses clients that do not upgrade to TLS.
+	RequireTLS bool `toml:"require_tls"`
+	// BackendTLS is "off", "preferred" (TLS when the server offers it) or
+	// "required" (no session without it).
+	BackendTLS string `toml:"backend_tls"`
+	// BackendCA is a PEM file of the CAs the server's certificate is
+	// verified against; empty: it is not verified.
+	BackendCA string `toml:"backend_ca"`
 	// HotRules name the tables whose stock updates are merged.
 	HotRules []string `toml:"hot_rules"`
 	// MergeUser is the user whose sessions are merged and whose
@@ -56,6 +86,13 @@ type Config struct {
 	InstanceID string `toml:"instance_id"`
 }
 
+// Config.BackendTLS values.
+const (
+	BackendTLSOff       = "off"
+	BackendTLSPreferred = "preferred"
+	BackendTLSRequired  = "required"
+)
+
 // duration is a time.Duration that reads "5s" from TOML.
 type duration struct{ time.Duration }
 
@@ -69,13 +106,18 @@ func (d *duration) UnmarshalText(b []byte) error {
 func DefaultConfig() Config {
 	m := merger.DefaultConfig()
 	return Config{
-		MaxBatch:       m.MaxBatch,
-		MetaSchema:     m.MetaSchema,
-		Listen:         "127.0.0.1:6033",
-		AuthPlugin:     gomysql.AUTH_NATIVE_PASSWORD,
-		MaxPacketSize:  64 << 20,
-		ConnectTimeout: duration{5 * time.Second},
-		DrainTimeout:   duration{10 * time.Second},
+		MaxBatch:          m.MaxBatch,
+		MetaSchema:        m.MetaSchema,
+		Listen:            "127.0.0.1:6033",
+		AuthPlugin:        gomysql.AUTH_NATIVE_PASSWORD,
+		MaxPacketSize:     64 << 20,
+		ConnectTimeout:    duration{5 * time.Second},
+		HandshakeTimeout:  duration{10 * time.Second},
+		MaxConnections:    4096,
+		MaxHandshakes:     1024,
+		HandshakeBackends: 16,
+		BackendTLS:        BackendTLSPreferred,
+		DrainTimeout:      duration{10 * time.Second},
 	}
 }
 
@@ -153,6 +195,26 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPacketSize < 1024 {
 		errs = append(errs, fmt.Errorf("max packet size %d: want at least 1024", c.MaxPacketSize))
+	}
+	if c.ConnectTimeout.Duration <= 0 || c.HandshakeTimeout.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("connect timeout %v, handshake timeout %v: want both positive", c.ConnectTimeout.Duration, c.HandshakeTimeout.Duration))
+	}
+	if c.MaxConnections < 1 || c.MaxHandshakes < 1 || c.HandshakeBackends < 1 {
+		errs = append(errs, fmt.Errorf("max connections %d, max handshakes %d, handshake backends %d: want each at least 1", c.MaxConnections, c.MaxHandshakes, c.HandshakeBackends))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls: give both a certificate and a key, or neither"))
+	}
+	if c.RequireTLS && c.TLSCert == "" {
+		errs = append(errs, errors.New("require tls: needs a TLS certificate and key"))
+	}
+	switch c.BackendTLS {
+	case BackendTLSOff, BackendTLSPreferred, BackendTLSRequired:
+	default:
+		errs = append(errs, fmt.Errorf("backend tls %q: want off, preferred or required", c.BackendTLS))
+	}
+	if c.BackendCA != "" && c.BackendTLS == BackendTLSOff {
+		errs = append(errs, errors.New("backend ca: given with backend tls off"))
 	}
 	if _, err := c.Rules(); err != nil {
 		errs = append(errs, err)

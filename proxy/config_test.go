@@ -65,6 +65,13 @@ func TestConfigValidate(t *testing.T) {
 		{"bad rule", func(c *Config) { c.HotRules = []string{"inventory:sku"} }, "hot rule"},
 		{"unknown merge user", func(c *Config) { c.HotRules = []string{"a.b:c:d"}; c.MergeUser = "nobody" }, "merge user"},
 		{"tiny packets", func(c *Config) { c.MaxPacketSize = 10 }, "max packet"},
+		{"no handshake timeout", func(c *Config) { c.HandshakeTimeout.Duration = 0 }, "handshake timeout"},
+		{"no connections", func(c *Config) { c.MaxConnections = 0 }, "max connections"},
+		{"no handshake backends", func(c *Config) { c.HandshakeBackends = 0 }, "handshake backends"},
+		{"tls cert without key", func(c *Config) { c.TLSCert = "c.pem" }, "certificate and a key"},
+		{"require tls without cert", func(c *Config) { c.RequireTLS = true }, "require tls"},
+		{"bad backend tls", func(c *Config) { c.BackendTLS = "always" }, "backend tls"},
+		{"backend ca with tls off", func(c *Config) { c.BackendTLS, c.BackendCA = BackendTLSOff, "ca.pem" }, "backend ca"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -77,7 +77,7 @@ type handshakeResponse struct {
 	attrs         map[string]string
 }
 
-// errSSLRequested: the client asked for TLS, which the proxy does not offer.
+// errSSLRequested: the client asked for TLS, which the proxy did not offer.
 var errSSLRequested = errors.New("client requested TLS")
 
 func parseHandshakeResponse(p []byte, offered uint32) (handshakeResponse, error) {
@@ -86,7 +86,7 @@ func parseHandshakeResponse(p []byte, offered uint32) (handshakeResponse, error)
 		return r, gomysql.ErrMalformPacket
 	}
 	r.capability = binary.LittleEndian.Uint32(p) & offered
-	if binary.LittleEndian.Uint32(p)&gomysql.CLIENT_SSL != 0 {
+	if binary.LittleEndian.Uint32(p)&gomysql.CLIENT_SSL != 0 && offered&gomysql.CLIENT_SSL == 0 {
 		return r, errSSLRequested
 	}
 	if r.capability&gomysql.CLIENT_PROTOCOL_41 == 0 {

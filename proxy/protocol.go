@@ -25,7 +25,8 @@ const (
 
 // proxyCapabilities are the capability flags hotrow can pass through
 // byte-exact. Not in the set, and so never negotiated on either side:
-// SSL and compression (not yet supported), CLIENT_DEPRECATE_EOF,
+// compression (not supported), CLIENT_SSL (added when Config.TLSCert is
+// set, see tls.go), CLIENT_DEPRECATE_EOF,
 // CLIENT_SESSION_TRACK and CLIENT_QUERY_ATTRIBUTES (they change packet
 // layouts the proxy parses). CLIENT_LONG_PASSWORD is offered when the
 // backend offers it: a MariaDB server clears it and then negotiates its

@@ -51,6 +51,14 @@ func (s *session) relay() (relayed, error) {
 		return relayed{}, s.lostBackendMidResponse(err)
 	}
 	s.rawBuf = raw.buf
+	if s.holdInfile {
+		// The first packet of a result: a request for a local file is
+		// held back for relayResult to decide on.
+		s.holdInfile = false
+		if p := raw.payload(); !raw.more && len(p) > 0 && p[0] == headerLocalInfile {
+			return relayed{header: headerLocalInfile, payload: p}, nil
+		}
+	}
 	if err := s.client.writeRaw(raw); err != nil {
 		return relayed{}, err
 	}
@@ -130,7 +138,9 @@ func (s *session) relayUntilEOF() error {
 // ERR, a LOCAL INFILE exchange or a result set, repeated while the server
 // flags more results (multi-statements, stored procedures).
 func (s *session) relayResult() error {
+	defer func() { s.infileQuery, s.holdInfile = nil, false }()
 	for {
+		s.holdInfile = true
 		r, err := s.relay()
 		if err != nil {
 			return err
@@ -148,6 +158,16 @@ func (s *session) relayResult() error {
 		case r.header == headerErr && !r.large:
 			return nil
 		case r.header == headerLocalInfile && !r.large:
+			// At most one file per command, and only the one the
+			// client's LOAD DATA LOCAL statement names.
+			query := s.infileQuery
+			s.infileQuery = nil
+			if !localInfileAllowed(s.capability, query, string(r.payload[1:])) {
+				return s.refuseInfile(string(r.payload[1:]))
+			}
+			if err := s.client.writeRaw(rawPacket{buf: s.rawBuf}); err != nil {
+				return err
+			}
 			if err := s.relayInfile(); err != nil {
 				return err
 			}

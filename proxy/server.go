@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,8 +27,15 @@ type Server struct {
 	matcher Matcher  // nil: no merging
 	obs     Observer // nil: pass-through statements are not observed
 
+	// gate bounds what clients cost before they authenticate.
+	gate *preauth
+	// clientTLS is offered to clients (nil: no TLS); backendTLS is used
+	// towards the server when it offers TLS (nil: never).
+	clientTLS, backendTLS *tls.Config
+
 	mu       sync.Mutex // guards the fields below
 	sessions map[*session]struct{}
+	conns    int // client connections being served, authenticated or not
 	ln       net.Listener
 	draining bool
 	// cancelSessions cancels the context of every session Serve started;
@@ -66,6 +74,11 @@ func New(cfg Config, log *slog.Logger, hot *HotPath) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, users: map[string]User{}, sessions: map[*session]struct{}{}}
+	s.gate = newPreauth(cfg, s.abandonBackend, &s.wg)
+	var err error
+	if s.clientTLS, s.backendTLS, err = tlsConfigs(cfg); err != nil {
+		return nil, err
+	}
 	for _, u := range cfg.Users {
 		s.users[u.Name] = u
 	}
@@ -117,7 +130,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		if !s.startSession(ctx, conn) {
+		switch started, full := s.startSession(ctx, conn); {
+		case full:
+			refuseTooMany(conn)
+			conn.Close()
+		case !started:
 			conn.Close()
 		}
 	}
@@ -129,20 +146,47 @@ func (s *Server) isDraining() bool {
 	return s.draining
 }
 
-func (s *Server) startSession(ctx context.Context, conn net.Conn) bool {
+// startSession serves conn on a new goroutine unless the server is
+// draining or has MaxConnections clients already (full).
+func (s *Server) startSession(ctx context.Context, conn net.Conn) (started, full bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining {
-		return false
+		return false, false
 	}
+	if s.conns >= s.cfg.MaxConnections {
+		return false, true
+	}
+	s.conns++
 	s.wg.Add(1)
 	go s.serveConn(ctx, conn)
-	return true
+	return true, false
 }
+
+// refuseTooMany answers a client beyond MaxConnections as the server does
+// beyond max_connections: an error packet instead of the greeting, in the
+// pre-4.1 layout (no SQL state: the client's capabilities are unknown).
+func refuseTooMany(conn net.Conn) {
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = conn.Write(tooManyConnectionsPacket)
+}
+
+// tooManyConnectionsPacket is ERROR 1040 as MariaDB and MySQL send it to a
+// client beyond max_connections, header included.
+var tooManyConnectionsPacket = func() []byte {
+	msg := "Too many connections"
+	p := []byte{byte(3 + len(msg)), 0, 0, 0, headerErr, byte(gomysql.ER_CON_COUNT_ERROR & 0xff), byte(gomysql.ER_CON_COUNT_ERROR >> 8)}
+	return append(p, msg...)
+}()
 
 // serveConn runs one client connection from handshake to close.
 func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		s.conns--
+		s.mu.Unlock()
+	}()
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
@@ -154,6 +198,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		return
 	}
 	sess.log = log.With("conn_id", sess.connID, "user", sess.user.Name)
+	sess.watch = idleWatch{be: sess.be.conn, onLost: func() { sess.conn.Close() }}
 	if !s.register(sess) {
 		sess.close()
 		return
@@ -202,35 +247,44 @@ func (s *Server) unregister(sess *session) {
 
 // handshake greets the client with the backend's version and thread id,
 // authenticates it against the configured users, then logs in to the
-// backend with the same credentials.
+// backend with the same credentials. The whole handshake is bounded by
+// HandshakeTimeout; the backend connection the client is greeted for is
+// held under the rules of s.gate (see the package doc).
 func (s *Server) handshake(ctx context.Context, sess *session) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout.Duration)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout.Duration)
 	defer cancel()
-	_ = sess.conn.SetDeadline(time.Now().Add(s.cfg.ConnectTimeout.Duration))
+	deadline, _ := ctx.Deadline()
+	_ = sess.conn.SetDeadline(deadline)
 	defer sess.conn.SetDeadline(noDeadline)
 
-	beConn, g, err := dialBackend(ctx, s.cfg.Backend)
+	h, ok := s.gate.enter(sess.conn)
+	if !ok {
+		_ = sess.writeErr(gomysql.NewDefaultError(gomysql.ER_SERVER_SHUTDOWN))
+		return net.ErrClosed
+	}
+	defer s.gate.leave(h) // abandons the backend connection unless claimed
+	g, err := s.gate.acquire(ctx, h, s.dialBackend)
 	if err != nil {
-		var my *gomysql.MyError
-		if !errors.As(err, &my) {
-			my = gomysql.NewError(crConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (hotrow: %v)", s.cfg.Backend, err))
-		}
-		_ = sess.writeErr(my)
+		_ = sess.writeErr(s.connectError(err))
 		return fmt.Errorf("backend: %w", err)
 	}
-	// Until the backend login below, a failure must still end the backend
-	// connection politely: an abandoned handshake counts against the
-	// server's max_connect_errors and would get the proxy's host blocked.
-	loggedIn := false
-	defer func() {
-		if !loggedIn {
-			s.wg.Add(1)
-			go s.abandonBackend(beConn, g)
-		}
-	}()
 
+	beTLS, err := s.backendTLSFor(g)
+	if err != nil {
+		_ = sess.writeErr(s.connectError(err))
+		return fmt.Errorf("backend: %w", err)
+	}
+	if beTLS != nil {
+		// go-mysql's TLS login sends no MariaDB extended capabilities
+		// (collationConn cannot rewrite the encrypted response): offer
+		// the client none either.
+		g.extCapability = 0
+	}
 	salt := gomysql.RandomBuf(20)
 	offered := g.capability & proxyCapabilities
+	if s.clientTLS != nil {
+		offered |= gomysql.CLIENT_SSL
+	}
 	sess.outBuf = appendGreeting(sess.outBuf[:0], g, offered, salt, s.cfg.AuthPlugin)
 	if err := sess.client.writePacket(sess.outBuf); err != nil {
 		return err
@@ -242,10 +296,29 @@ func (s *Server) handshake(ctx context.Context, sess *session) error {
 	if err != nil {
 		return err
 	}
+	secure := false
+	if s.clientTLS != nil && isSSLRequest(pkt) {
+		tc, p, err := upgradeClient(sess.conn, sess.client, s.clientTLS)
+		if err != nil {
+			return err
+		}
+		sess.conn, sess.client, secure = tc, p, true
+		if pkt, err = sess.client.readPacket(nil, 64<<10); err != nil {
+			return err
+		}
+	}
 	resp, err := parseHandshakeResponse(pkt, offered)
 	if errors.Is(err, errSSLRequested) && len(pkt) == 32 { // a genuine SSLRequest packet
 		_ = sess.writeErr(gomysql.NewError(gomysql.ER_HANDSHAKE_ERROR, "Bad handshake: hotrow does not offer TLS; connect without SSL (e.g. --ssl-mode=DISABLED, tls=false)"))
 		return err
+	}
+	if err == nil && resp.capability&gomysql.CLIENT_SSL != 0 && !secure {
+		err = errors.New("client set CLIENT_SSL without an SSLRequest")
+	}
+	if err == nil && s.cfg.RequireTLS && !secure {
+		host, _, _ := net.SplitHostPort(sess.conn.RemoteAddr().String())
+		_ = sess.writeErr(insecureTransportError(g, resp.user, host, len(resp.authData) > 0))
+		return errInsecureTransport
 	}
 	if err != nil {
 		_ = sess.writeErr(gomysql.NewDefaultError(gomysql.ER_HANDSHAKE_ERROR))
@@ -288,15 +361,35 @@ func (s *Server) handshake(ctx context.Context, sess *session) error {
 	}
 	okSeq := sess.client.seq
 
-	be, err := authBackend(ctx, beConn, g, user, resp)
-	loggedIn = true // authBackend closes the connection itself on failure
+	beConn, bg, claimed := s.gate.claim(h)
+	if !claimed {
+		// The connection the client was greeted for was taken while it
+		// took its time; it gets a new one (and a new thread id).
+		if beConn, bg, err = s.dialBackend(ctx); err != nil {
+			sess.client.seq = okSeq
+			_ = sess.writeErr(s.connectError(err))
+			return fmt.Errorf("backend: %w", err)
+		}
+		s.log.Debug("client greeted with a backend connection it no longer holds; dialled anew",
+			"greeted_conn_id", g.connID, "conn_id", bg.connID)
+	}
+	if !claimed {
+		if beTLS, err = s.backendTLSFor(bg); err != nil {
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); s.abandonBackend(beConn, bg) }()
+			sess.client.seq = okSeq
+			_ = sess.writeErr(s.connectError(err))
+			return fmt.Errorf("backend: %w", err)
+		}
+	}
+	// Not cut short by the client's deadline either: a login interrupted
+	// mid-way counts as an aborted connect on the server.
+	actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ConnectTimeout.Duration)
+	be, err := authBackend(actx, beConn, bg, beTLS, user, resp) // closes beConn on failure
+	acancel()
 	if err != nil {
 		sess.client.seq = okSeq
-		var my *gomysql.MyError
-		if !errors.As(err, &my) {
-			my = gomysql.NewError(crConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (hotrow: %v)", s.cfg.Backend, err))
-		}
-		_ = sess.writeErr(my)
+		_ = sess.writeErr(s.connectError(err))
 		return fmt.Errorf("backend login: %w", err)
 	}
 	sess.be, sess.user, sess.connID = be, user, be.connID
@@ -315,13 +408,43 @@ func (s *Server) handshake(ctx context.Context, sess *session) error {
 	return sess.client.flush()
 }
 
+// dialBackend opens a backend connection and reads its greeting within
+// ConnectTimeout. The client's deadline does not cut it short: a
+// connection closed while the server greets it counts as an aborted
+// connect on the server (see abandonBackend).
+func (s *Server) dialBackend(ctx context.Context) (net.Conn, greeting, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ConnectTimeout.Duration)
+	defer cancel()
+	return dialBackend(ctx, s.cfg.Backend)
+}
+
+// connectError is what a client hears when the backend connection of its
+// handshake fails: the server's own error, or 2003 as from a direct
+// connection.
+func (s *Server) connectError(err error) *gomysql.MyError {
+	var my *gomysql.MyError
+	var cve *tls.CertificateVerificationError
+	var rhe tls.RecordHeaderError
+	switch {
+	case errors.As(err, &my):
+	case errors.As(err, &cve), errors.As(err, &rhe):
+		my = gomysql.NewError(crSSLConnectionError, fmt.Sprintf("SSL connection error: %v (hotrow: backend %s)", err, s.cfg.Backend))
+	default:
+		my = gomysql.NewError(crConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (hotrow: %v)", s.cfg.Backend, err))
+	}
+	return my
+}
+
 // abandonBackend finishes the login of a backend connection whose client
-// failed its handshake, with the first configured account, and quits.
+// failed its handshake or was greeted with it and never answered, with
+// the first configured account, and quits: an abandoned handshake would
+// count against the server's max_connect_errors and get the proxy's host
+// blocked.
 func (s *Server) abandonBackend(conn net.Conn, g greeting) {
-	defer s.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout.Duration)
 	defer cancel()
-	be, err := authBackend(ctx, conn, g, s.cfg.Users[0], handshakeResponse{capability: gomysql.CLIENT_PROTOCOL_41, collation: g.charset})
+	beTLS, _ := s.backendTLSFor(g)
+	be, err := authBackend(ctx, conn, g, beTLS, s.cfg.Users[0], handshakeResponse{capability: gomysql.CLIENT_PROTOCOL_41, collation: g.charset})
 	if err != nil {
 		return // authBackend closed it
 	}
@@ -344,6 +467,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.ln != nil {
 		s.ln.Close()
 	}
+	s.gate.close()
 	for sess := range s.sessions {
 		sess.closeIfIdle()
 	}

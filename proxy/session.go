@@ -41,10 +41,21 @@ type session struct {
 	stateTracker
 	stmts map[uint32]*preparedStmt
 
+	// infileQuery is the text of the COM_QUERY being relayed, until the
+	// server asks for a local file (localInfileAllowed); nil otherwise.
+	infileQuery []byte
+	// holdInfile tells relay that the next packet starts a result, where
+	// a request for a local file (0xFB) is held back for relayResult.
+	holdInfile bool
+
 	cmdBuf []byte // client command, reused
 	rawBuf []byte // relayed packet, reused
 	conBuf []byte // continuation of a relayed packet, reused
 	outBuf []byte // packets the proxy builds, reused
+
+	// watch closes the client connection when the server closes the
+	// backend connection while the session is idle.
+	watch idleWatch
 
 	mu    sync.Mutex // guards state and snap
 	state sessionState
@@ -63,7 +74,14 @@ const (
 func (s *session) run(ctx context.Context) error {
 	for {
 		s.client.resetSeq()
+		if s.be.r.Buffered() == 0 {
+			s.watch.arm()
+		}
 		pkt, err := s.client.readPacket(s.cmdBuf, s.srv.cfg.MaxPacketSize)
+		if s.watch.disarm() {
+			// The client connection is closed already: nothing to answer.
+			return backendSide.tag(errBackendClosedIdle)
+		}
 		if err != nil {
 			s.quitBackend()
 			if errors.Is(err, errPacketTooLarge) {
@@ -137,6 +155,7 @@ func (s *session) close() {
 }
 
 func (s *session) dispatch(ctx context.Context, pkt []byte) error {
+	s.infileQuery = nil
 	if pkt[0] == gomysql.COM_QUERY || pkt[0] == gomysql.COM_STMT_EXECUTE {
 		s.srv.counters.statements.Add(1)
 	}
@@ -155,6 +174,7 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 		}
 		// Before forwarding: a LOCAL INFILE exchange reuses pkt's buffer.
 		s.noteQuery(pkt[1:])
+		s.infileQuery = pkt[1:]
 		return s.forward(pkt, s.relayResult)
 	case gomysql.COM_INIT_DB:
 		return s.forward(pkt, func() error {

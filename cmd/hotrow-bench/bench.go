@@ -98,7 +98,7 @@ Examples:
 		DirectDSN: *direct, ProxyDSN: *proxyDSN,
 		Testcontainers: *tc, Image: *image, Pull: *pull,
 	}, bench.Config{Scenarios: scs, Clients: counts, Duration: *duration, Warmup: *warmup},
-		"hotrow-bench bench "+redactDSNs(args))
+		"hotrow-bench bench "+redactDSNs(args), nil)
 	return err
 }
 
@@ -121,8 +121,9 @@ func (o *benchOptions) register(fs *flag.FlagSet) {
 }
 
 // run provisions both sides, runs cfg, prints the table and writes the
-// JSON and the chart. It returns an error when a correctness check failed.
-func (o *benchOptions) run(envOpts bench.EnvOptions, cfg bench.Config, command string) (*bench.Report, error) {
+// JSON and the chart, then calls after (when not nil). It returns an error
+// when a correctness check failed.
+func (o *benchOptions) run(envOpts bench.EnvOptions, cfg bench.Config, command string, after afterRun) (*bench.Report, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	logOut := io.Writer(os.Stderr)
@@ -179,8 +180,15 @@ func (o *benchOptions) run(envOpts bench.EnvOptions, cfg bench.Config, command s
 	if rep.Failed() {
 		return rep, errors.New("correctness check failed (see CHECK FAILED above)")
 	}
+	if after != nil {
+		return rep, after(ctx, env, rep, log)
+	}
 	return rep, nil
 }
+
+// afterRun runs once a run's report is written, while its database and
+// proxy still run.
+type afterRun func(ctx context.Context, env *bench.Env, rep *bench.Report, log *slog.Logger) error
 
 // proxyBinary returns the hotrow executable that runs the proxy child:
 // given, when not empty; else hotrow in this binary's directory (make build

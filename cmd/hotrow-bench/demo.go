@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -21,7 +23,9 @@ hotrow. It starts a throw-away local MariaDB (Debian's mariadb-server, with
 sync_binlog=1 and innodb_flush_log_at_trx_commit=1) and the hotrow proxy,
 lets --clients buyers compete for --stock units, prints both sides next to
 each other, checks that exactly --stock units were sold and none oversold,
-and draws the chart. It takes about a minute.
+and draws the chart. Then hotrow's order feed reads the server's binlog into
+orders.jsonl and checks it holds one event per unit sold on either side. It
+takes about a minute.
 
 `)
 		fs.PrintDefaults()
@@ -51,17 +55,21 @@ and draws the chart. It takes about a minute.
 	}
 	sale[0].Stock = *stock
 	fmt.Printf("hotrow demo: a flash sale of %d units to %d concurrent buyers, direct and through hotrow\n", *stock, *clients)
+	feedPath := filepath.Join(*out, "orders.jsonl")
 	rep, err := o.run(bench.EnvOptions{}, bench.Config{
 		Scenarios: sale, Clients: []int{*clients}, Duration: *limit, Warmup: *warmup,
-	}, "hotrow-bench demo "+redactDSNs(args))
+	}, "hotrow-bench demo "+redactDSNs(args), func(ctx context.Context, env *bench.Env, rep *bench.Report, log *slog.Logger) error {
+		fmt.Println()
+		bench.WriteSaleSummary(os.Stdout, rep.Cells[0], *stock)
+		return showFeed(ctx, env, o.database, feedPath, rep.Cells[0], log)
+	})
 	if rep == nil {
 		return err
 	}
-	fmt.Println()
-	bench.WriteSaleSummary(os.Stdout, rep.Cells[0], *stock)
 	next := [][2]string{
 		{o.chartPath, "the picture: throughput and units sold over time, both sides"},
 		{o.jsonPath, "every figure, with 100 ms timelines"},
+		{feedPath, "the order feed: one JSON event per unit sold (hotrow binlog --help)"},
 		{"BENCHMARKS.md", "method and the full suite (hot, zipf, cold, mixed, ...)"},
 		{"hotrow-bench bench --help", "any scenario or a concurrency sweep, here, on your server (--direct DSN) or in a container (--testcontainers)"},
 		{"hotrow proxy --help", "put hotrow in front of your own database"},

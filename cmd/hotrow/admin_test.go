@@ -3,7 +3,6 @@ package main
 import (
 	"database/sql"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -14,18 +13,6 @@ import (
 
 	"github.com/hotrow/hotrow/internal/testdb"
 )
-
-func TestMain(m *testing.M) { testdb.Main(m) }
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // TestAdminRefusesOpenAddressWithoutPassword: a non-loopback admin
 // address without a password stops the proxy at start.

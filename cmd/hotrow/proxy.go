@@ -33,6 +33,11 @@ change nothing else: every statement passes through to --backend on a
 connection pinned to the client session, except autocommit stock updates of
 tables named by --hot-rule, which are merged into group-committed batches.
 
+With --binlog-sink, the order feed (see 'hotrow binlog --help') runs beside
+the proxy: --binlog-* settings left unset come from the proxy (the source is
+--backend with the merge user's credentials, who then needs the binlog
+privileges; the hot rules and the meta schema are the proxy's).
+
 Flags given on the command line override the --config file.
 
 `)
@@ -50,6 +55,16 @@ Flags given on the command line override the --config file.
 	instanceID := fs.String("instance-id", "", "`id` of this proxy instance in its batch ids, 1-48 of [A-Za-z0-9._-]: keep it stable across\nrestarts of the same instance (recovery after a crash resolves only its own batches) and unique\nacross instances in front of the same server (default: host name, process id and a random suffix)")
 	authPlugin := fs.String("auth-plugin", cfg.AuthPlugin, "auth plugin offered to clients: mysql_native_password or caching_sha2_password")
 	maxPacket := fs.Int("max-packet-size", cfg.MaxPacketSize, "largest client packet in `bytes` (like max_allowed_packet)")
+	handshakeTimeout := fs.Duration("handshake-timeout", cfg.HandshakeTimeout.Duration, "close a client that has not authenticated within this `duration` (like connect_timeout)")
+	connectTimeout := fs.Duration("connect-timeout", cfg.ConnectTimeout.Duration, "bound on dialing and logging in to the backend, and on how long a client that has not\nanswered its greeting keeps the backend connection it was greeted for; keep it below the\nserver's connect_timeout")
+	maxConns := fs.Int("max-connections", cfg.MaxConnections, "most client connections (authenticated or not); beyond it ERROR 1040 Too many connections")
+	maxHandshakes := fs.Int("max-handshakes", cfg.MaxHandshakes, "most clients in their handshake at once; beyond it the one waiting longest is closed")
+	handshakeBackends := fs.Int("handshake-backends", cfg.HandshakeBackends, "most backend connections held for clients that have not authenticated yet")
+	tlsCert := fs.String("tls-cert", "", "PEM `file` of the certificate offered to clients for TLS (with --tls-key); no TLS when empty")
+	tlsKey := fs.String("tls-key", "", "PEM `file` of the key of --tls-cert")
+	requireTLS := fs.Bool("require-tls", false, "refuse clients that do not upgrade to TLS, with the error the server gives under\nrequire_secure_transport=ON (MariaDB: 1045, MySQL: 3159)")
+	backendTLS := fs.String("backend-tls", cfg.BackendTLS, "TLS to the server: off, preferred (when the server offers it) or required")
+	backendCA := fs.String("backend-ca", "", "PEM `file` of the CAs that verify the server's certificate (default: not verified)")
 	drain := fs.Duration("drain-timeout", cfg.DrainTimeout.Duration, "on SIGTERM/SIGINT, how long running statements may finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	debugAddr := fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback `address` (e.g. 127.0.0.1:6060); off when empty")
@@ -58,6 +73,7 @@ Flags given on the command line override the --config file.
 	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics at http://`ADDR`/metrics; off when empty")
 	autoHot := fs.Bool("auto-hot", false, "merge keys detected as hot on tables without a rule automatically (unique key, integer stock);\nthe admin port's SET hotrow.auto_hot = 1 does the same")
 	hotThreshold := fs.Int("hot-threshold", merger.DefaultHotThreshold, "concurrent pass-through UPDATEs of one key that make it a hot candidate")
+	feed := binlogFlags(fs, "binlog-")
 	if done, err := cli.ParseFlags(fs, args); done || err != nil {
 		return err
 	}
@@ -89,6 +105,26 @@ Flags given on the command line override the --config file.
 			cfg.AuthPlugin = *authPlugin
 		case "max-packet-size":
 			cfg.MaxPacketSize = *maxPacket
+		case "handshake-timeout":
+			cfg.HandshakeTimeout.Duration = *handshakeTimeout
+		case "connect-timeout":
+			cfg.ConnectTimeout.Duration = *connectTimeout
+		case "max-connections":
+			cfg.MaxConnections = *maxConns
+		case "max-handshakes":
+			cfg.MaxHandshakes = *maxHandshakes
+		case "handshake-backends":
+			cfg.HandshakeBackends = *handshakeBackends
+		case "tls-cert":
+			cfg.TLSCert = *tlsCert
+		case "tls-key":
+			cfg.TLSKey = *tlsKey
+		case "require-tls":
+			cfg.RequireTLS = *requireTLS
+		case "backend-tls":
+			cfg.BackendTLS = *backendTLS
+		case "backend-ca":
+			cfg.BackendCA = *backendCA
 		case "drain-timeout":
 			cfg.DrainTimeout.Duration = *drain
 		}
@@ -118,6 +154,11 @@ Flags given on the command line override the --config file.
 		return err
 	}
 	defer closeHot()
+	stopFeed, err := startFeed(ctx, fs, cfg, feed, log)
+	if err != nil {
+		return err
+	}
+	defer stopFeed()
 	var proxyHot *proxy.HotPath
 	if hot != nil {
 		proxyHot = &proxy.HotPath{Matcher: hot.rules, Executor: hot.m}

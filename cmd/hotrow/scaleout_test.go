@@ -1,0 +1,146 @@
+package main
+
+import (
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// roundRobin is a TCP load balancer in front of several proxies, as
+// HAProxy in tcp mode with roundrobin: each new connection goes to the
+// next address.
+type roundRobin struct {
+	ln    net.Listener
+	addrs []string
+	next  atomic.Int64
+	wg    sync.WaitGroup
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func startRoundRobin(t *testing.T, addrs ...string) *roundRobin {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := &roundRobin{ln: ln, addrs: addrs, conns: map[net.Conn]struct{}{}}
+	lb.wg.Add(1)
+	go lb.serve()
+	t.Cleanup(lb.close)
+	return lb
+}
+
+func (lb *roundRobin) serve() {
+	defer lb.wg.Done()
+	for {
+		c, err := lb.ln.Accept()
+		if err != nil {
+			return
+		}
+		addr := lb.addrs[int(lb.next.Add(1)-1)%len(lb.addrs)]
+		lb.wg.Add(1)
+		go func() {
+			defer lb.wg.Done()
+			defer c.Close()
+			b, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				return // as HAProxy without a health check: the client sees a close
+			}
+			defer b.Close()
+			lb.track(c, b)
+			done := make(chan struct{}, 2)
+			pump := func(dst, src net.Conn) {
+				_, _ = io.Copy(dst, src)
+				if tc, ok := dst.(*net.TCPConn); ok {
+					_ = tc.CloseWrite()
+				}
+				done <- struct{}{}
+			}
+			go pump(b, c)
+			go pump(c, b)
+			<-done
+			c.Close()
+			b.Close()
+			<-done
+			lb.untrack(c, b)
+		}()
+	}
+}
+
+func (lb *roundRobin) track(cs ...net.Conn) {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	for _, c := range cs {
+		lb.conns[c] = struct{}{}
+	}
+}
+
+func (lb *roundRobin) untrack(cs ...net.Conn) {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	for _, c := range cs {
+		delete(lb.conns, c)
+	}
+}
+
+func (lb *roundRobin) close() {
+	lb.ln.Close()
+	lb.mu.Lock()
+	for c := range lb.conns {
+		c.Close()
+	}
+	lb.mu.Unlock()
+	lb.wg.Wait()
+}
+
+// TestScaleOutCrash: two proxy instances behind a round-robin TCP balancer
+// sell from the same hot row, their batches serialising on the row lock;
+// one is killed with SIGKILL mid-sale. Its clients get errors, the other's
+// go on; the ledger has every OK of both, stock deducted equals ledger rows,
+// and the killed instance, restarted with its id, sells on.
+func TestScaleOutCrash(t *testing.T) {
+	const clients = 24
+	s := newSale(t, 1_000_000)
+	bin := buildHotrow(t)
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	a := startChild(t, bin, addrA, s.db, s.proxyArgs("scale-a")...)
+	startChild(t, bin, addrB, s.db, s.proxyArgs("scale-b")...)
+	lb := startRoundRobin(t, addrA, addrB)
+	lbAddr := lb.ln.Addr().String()
+	stop := make(chan struct{})
+	results := s.run(clients, func(int) string { return lbAddr }, func() {
+		time.Sleep(300 * time.Millisecond) // mid-sale
+		if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Error(err)
+		}
+		<-a.done
+		time.Sleep(300 * time.Millisecond) // instance b sells on alone
+		close(stop)
+	}, stop)
+	s.settle(t)
+	ledger := s.check(t, "after the crash of one instance", results)
+	ok, failed := sum(results)
+	var fromA, fromB int
+	for id, n := range map[string]*int{"scale-a-%": &fromA, "scale-b-%": &fromB} {
+		if err := s.root.QueryRow("SELECT COUNT(*) FROM `"+s.meta+"`.ledger WHERE batch_id LIKE ?", id).Scan(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d clients through the balancer: %d told OK, %d failed (the killed instance's); ledger %d rows, %d by instance a, %d by b",
+		clients, ok, failed, ledger, fromA, fromB)
+	if fromA == 0 || fromB == 0 {
+		t.Errorf("ledger rows by instance: a %d, b %d; want both selling", fromA, fromB)
+	}
+	if failed == 0 || failed == clients {
+		t.Errorf("%d of %d clients failed; want those of the killed instance only", failed, clients)
+	}
+	startChild(t, bin, addrA, s.db, s.proxyArgs("scale-a")...)
+	s.sellOn(t, lbAddr, 10) // through both instances
+	s.check(t, "after the restart", results)
+}
