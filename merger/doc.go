@@ -33,6 +33,11 @@
 //   - conn.go: backend connections and their pool.
 //   - janitor.go: pruning old batch markers.
 //   - errors.go, stats.go: the error sentinels; counters.
+//   - rules.go: RuleSet, the rules in force, swapped at run time (a new
+//     Matcher per change), and paused tables.
+//   - observe.go: per-table statistics and recent batches, recorded once
+//     per batch; queue limits set at run time (SetLimits).
+//   - hotkeys.go: HotKeys, hot-key detection on tables without a rule.
 //
 // # Queues
 //

@@ -37,6 +37,7 @@ type executor struct {
 	stocks []any       // the locked stock per row of keys (rowStocks)
 	plan   fastPlan    // the fast path's evaluation
 	res    results     // the current attempt's outcomes
+	began  time.Time   // when the current attempt began (reset)
 }
 
 // results are one attempt's per-request outcomes and, for the ledger,
@@ -184,6 +185,7 @@ func (x *executor) newBatchID() {
 func (x *executor) finish(p execPath, batch []*waiter, committed bool) {
 	m := x.m
 	m.stats.batch(p, len(batch))
+	m.obs.observe(x, p, batch, committed)
 	if committed {
 		m.stats.commits.Add(1)
 	}
@@ -201,6 +203,7 @@ func (x *executor) finish(p execPath, batch []*waiter, committed bool) {
 func (x *executor) reset(n int) {
 	x.res.reset(n)
 	x.newBatchID()
+	x.began = time.Now()
 }
 
 // table returns the hot table's metadata, read within 5 s unless ctx

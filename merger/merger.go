@@ -36,6 +36,7 @@ type Merger struct {
 	executors sync.Pool // idle *executor, their buffers kept
 	digests   sync.Map  // *Statement -> string, the ledger's digest
 	stats     counters
+	obs       observer // per-table statistics, recent batches (observe.go)
 
 	mu     sync.Mutex
 	queues map[Rule]*tableQueue // guarded by mu; an entry while its worker runs

@@ -33,6 +33,8 @@
 //   - tls.go: TLS towards clients (after their SSLRequest) and towards the
 //     backend.
 //   - config.go: Config, from flags or a TOML file.
+//   - registry.go: what the admin port sees and does: Sessions,
+//     KillSession, Counters, and the Observer of pass-through queries.
 //
 // # Before authentication
 //

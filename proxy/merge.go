@@ -65,6 +65,7 @@ func (s *session) mergeText(ctx context.Context, query string) (handled bool, er
 // then ends.
 func (s *session) merge(ctx context.Context, req merger.Request) error {
 	req.Gone = s.clientGone
+	s.srv.counters.merged.Add(1)
 	out, err := s.srv.merger.Do(ctx, req)
 	if err != nil {
 		if errors.Is(err, context.Canceled) && ctx.Err() == nil {

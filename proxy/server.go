@@ -25,6 +25,7 @@ type Server struct {
 	users   map[string]User
 	merger  Executor // nil: no merging
 	matcher Matcher  // nil: no merging
+	obs     Observer // nil: pass-through statements are not observed
 
 	// gate bounds what clients cost before they authenticate.
 	gate *preauth
@@ -42,6 +43,8 @@ type Server struct {
 	cancelSessions context.CancelFunc
 
 	wg sync.WaitGroup // one per session goroutine
+
+	counters counters // statistics (registry.go)
 }
 
 // Matcher recognises mergeable statements (*merger.Matcher).
@@ -60,6 +63,9 @@ type Executor interface {
 type HotPath struct {
 	Matcher  Matcher
 	Executor Executor
+	// Observer, when set, sees every pass-through text query (hot-key
+	// detection, statistics: *admin.Observer).
+	Observer Observer
 }
 
 // New validates cfg. With hot nil every statement passes through.
@@ -77,7 +83,7 @@ func New(cfg Config, log *slog.Logger, hot *HotPath) (*Server, error) {
 		s.users[u.Name] = u
 	}
 	if hot != nil {
-		s.matcher, s.merger = hot.Matcher, hot.Executor
+		s.matcher, s.merger, s.obs = hot.Matcher, hot.Executor, hot.Observer
 		u, _ := cfg.MergeAccount()
 		s.cfg.MergeUser = u.Name
 	}
@@ -227,7 +233,9 @@ func (s *Server) register(sess *session) bool {
 	if s.draining {
 		return false
 	}
+	sess.snap = snapshot{mergeable: sess.mergeable, status: sess.status}
 	s.sessions[sess] = struct{}{}
+	s.counters.logins.Add(1)
 	return true
 }
 

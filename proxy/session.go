@@ -57,8 +57,9 @@ type session struct {
 	// backend connection while the session is idle.
 	watch idleWatch
 
-	mu    sync.Mutex // guards state
+	mu    sync.Mutex // guards state and snap
 	state sessionState
+	snap  snapshot // as of the last finished command (registry.go)
 }
 
 type sessionState int
@@ -128,6 +129,7 @@ func (s *session) end() bool {
 		return false
 	}
 	s.state = stateIdle
+	s.snap = snapshot{mergeable: s.mergeable, status: s.status}
 	return true
 }
 
@@ -154,6 +156,9 @@ func (s *session) close() {
 
 func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 	s.infileQuery = nil
+	if pkt[0] == gomysql.COM_QUERY || pkt[0] == gomysql.COM_STMT_EXECUTE {
+		s.srv.counters.statements.Add(1)
+	}
 	switch cmd := pkt[0]; cmd {
 	case gomysql.COM_QUIT:
 		s.quitBackend()
@@ -163,6 +168,9 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 			if handled, err := s.mergeText(ctx, string(pkt[1:])); handled || err != nil {
 				return err
 			}
+		}
+		if s.srv.obs != nil {
+			defer s.srv.obs.PassThrough(s.knownDB(), pkt[1:], s.notMergedReason())()
 		}
 		// Before forwarding: a LOCAL INFILE exchange reuses pkt's buffer.
 		s.noteQuery(pkt[1:])

@@ -78,7 +78,7 @@ func (s *session) execute(ctx context.Context, pkt []byte) error {
 	if st == nil {
 		return s.forward(pkt, s.relayResult)
 	}
-	if st.hot != nil && !st.longData && s.canMerge() {
+	if st.hot != nil && !st.longData && s.canMerge() && s.srv.ruleActive(st.hot.Rule) {
 		if args, ok := st.decodeParams(pkt); ok {
 			return s.merge(ctx, merger.Request{Stmt: st.hot, Args: args, ConnID: s.connID})
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/hotrow/hotrow/admin"
 	"github.com/hotrow/hotrow/internal/cli"
 	"github.com/hotrow/hotrow/merger"
 	"github.com/hotrow/hotrow/proxy"
@@ -66,6 +68,11 @@ Flags given on the command line override the --config file.
 	drain := fs.Duration("drain-timeout", cfg.DrainTimeout.Duration, "on SIGTERM/SIGINT, how long running statements may finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	debugAddr := fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback `address` (e.g. 127.0.0.1:6060); off when empty")
+	adminListen := fs.String("admin-listen", "", "serve the admin port (MySQL protocol: hot_rules, stats_* tables, SHOW HOTROW STATUS) on this\n`address`, e.g. 127.0.0.1:6032; off when empty")
+	adminUser := fs.String("admin-user", "admin:", "the admin port's account `NAME:PASSWORD`; a non-loopback --admin-listen needs a password")
+	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics at http://`ADDR`/metrics; off when empty")
+	autoHot := fs.Bool("auto-hot", false, "merge keys detected as hot on tables without a rule automatically (unique key, integer stock);\nthe admin port's SET hotrow.auto_hot = 1 does the same")
+	hotThreshold := fs.Int("hot-threshold", merger.DefaultHotThreshold, "concurrent pass-through UPDATEs of one key that make it a hot candidate")
 	feed := binlogFlags(fs, "binlog-")
 	if done, err := cli.ParseFlags(fs, args); done || err != nil {
 		return err
@@ -133,7 +140,16 @@ Flags given on the command line override the --config file.
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	hot, closeHot, err := startMerger(ctx, cfg, log)
+	// The admin settings are checked before anything starts.
+	var adminCfg admin.Config
+	if *adminListen != "" {
+		if adminCfg, err = adminConfig(cfg, *adminListen, *adminUser); err != nil {
+			return err
+		}
+	}
+	opts := hotOptions{always: *adminListen != "" || *autoHot, detect: *adminListen != "" || *metricsListen != "" || *autoHot,
+		autoHot: *autoHot, admin: *adminListen != "", threshold: *hotThreshold}
+	hot, closeHot, err := startMerger(ctx, cfg, log, opts)
 	if err != nil {
 		return err
 	}
@@ -143,7 +159,14 @@ Flags given on the command line override the --config file.
 		return err
 	}
 	defer stopFeed()
-	srv, err := proxy.New(cfg, log, hot)
+	var proxyHot *proxy.HotPath
+	if hot != nil {
+		proxyHot = &proxy.HotPath{Matcher: hot.rules, Executor: hot.m}
+		if hot.obs != nil {
+			proxyHot.Observer = hot.obs
+		}
+	}
+	srv, err := proxy.New(cfg, log, proxyHot)
 	if err != nil {
 		return err
 	}
@@ -152,6 +175,22 @@ Flags given on the command line override the --config file.
 			srv.Close()
 			return err
 		}
+	}
+	if *adminListen != "" {
+		closeAdmin, err := startAdmin(ctx, adminCfg, log, hot, srv)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		defer closeAdmin()
+	}
+	if *metricsListen != "" {
+		closeMetrics, err := serveMetrics(*metricsListen, log, hot, srv)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		defer closeMetrics()
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -186,16 +225,38 @@ func newLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
-// startMerger starts the merger when cfg names hot rules; it runs merged
-// batches with the merge user's credentials. closeHot waits for in-flight
-// batches and must run after the proxy has shut down.
-func startMerger(ctx context.Context, cfg proxy.Config, log *slog.Logger) (hot *proxy.HotPath, closeHot func(), err error) {
+// hotOptions say when the merger runs besides hot rules in cfg, and how
+// hot keys are detected.
+type hotOptions struct {
+	always    bool // start the merger even without rules (admin port, --auto-hot)
+	detect    bool // count pass-through UPDATEs for hot-key detection
+	autoHot   bool
+	admin     bool // an admin port runs (it vets hot-key candidates)
+	threshold int
+}
+
+// hotParts are the merger, the rules in force and the hot-key detector
+// (nil when not detecting).
+type hotParts struct {
+	m     *merger.Merger
+	rules *merger.RuleSet
+	det   *merger.HotKeys
+	obs   *admin.Observer // nil when not detecting
+}
+
+// startMerger starts the merger when cfg names hot rules or opts.always;
+// it runs merged batches with the merge user's credentials. closeHot
+// waits for in-flight batches and must run after the proxy has shut down.
+func startMerger(ctx context.Context, cfg proxy.Config, log *slog.Logger, opts hotOptions) (hot *hotParts, closeHot func(), err error) {
 	closeHot = func() {}
-	if len(cfg.HotRules) == 0 {
+	if len(cfg.HotRules) == 0 && !opts.always {
 		return nil, closeHot, nil
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, closeHot, err
+	}
+	if _, ok := cfg.MergeAccount(); !ok {
+		return nil, closeHot, fmt.Errorf("merge user %q is not a configured user", cfg.MergeUser)
 	}
 	rules, _ := cfg.Rules()
 	m, err := merger.New(ctx, mergerConfig(cfg), log.With("component", "merger"))
@@ -207,7 +268,103 @@ func startMerger(ctx context.Context, cfg proxy.Config, log *slog.Logger) (hot *
 			log.Error("closing merger", "err", err)
 		}
 	}
-	return &proxy.HotPath{Matcher: merger.NewMatcher(rules), Executor: m}, closeHot, nil
+	hot = &hotParts{m: m, rules: merger.NewRuleSet(rules)}
+	if opts.detect {
+		hot.det = merger.NewHotKeys(hot.rules, log.With("component", "hotkeys"))
+		if err := hot.det.SetThreshold(int64(opts.threshold)); err != nil {
+			closeHot()
+			return nil, func() {}, fmt.Errorf("--hot-threshold: %w", err)
+		}
+		hot.det.SetAuto(opts.autoHot)
+		hot.obs = admin.NewObserver(hot.rules, hot.det)
+		if opts.autoHot && !opts.admin {
+			// Without an admin port (which vets candidates itself), a
+			// pool of the merge user's checks them.
+			db, err := sql.Open("mysql", mergerConfig(cfg).DSN)
+			if err != nil {
+				closeHot()
+				return nil, func() {}, err
+			}
+			db.SetMaxOpenConns(1)
+			hot.det.SetCheck(admin.AutoCheck(db))
+			closeMerger := closeHot
+			closeHot = func() {
+				closeMerger()
+				db.Close()
+			}
+		}
+	}
+	return hot, closeHot, nil
+}
+
+// adminConfig is the admin port's configuration on addr with account
+// (NAME:PASSWORD), validated: hot_rules is seeded with cfg's rules and
+// lives in the merger's meta schema, read with the merge user's
+// credentials.
+func adminConfig(cfg proxy.Config, addr, account string) (admin.Config, error) {
+	ac := admin.DefaultConfig()
+	var err error
+	if ac.User, ac.Password, err = admin.ParseAccount(account); err != nil {
+		return ac, fmt.Errorf("--admin-user: %w", err)
+	}
+	mc := mergerConfig(cfg)
+	ac.Listen, ac.MetaDSN, ac.MetaSchema = addr, mc.DSN, mc.MetaSchema
+	ac.Seed, _ = cfg.Rules()
+	return ac, ac.Validate()
+}
+
+// startAdmin starts the admin port; it puts the saved rules in force.
+func startAdmin(ctx context.Context, ac admin.Config, log *slog.Logger, hot *hotParts, srv *proxy.Server) (func(), error) {
+	addr := ac.Listen
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-listen: %w", err)
+	}
+	adm, err := admin.New(ctx, ac, log.With("component", "admin"), hot.rules, hot.m, srv, hot.obs)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := adm.Serve(ln); err != nil {
+			log.Error("admin port stopped", "err", err)
+		}
+	}()
+	return func() {
+		adm.Close()
+		<-done
+	}, nil
+}
+
+// serveMetrics serves /metrics on addr until the returned func runs.
+func serveMetrics(addr string, log *slog.Logger, hot *hotParts, srv *proxy.Server) (func(), error) {
+	var c *admin.Collector
+	if hot != nil {
+		c = admin.NewCollector(hot.m, hot.rules, srv, hot.det)
+	} else {
+		c = admin.NewCollector(nil, nil, srv, nil)
+	}
+	h, err := admin.MetricsHandler(c)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = hs.Serve(ln)
+	}()
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	return func() {
+		hs.Close()
+		<-done
+	}, nil
 }
 
 // mergerConfig is the merger's configuration for a valid proxy
