@@ -15,6 +15,7 @@ import (
 	"github.com/hotrow/hotrow/internal/testdb"
 	"github.com/hotrow/hotrow/merger"
 	"github.com/hotrow/hotrow/proxy"
+	"github.com/hotrow/hotrow/schema"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
@@ -93,7 +94,7 @@ func newFixture(t *testing.T, seed ...string) *fixture {
 	})
 	var rules []merger.Rule
 	for _, s := range seed {
-		r, err := merger.ParseRule(s)
+		r, err := schema.ParseRule(s)
 		if err != nil {
 			t.Fatal(err)
 		}
