@@ -28,9 +28,25 @@ func TestEnsureIsIdempotent(t *testing.T) {
 	if err := conn.QueryRow("SELECT version FROM " + schema.QuoteIdent(meta) + ".schema_version").Scan(&v); err != nil || v != schema.Version {
 		t.Fatalf("version = %d, %v; want %d", v, err, schema.Version)
 	}
-	for _, tbl := range []string{schema.LedgerTable, schema.BatchesTable} {
+	for _, tbl := range []string{schema.LedgerTable, schema.BatchesTable, schema.ClaimsTable, schema.VerdictsTable} {
 		if _, err := conn.Exec("SELECT * FROM " + schema.QuoteIdent(meta) + "." + tbl + " LIMIT 0"); err != nil {
 			t.Errorf("table %s: %v", tbl, err)
+		}
+	}
+	// From version 2 (no claims): the v3 migration adds them, twice over.
+	for i := range 2 {
+		for _, q := range []string{"DROP TABLE IF EXISTS " + schema.QuoteIdent(meta) + ".claims",
+			"DROP TABLE IF EXISTS " + schema.QuoteIdent(meta) + ".verdicts",
+			"UPDATE " + schema.QuoteIdent(meta) + ".schema_version SET version = 2"} {
+			if _, err := conn.Exec(q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := schema.Ensure(ctx, conn, meta); err != nil {
+			t.Fatalf("Ensure from v2 #%d: %v", i, err)
+		}
+		if _, err := conn.Exec("SELECT " + schema.ClaimColumns + " FROM " + schema.QuoteIdent(meta) + ".claims LIMIT 0"); err != nil {
+			t.Fatalf("claims after v3: %v", err)
 		}
 	}
 	if _, err := conn.Exec("UPDATE " + schema.QuoteIdent(meta) + ".schema_version SET version = 99"); err != nil {
