@@ -1,0 +1,149 @@
+package merger
+
+import (
+	"context"
+	"math"
+	"strconv"
+
+	"github.com/hotrow/hotrow/schema"
+)
+
+// Owner names the client transaction a claim belongs to: the client's
+// backend connection id. The claims row adds the instance id and the
+// server's start time: a claim whose owner connection no longer exists on
+// that server can never be confirmed any more.
+type Owner struct {
+	ConnID uint32
+}
+
+// Claimable reports whether executions of st may be claims: plain
+// decrements (no extra assignments), so that a cancel restores exactly
+// what the claim took by adding its amount back.
+func (st *Statement) Claimable() bool {
+	return st.Op == Decrement && len(st.Extra) == 0
+}
+
+// claimAmount returns the amount a claim request deducts when granted:
+// a non-negative integer (int64, or uint64 up to MaxInt64).
+func claimAmount(r *Request) (uint64, bool) {
+	switch v := r.Stmt.Amount.Value(r.Args).(type) {
+	case int64:
+		return uint64(v), v >= 0
+	case uint64:
+		return v, v <= math.MaxInt64
+	}
+	return 0, false
+}
+
+// ClaimAllowed reports whether req may run as a claim: a Claimable
+// statement whose amount is a non-negative integer. Do refuses other
+// claims with ErrBadRequest; the caller passes them through instead.
+func ClaimAllowed(st *Statement, args []any) bool {
+	if st == nil || !st.Claimable() || len(args) < st.NumParams {
+		return false
+	}
+	_, ok := claimAmount(&Request{Stmt: st, Args: args})
+	return ok
+}
+
+// claimID appends request seq's claim id in the current batch: the
+// batch id, ':' and seq (the ledger row's key).
+func appendClaimID(b, batchID []byte, seq int) []byte {
+	b = append(b, batchID...)
+	b = append(b, ':')
+	return strconv.AppendInt(b, int64(seq), 10)
+}
+
+// appendClaimHead appends the claims INSERT up to its values.
+func (x *executor) appendClaimHead(b []byte) []byte {
+	b = append(b, "INSERT INTO "...)
+	b = append(b, x.m.metaIdent...)
+	return append(b, "."+schema.ClaimsTable+" ("+schema.ClaimColumns+") "...)
+}
+
+// appendClaimValues appends claim request r's values in
+// schema.ClaimColumns order, without parentheses.
+func (x *executor) appendClaimValues(b []byte, r *Request, seq int) []byte {
+	nbe := x.b.nbe
+	rule := r.Stmt.Rule
+	x.text = appendClaimID(x.text[:0], x.id, seq)
+	b = appendQuoted(b, x.text, nbe)
+	b = append(b, ',')
+	b = appendQuoted(b, x.m.cfg.InstanceID, nbe)
+	b = append(b, ',')
+	b = strconv.AppendUint(b, uint64(r.Claim.ConnID), 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, x.m.serverStart.Load(), 10)
+	for _, s := range []string{rule.Schema, rule.Table, rule.Key, rule.Stock} {
+		b = append(b, ',')
+		b = appendQuoted(b, s, nbe)
+	}
+	b = append(b, ',')
+	x.text = appendText(x.text[:0], keyValue(r))
+	b = appendQuoted(b, clip(x.text, schema.MaxKey), nbe)
+	b = append(b, ',')
+	amount, _ := claimAmount(r)
+	return strconv.AppendUint(b, amount, 10)
+}
+
+// appendClaims appends "; INSERT INTO claims ... VALUES ..." for the
+// granted claims of batch, if any, and reports whether it wrote one.
+func (x *executor) appendClaims(b []byte, batch []*waiter, res *results) ([]byte, bool) {
+	sep := false
+	for i, w := range batch {
+		if w.req.Claim == nil || res.outs[i].Matched == 0 {
+			continue
+		}
+		if sep {
+			b = append(b, ',')
+		} else {
+			b = append(b, "; "...)
+			b = x.appendClaimHead(b)
+			b = append(b, "VALUES "...)
+			sep = true
+		}
+		b = append(b, '(')
+		b = x.appendClaimValues(b, &w.req, i)
+		b = append(b, ')')
+	}
+	return b, sep
+}
+
+// appendLoneClaim appends a lone claim's claims row as "; INSERT INTO
+// claims ... SELECT values FROM ledger WHERE batch_id = id AND seq = 0":
+// it exists exactly when the request's ledger row does (it was granted).
+func (x *executor) appendLoneClaim(b []byte, r *Request) []byte {
+	b = append(b, "; "...)
+	b = x.appendClaimHead(b)
+	b = append(b, "SELECT "...)
+	b = x.appendClaimValues(b, r, 0)
+	b = append(b, " FROM "...)
+	b = append(b, x.m.metaIdent...)
+	b = append(b, "."+schema.LedgerTable+" WHERE batch_id = "...)
+	b = appendQuoted(b, x.id, x.b.nbe)
+	return append(b, " AND seq = 0"...)
+}
+
+// claimIDs sets the claim id of every claim in batch that was granted,
+// or whose outcome is unknown.
+func (x *executor) claimIDs(batch []*waiter) {
+	for i, w := range batch {
+		if w.req.Claim == nil {
+			continue
+		}
+		if x.res.outs[i].Matched > 0 && x.res.errs[i] == nil || x.res.errs[i] == ErrOutcomeUnknown {
+			x.res.outs[i].ClaimID = string(appendClaimID(nil, x.id, i))
+		}
+	}
+}
+
+// readServerStart sets m.serverStart from the server's uptime.
+func (m *Merger) readServerStart(ctx context.Context) error {
+	var start int64
+	err := m.meta.QueryRowContext(ctx, "SELECT CAST(UNIX_TIMESTAMP() - CAST(VARIABLE_VALUE AS UNSIGNED) AS SIGNED) FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'").Scan(&start)
+	if err != nil {
+		return err
+	}
+	m.serverStart.Store(start)
+	return nil
+}
