@@ -94,40 +94,151 @@ func (m *Merger) Cancel(ctx context.Context, id string) (cancelled bool, err err
 	return true, nil
 }
 
+// claimJob is work for the cancel worker: claims to cancel, or with
+// settle, claims to cancel unless they have a verdict.
+type claimJob struct {
+	ids    []string
+	settle bool
+}
+
 // CancelLater queues claim id for Cancel by the merger's cancel worker,
 // which retries it until ResolveTimeout; a claim it could not cancel
 // (or one queued when the merger closed) is left to the sweep. The caller
 // must know that the owner transaction has ended (see Cancel).
-func (m *Merger) CancelLater(id string) {
+func (m *Merger) CancelLater(id string) { m.queueClaims(claimJob{ids: []string{id}}) }
+
+// SettleLater queues the claims a transaction confirmed or may have
+// confirmed, once that transaction ended (committed, rolled back, or its
+// connection closed): the cancel worker reads their verdicts and cancels
+// those without one (the transaction did not commit their confirmation).
+// ids is the caller's no longer.
+func (m *Merger) SettleLater(ids []string) { m.queueClaims(claimJob{ids: ids, settle: true}) }
+
+func (m *Merger) queueClaims(j claimJob) {
 	select {
-	case m.cancels <- id:
+	case m.cancels <- j:
 	default:
-		m.log.Warn("cancel queue full: claim left to the sweep", "claim_id", id)
+		m.log.Warn("cancel queue full: claims left to the sweep", "claims", len(j.ids))
 	}
 }
 
-// runCancels is the cancel worker: it cancels queued claims until ctx
-// ends.
+// runCancels is the cancel worker: it settles and cancels queued claims
+// until ctx ends. Settle jobs queued together share one read of their
+// verdicts.
 func (m *Merger) runCancels(ctx context.Context) {
 	defer m.janitor.Done()
+	var settle []string
 	for {
+		var j claimJob
 		select {
 		case <-ctx.Done():
 			return
-		case id := <-m.cancels:
-			deadline := time.Now().Add(m.cfg.ResolveTimeout)
-			for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-				_, err := m.Cancel(ctx, id)
-				if err == nil {
-					break
+		case j = <-m.cancels:
+		}
+		if !j.settle {
+			m.cancelRetrying(ctx, j.ids)
+			continue
+		}
+		settle = append(settle[:0], j.ids...)
+	drain:
+		for len(settle) < 512 {
+			select {
+			case j = <-m.cancels:
+				if !j.settle {
+					m.cancelRetrying(ctx, j.ids)
+					continue
 				}
-				if time.Now().After(deadline) || !sleep(ctx, backoff) {
-					m.log.Warn("cancel failed: claim left to the sweep", "claim_id", id, "err", err)
-					break
-				}
+				settle = append(settle, j.ids...)
+			default:
+				break drain
+			}
+		}
+		m.settle(ctx, settle)
+	}
+}
+
+// settle cancels the claims of ids that have no verdict.
+func (m *Merger) settle(ctx context.Context, ids []string) {
+	var open []string
+	deadline := time.Now().Add(m.cfg.ResolveTimeout)
+	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		var err error
+		if open, err = m.withoutVerdict(ctx, ids); err == nil {
+			break
+		}
+		if time.Now().After(deadline) || !sleep(ctx, backoff) {
+			m.log.Warn("reading verdicts failed: claims left to the sweep", "claims", len(ids), "err", err)
+			return
+		}
+	}
+	m.cancelRetrying(ctx, open)
+}
+
+// withoutVerdict returns the claims of ids that have no verdict.
+func (m *Merger) withoutVerdict(ctx context.Context, ids []string) ([]string, error) {
+	q := make([]byte, 0, 64+len(ids)*40)
+	q = append(q, "SELECT claim_id FROM "+m.metaIdent+"."+schema.VerdictsTable+" WHERE claim_id IN ("...)
+	for i, id := range ids {
+		if i > 0 {
+			q = append(q, ',')
+		}
+		q = appendQuoted(q, id, true) // ids are [A-Za-z0-9._:-]
+	}
+	q = append(q, ')')
+	rows, err := m.meta.QueryContext(ctx, string(q))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	have := make(map[string]bool, len(ids))
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		have[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var open []string
+	for _, id := range ids {
+		if !have[id] {
+			open = append(open, id)
+		}
+	}
+	return open, nil
+}
+
+// cancelRetrying cancels each claim of ids, retrying each until
+// ResolveTimeout; what fails is left to the sweep.
+func (m *Merger) cancelRetrying(ctx context.Context, ids []string) {
+	for _, id := range ids {
+		deadline := time.Now().Add(m.cfg.ResolveTimeout)
+		for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+			_, err := m.Cancel(ctx, id)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) || !sleep(ctx, backoff) {
+				m.log.Warn("cancel failed: claim left to the sweep", "claim_id", id, "err", err)
+				break
 			}
 		}
 	}
+}
+
+// MetaSchema is the database of hotrow's tables, where a claim's
+// confirmation is written (ConfirmSQL).
+func (m *Merger) MetaSchema() string { return m.cfg.MetaSchema }
+
+// ConfirmSQL appends the statement that confirms claim id inside its
+// owner's transaction: INSERT INTO verdicts (claim_id, verdict) VALUES
+// (id, 'confirm'). Claim ids need no escaping.
+func (m *Merger) ConfirmSQL(b []byte, id string) []byte {
+	b = append(b, "INSERT INTO "+m.metaIdent+"."+schema.VerdictsTable+" (claim_id, verdict) VALUES ("...)
+	b = appendQuoted(b, id, true)
+	return append(b, ",'"+schema.VerdictConfirm+"')"...)
 }
 
 // SweepClaims cancels this instance's claims without a verdict, older

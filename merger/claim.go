@@ -147,3 +147,41 @@ func (m *Merger) readServerStart(ctx context.Context) error {
 	m.serverStart.Store(start)
 	return nil
 }
+
+// Unmerged is a reason a hot-table UPDATE was passed through instead of
+// merged; the proxy counts each (CountUnmerged, Stats.Unmerged).
+type Unmerged int
+
+const (
+	// UnmergedTouched: inside a transaction that already read, locked or
+	// wrote a hot table through pass-through; a claim could wait for the
+	// client's own row lock.
+	UnmergedTouched Unmerged = iota
+	// UnmergedNotClaimable: inside a transaction, a statement a claim
+	// cannot carry (a restock, extra assignments, a non-integer amount).
+	UnmergedNotClaimable
+	// UnmergedParams: prepared parameters the proxy does not decode
+	// exactly, or data sent with COM_STMT_SEND_LONG_DATA.
+	UnmergedParams
+	// NumUnmerged is the number of reasons.
+	NumUnmerged
+)
+
+func (u Unmerged) String() string {
+	switch u {
+	case UnmergedTouched:
+		return "tx_touched_hot_table"
+	case UnmergedNotClaimable:
+		return "tx_not_claimable"
+	case UnmergedParams:
+		return "params_not_decoded"
+	}
+	return "unmerged(" + strconv.Itoa(int(u)) + ")"
+}
+
+// CountUnmerged counts a hot-table UPDATE passed through for reason u.
+func (m *Merger) CountUnmerged(u Unmerged) {
+	if u >= 0 && u < NumUnmerged {
+		m.stats.unmerged[u].Add(1)
+	}
+}

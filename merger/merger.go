@@ -55,7 +55,7 @@ type Merger struct {
 	// worker and the claim sweep.
 	janitor sync.WaitGroup
 	// cancels queues claim ids for the cancel worker (CancelLater).
-	cancels chan string
+	cancels chan claimJob
 
 	closeOnce sync.Once
 }
@@ -165,7 +165,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 		metaIdent: schema.QuoteIdent(cfg.MetaSchema),
 		idPrefix:  cfg.InstanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
 		queues:    make(map[Rule]*tableQueue),
-		cancels:   make(chan string, 4096),
+		cancels:   make(chan claimJob, 4096),
 	}
 	if err := m.readServerStart(ctx); err != nil {
 		meta.Close()

@@ -37,6 +37,8 @@ type Stats struct {
 	// Cancels counts claims cancelled (stock restored); Swept those of
 	// them the sweep found.
 	Cancels, Swept uint64
+	// Unmerged counts hot-table UPDATEs passed through, by reason.
+	Unmerged [NumUnmerged]uint64
 	// Dropped, TimedOut and QueueFull count requests that never ran.
 	Dropped, TimedOut, QueueFull uint64
 	// BatchSizes is the histogram of batch sizes (see SizeBuckets).
@@ -55,6 +57,7 @@ type counters struct {
 	commits, requests, retries   atomic.Uint64
 	resolved                     atomic.Uint64
 	cancels, swept               atomic.Uint64
+	unmerged                     [NumUnmerged]atomic.Uint64
 	dropped, timedOut, queueFull atomic.Uint64
 	sizes                        [SizeBuckets]atomic.Uint64
 }
@@ -93,6 +96,9 @@ func (m *Merger) Stats() Stats {
 	}
 	for i := range s.BatchSizes {
 		s.BatchSizes[i] = m.stats.sizes[i].Load()
+	}
+	for i := range s.Unmerged {
+		s.Unmerged[i] = m.stats.unmerged[i].Load()
 	}
 	m.mu.Lock()
 	s.Queued = m.queued

@@ -60,6 +60,7 @@ const (
 
 // run serves commands until the client quits, an I/O error, or shutdown.
 func (s *session) run(ctx context.Context) error {
+	defer s.settleClaims() // the transaction ends with the session
 	for {
 		s.client.resetSeq()
 		pkt, err := s.client.readPacket(s.cmdBuf, s.srv.cfg.MaxPacketSize)
@@ -81,6 +82,7 @@ func (s *session) run(ctx context.Context) error {
 			return nil
 		}
 		err = s.dispatch(ctx, pkt)
+		s.afterCommand()
 		if !s.end() && err == nil {
 			s.quitBackend()
 			return nil // shutdown arrived during the command
@@ -147,6 +149,7 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 		}
 		// Before forwarding: a LOCAL INFILE exchange reuses pkt's buffer.
 		s.noteQuery(pkt[1:])
+		s.noteTx(pkt[1:])
 		return s.forward(pkt, s.relayResult)
 	case gomysql.COM_INIT_DB:
 		return s.forward(pkt, func() error {

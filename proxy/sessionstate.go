@@ -22,6 +22,13 @@ type stateTracker struct {
 	// mergeable: eligible, and no statement since login or the last
 	// COM_RESET_CONNECTION changed state merged batches cannot follow.
 	mergeable bool
+	// txTouched: a pass-through statement of the open transaction (or the
+	// last statement, outside one) mentioned a hot table, so the
+	// transaction's hot UPDATEs pass through (txmerge.go).
+	txTouched bool
+	// txClaims are the claims the open transaction confirmed, or may
+	// have: settled when it ends.
+	txClaims []string
 }
 
 func newStateTracker(eligible bool) stateTracker {
