@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"strconv"
+	"time"
 
 	"github.com/hotrow/hotrow/schema"
 )
@@ -46,7 +47,24 @@ func ClaimAllowed(st *Statement, args []any) bool {
 	return ok
 }
 
-// claimID appends request seq's claim id in the current batch: the
+// CanClaim reports whether an execution of st with args may run as a
+// claim, and if not why: ClaimAllowed, and the hot table is not
+// Indirect (its metadata read within 5 s, then cached).
+func (m *Merger) CanClaim(ctx context.Context, st *Statement, args []any) (bool, Unmerged) {
+	if !ClaimAllowed(st, args) {
+		return false, UnmergedNotClaimable
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	r := st.Rule
+	t, err := m.tables.Get(ctx, r.Schema, r.Table, r.Key, r.Stock)
+	if err != nil || t.Indirect {
+		return false, UnmergedIndirect
+	}
+	return true, 0
+}
+
+// appendClaimID appends request seq's claim id in the current batch: the
 // batch id, ':' and seq (the ledger row's key).
 func appendClaimID(b, batchID []byte, seq int) []byte {
 	b = append(b, batchID...)
@@ -160,6 +178,10 @@ const (
 	// UnmergedNotClaimable: inside a transaction, a statement a claim
 	// cannot carry (a restock, extra assignments, a non-integer amount).
 	UnmergedNotClaimable
+	// UnmergedIndirect: inside a transaction, on a table whose rows other
+	// statements may lock without naming it (schema.Table.Indirect), or
+	// whose metadata could not be read.
+	UnmergedIndirect
 	// UnmergedParams: prepared parameters the proxy does not decode
 	// exactly, or data sent with COM_STMT_SEND_LONG_DATA.
 	UnmergedParams
@@ -173,6 +195,8 @@ func (u Unmerged) String() string {
 		return "tx_touched_hot_table"
 	case UnmergedNotClaimable:
 		return "tx_not_claimable"
+	case UnmergedIndirect:
+		return "tx_indirect_references"
 	case UnmergedParams:
 		return "params_not_decoded"
 	}

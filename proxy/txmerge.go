@@ -21,6 +21,8 @@ type claimer interface {
 	// SettleLater cancels, of claims whose owner transaction ended, those
 	// it did not commit a confirmation for.
 	SettleLater(ids []string)
+	// CanClaim tells whether an execution may be a claim, else why not.
+	CanClaim(ctx context.Context, st *merger.Statement, args []any) (bool, merger.Unmerged)
 	CountUnmerged(merger.Unmerged)
 }
 
@@ -93,8 +95,9 @@ func (s *session) mergeRequest(ctx context.Context, req merger.Request) (handled
 	case s.txTouched:
 		c.CountUnmerged(merger.UnmergedTouched)
 		return false, nil
-	case !merger.ClaimAllowed(req.Stmt, req.Args):
-		c.CountUnmerged(merger.UnmergedNotClaimable)
+	}
+	if ok, why := c.CanClaim(ctx, req.Stmt, req.Args); !ok {
+		c.CountUnmerged(why)
 		return false, nil
 	}
 	return true, s.claim(ctx, req, c)

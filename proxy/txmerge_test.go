@@ -306,3 +306,46 @@ func TestTxClaimsConcurrent(t *testing.T) {
 		t.Errorf("stock %d + confirmed %d + autocommit %d != initial %d", stock, confirmedQty, autoGranted, initial)
 	}
 }
+
+// TestTxClaimsIndirect: when another table's foreign key references the
+// hot table (its INSERT locks the hot row without naming it), a hot
+// UPDATE inside a transaction passes through, counted; in autocommit it
+// still merges.
+func TestTxClaimsIndirect(t *testing.T) {
+	db := testdb.New(t)
+	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT UNSIGNED NOT NULL)",
+		"CREATE TABLE orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, sku_id BIGINT NOT NULL, qty INT NOT NULL, FOREIGN KEY (sku_id) REFERENCES inventory (sku_id))",
+		"INSERT INTO inventory VALUES (1, 100)")
+	p, m, _ := startHotProxy(t, db)
+	pool := open(t, db, p.addr, func(c *mysql.Config) { c.InterpolateParams = true })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tx, err := pool.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO orders (sku_id, qty) VALUES (1, 1)"); err != nil {
+		t.Fatal(err)
+	}
+	before := m.Stats()
+	if _, err := tx.Exec("UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	after := m.Stats()
+	if after.Requests != before.Requests || after.Unmerged[merger.UnmergedIndirect] != before.Unmerged[merger.UnmergedIndirect]+1 {
+		t.Fatalf("merged %v, indirect count %d -> %d", after.Requests != before.Requests,
+			before.Unmerged[merger.UnmergedIndirect], after.Unmerged[merger.UnmergedIndirect])
+	}
+	if _, err := pool.Exec("UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"); err != nil {
+		t.Fatal(err)
+	}
+	if m.Stats().Requests == after.Requests {
+		t.Fatal("autocommit UPDATE not merged")
+	}
+	if s := stockOf(t, db.Open(t)); s != 98 {
+		t.Fatalf("stock %d, want 98", s)
+	}
+}

@@ -94,6 +94,10 @@ func TestLoad(t *testing.T) {
 		"CREATE TABLE g (sku INT PRIMARY KEY, stock INT NOT NULL, left_pct TINYINT AS (stock * 100 DIV 50) PERSISTENT)",
 		"CREATE TABLE h (sku INT PRIMARY KEY, stock INT NOT NULL, other INT AS (sku + 1) VIRTUAL)",
 		"CREATE TABLE i (sku INT PRIMARY KEY, stock INT NOT NULL) WITH SYSTEM VERSIONING",
+		"CREATE TABLE fk_parent (sku INT PRIMARY KEY, stock INT NOT NULL)",
+		"CREATE TABLE fk_child (id INT PRIMARY KEY, sku INT, FOREIGN KEY (sku) REFERENCES fk_parent (sku))",
+		"CREATE TABLE in_proc (sku INT PRIMARY KEY, stock INT NOT NULL)",
+		"CREATE PROCEDURE buy() UPDATE in_proc SET stock = stock - 1 WHERE sku = 1",
 	)
 	conn := db.Open(t)
 	cache := schema.NewCache(conn)
@@ -111,6 +115,8 @@ func TestLoad(t *testing.T) {
 		{"g", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true, StockGenerated: true}},
 		{"h", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true}},
 		{"i", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true, SystemVersioned: true}},
+		{"fk_parent", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true, Indirect: true}},
+		{"in_proc", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true, Indirect: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.table, func(t *testing.T) {

@@ -52,6 +52,14 @@ type Table struct {
 	// SystemVersioned is true for a system-versioned table (every UPDATE
 	// writes a history row).
 	SystemVersioned bool
+	// Indirect is true when a statement that does not name the table may
+	// still lock its rows: a foreign key of another table references it,
+	// or a trigger of another table, a stored routine or a view mentions
+	// its name (as far as the reading user may see them). Claims (merged
+	// UPDATEs inside client transactions) are then not taken: the
+	// client's transaction could hold a row lock its claim's batch waits
+	// for.
+	Indirect bool
 }
 
 // Exact reports whether the server would do nothing per statement beyond
@@ -130,6 +138,23 @@ WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_TYPE = 'CHECK'`, schema
 		return t, fmt.Errorf("read constraints of %s.%s: %w", schemaName, name, err)
 	}
 	t.Checks = n > 0
+	// The name as a word (not inside a longer identifier), in the
+	// definitions of user schemas.
+	word := `(^|[^[:alnum:]_$])` + regexpQuote(name) + `([^[:alnum:]_$]|$)`
+	err = db.QueryRowContext(ctx, `SELECT
+  (SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS
+   WHERE UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)
++ (SELECT COUNT(*) FROM information_schema.TRIGGERS
+   WHERE NOT (EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ?) AND ACTION_STATEMENT REGEXP ?)
++ (SELECT COUNT(*) FROM information_schema.ROUTINES
+   WHERE ROUTINE_SCHEMA NOT IN `+systemSchemas+` AND COALESCE(ROUTINE_DEFINITION, '') REGEXP ?)
++ (SELECT COUNT(*) FROM information_schema.VIEWS
+   WHERE TABLE_SCHEMA NOT IN `+systemSchemas+` AND VIEW_DEFINITION REGEXP ?)`,
+		schemaName, name, schemaName, name, word, word, word).Scan(&n)
+	if err != nil {
+		return t, fmt.Errorf("read references to %s.%s: %w", schemaName, name, err)
+	}
+	t.Indirect = n > 0
 	rows, err := db.QueryContext(ctx, `SELECT COALESCE(GENERATION_EXPRESSION, '') FROM information_schema.COLUMNS
 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND (EXTRA LIKE '%GENERATED%' OR EXTRA IN ('VIRTUAL', 'PERSISTENT', 'STORED')
   OR COALESCE(GENERATION_EXPRESSION, '') <> '')`, schemaName, name)
@@ -207,4 +232,20 @@ func (c *Cache) Forget(schemaName, name string) {
 			delete(c.tables, k)
 		}
 	}
+}
+
+// systemSchemas are the server's own databases, whose routines and views
+// do not touch application tables.
+const systemSchemas = "('mysql', 'sys', 'information_schema', 'performance_schema')"
+
+// regexpQuote escapes the regular expression metacharacters of s.
+func regexpQuote(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c > 0x7f) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
