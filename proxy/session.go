@@ -142,6 +142,11 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 		s.quitBackend()
 		return errQuit
 	case gomysql.COM_QUERY:
+		if hasOptimizerHint(pkt[1:]) {
+			if handled, err := s.hinted(ctx, string(pkt[1:])); handled || err != nil {
+				return err
+			}
+		}
 		if s.canMerge() { // spares pass-through queries the string copy
 			if handled, err := s.mergeText(ctx, string(pkt[1:])); handled || err != nil {
 				return err

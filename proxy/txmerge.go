@@ -112,41 +112,20 @@ func (s *session) mergeRequest(ctx context.Context, req merger.Request) (handled
 // (settleClaims). A refused claim gets the OK of an UPDATE that matched
 // nothing.
 func (s *session) claim(ctx context.Context, req merger.Request, c claimer) error {
-	req.Claim = &merger.Owner{ConnID: s.connID}
-	req.Gone = s.clientGone
-	out, err := s.srv.merger.Do(ctx, req)
-	if out.ClaimID != "" {
-		// Settled when the transaction ends, whatever happens below.
-		s.txClaims = append(s.txClaims, out.ClaimID)
+	out, status, refused, err := s.runClaim(ctx, req, c)
+	switch {
+	case err != nil:
+		return err
+	case refused != nil:
+		return s.writeErr(refused)
 	}
-	if err != nil {
-		if errors.Is(err, context.Canceled) && ctx.Err() == nil {
-			return errClientGone
-		}
-		return s.writeErr(toMySQLError(err))
-	}
-	// The server's OK of an UPDATE inside a transaction flags it.
-	status := s.status&statusAutocommit | statusInTrans
-	if out.ClaimID != "" {
-		s.outBuf = c.ConfirmSQL(append(s.outBuf[:0], gomysql.COM_QUERY), out.ClaimID)
-		st, refused, err := s.backendOK(s.outBuf)
-		if err != nil {
-			return err // the client heard 2013; the session ends and settles
-		}
-		if refused != nil {
-			// Not confirmed (e.g. a READ ONLY transaction): the client gets
-			// the server's error, and the claim is cancelled.
-			s.txClaims = s.txClaims[:len(s.txClaims)-1]
-			c.CancelLater(out.ClaimID)
-			return s.writeErr(refused)
-		}
-		s.status, status = st, st
-	}
-	affected := out.Changed
-	if s.capability&gomysql.CLIENT_FOUND_ROWS != 0 {
-		affected = out.Matched
-	}
-	s.outBuf = appendOK(s.outBuf[:0], affected, 0, status, out.Warnings,
+	return s.writeUpdateOK(out, status)
+}
+
+// writeUpdateOK answers an UPDATE with the OK packet the server would
+// have sent for outcome out, with status flags status.
+func (s *session) writeUpdateOK(out merger.Outcome, status uint16) error {
+	s.outBuf = appendOK(s.outBuf[:0], s.affected(out), 0, status, out.Warnings,
 		rowsInfo(out.Matched, out.Changed, out.Warnings))
 	if err := s.client.writePacket(s.outBuf); err != nil {
 		return err
@@ -154,32 +133,79 @@ func (s *session) claim(ctx context.Context, req merger.Request, c claimer) erro
 	return s.flushClient()
 }
 
-// backendOK runs one command (pkt, a COM_QUERY) on the backend connection
-// between the client's commands, without relaying anything, and returns
-// the status flags of its OK, or the server's error. A lost connection
-// has told the client 2013 and ends the session.
-func (s *session) backendOK(pkt []byte) (status uint16, refused *gomysql.MyError, err error) {
+// affected is the affected-rows count the client sees for out.
+func (s *session) affected(out merger.Outcome) uint64 {
+	if s.capability&gomysql.CLIENT_FOUND_ROWS != 0 {
+		return out.Matched
+	}
+	return out.Changed
+}
+
+// runClaim runs req as a claim and, granted, writes its confirmation. It
+// returns the outcome and the status flags of the server's OK, or the
+// error the client gets (refused), or err when the session must end.
+func (s *session) runClaim(ctx context.Context, req merger.Request, c claimer) (out merger.Outcome, status uint16, refused *gomysql.MyError, err error) {
+	req.Claim = &merger.Owner{ConnID: s.connID}
+	req.Gone = s.clientGone
+	out, err = s.srv.merger.Do(ctx, req)
+	if out.ClaimID != "" {
+		// Settled when the transaction ends, whatever happens below.
+		s.txClaims = append(s.txClaims, out.ClaimID)
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+			return out, 0, nil, errClientGone
+		}
+		return out, 0, toMySQLError(err), nil
+	}
+	// The server's OK of an UPDATE inside a transaction flags it.
+	status = s.status&statusAutocommit | statusInTrans
+	if out.ClaimID != "" {
+		s.outBuf = c.ConfirmSQL(append(s.outBuf[:0], gomysql.COM_QUERY), out.ClaimID)
+		ok, refused, err := s.backendOK(s.outBuf)
+		if err != nil {
+			return out, 0, nil, err // the client heard 2013; the session ends and settles
+		}
+		if refused != nil {
+			// Not confirmed (e.g. a READ ONLY transaction): the client gets
+			// the server's error, and the claim is cancelled.
+			s.txClaims = s.txClaims[:len(s.txClaims)-1]
+			c.CancelLater(out.ClaimID)
+			return out, 0, refused, nil
+		}
+		s.status, status = ok.status, ok.status
+	}
+	return out, status, nil, nil
+}
+
+// backendOK runs one command (pkt, a COM_QUERY whose answer is OK or
+// ERR) on the backend connection between the client's commands, without
+// relaying anything, and returns its OK, or the server's error. A lost
+// connection has told the client 2013 and ends the session.
+func (s *session) backendOK(pkt []byte) (ok okInfo, refused *gomysql.MyError, err error) {
 	s.be.resetSeq()
 	if err := s.be.writePacket(pkt); err != nil {
-		return 0, nil, s.lostBackend(err)
+		return ok, nil, s.lostBackend(err)
 	}
 	if err := s.be.flush(); err != nil {
-		return 0, nil, s.lostBackend(err)
+		return ok, nil, s.lostBackend(err)
 	}
 	p, err := s.be.readPacket(s.rawBuf, 0)
 	if err != nil {
-		return 0, nil, s.lostBackend(err)
+		return ok, nil, s.lostBackend(err)
 	}
 	s.rawBuf = p
 	switch {
 	case len(p) > 0 && p[0] == headerErr:
-		return 0, parseErr(p), nil
+		return ok, parseErr(p), nil
 	case len(p) > 0 && p[0] == headerOK:
-		ok, err := parseOK(p)
-		if err != nil {
-			return 0, nil, s.lostBackend(fmt.Errorf("confirmation: %w", err))
+		if ok, err = parseOK(p); err != nil {
+			return ok, nil, s.lostBackend(fmt.Errorf("backend OK packet: %w", err))
 		}
-		return ok.status, nil, nil
+		s.status = ok.status
+		return ok, nil, nil
 	}
-	return 0, nil, s.lostBackend(fmt.Errorf("confirmation: unexpected packet 0x%02x: %w", p[0], gomysql.ErrMalformPacket))
+	// A result set (the statement was not what the proxy took it for):
+	// the session cannot tell where it ends.
+	return ok, nil, s.lostBackend(fmt.Errorf("backend answered 0x%02x where OK or ERR was expected: %w", p[0], gomysql.ErrMalformPacket))
 }
