@@ -2,6 +2,7 @@
 // hot-row stock updates into group-committed batches.
 //
 //	hotrow proxy   run the proxy
+//	hotrow binlog  run the order feed (binlog to sinks)
 //	hotrow version print the version
 //
 // The load generator and the demo are a separate command, hotrow-bench, so
@@ -21,6 +22,7 @@ var version = "dev"
 // commands are hotrow's subcommands, in the order the usage lists them.
 var commands = []cli.Command{
 	{Name: "proxy", Summary: "run the MySQL-protocol proxy that merges hot-row updates", Run: proxyMain},
+	{Name: "binlog", Summary: "run the order feed: binlog to sinks, one event per deduction", Run: binlogMain},
 	{Name: "version", Summary: "print the version", Run: func([]string) error { fmt.Println("hotrow", version); return nil }},
 }
 

@@ -31,6 +31,11 @@ change nothing else: every statement passes through to --backend on a
 connection pinned to the client session, except autocommit stock updates of
 tables named by --hot-rule, which are merged into group-committed batches.
 
+With --binlog-sink, the order feed (see 'hotrow binlog --help') runs beside
+the proxy: --binlog-* settings left unset come from the proxy (the source is
+--backend with the merge user's credentials, who then needs the binlog
+privileges; the hot rules and the meta schema are the proxy's).
+
 Flags given on the command line override the --config file.
 
 `)
@@ -51,6 +56,7 @@ Flags given on the command line override the --config file.
 	drain := fs.Duration("drain-timeout", cfg.DrainTimeout.Duration, "on SIGTERM/SIGINT, how long running statements may finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	debugAddr := fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback `address` (e.g. 127.0.0.1:6060); off when empty")
+	feed := binlogFlags(fs, "binlog-")
 	if done, err := cli.ParseFlags(fs, args); done || err != nil {
 		return err
 	}
@@ -102,6 +108,11 @@ Flags given on the command line override the --config file.
 		return err
 	}
 	defer closeHot()
+	stopFeed, err := startFeed(ctx, fs, cfg, feed, log)
+	if err != nil {
+		return err
+	}
+	defer stopFeed()
 	srv, err := proxy.New(cfg, log, hot)
 	if err != nil {
 		return err
