@@ -233,12 +233,20 @@ func (m *Merger) cancelRetrying(ctx context.Context, ids []string) {
 func (m *Merger) MetaSchema() string { return m.cfg.MetaSchema }
 
 // ConfirmSQL appends the statement that confirms claim id inside its
-// owner's transaction: INSERT INTO verdicts (claim_id, verdict) VALUES
-// (id, 'confirm'). Claim ids need no escaping.
+// owner's transaction: INSERT INTO verdicts (claim_id, verdict, ledger
+// columns) SELECT id, 'confirm', ledger columns FROM ledger WHERE
+// batch_id = ... AND seq = ... (the claim's ledger row). It inserts one
+// row; none means the claim's ledger row is gone, and the claim must not
+// be confirmed. Claim ids need no escaping.
 func (m *Merger) ConfirmSQL(b []byte, id string) []byte {
-	b = append(b, "INSERT INTO "+m.metaIdent+"."+schema.VerdictsTable+" (claim_id, verdict) VALUES ("...)
+	batch, seq, _ := strings.Cut(id, ":")
+	b = append(b, "INSERT INTO "+m.metaIdent+"."+schema.VerdictsTable+" (claim_id, verdict, "+schema.LedgerColumns+") SELECT "...)
 	b = appendQuoted(b, id, true)
-	return append(b, ",'"+schema.VerdictConfirm+"')"...)
+	b = append(b, ",'"+schema.VerdictConfirm+"', "+schema.LedgerColumns+" FROM "+m.metaIdent+"."+schema.LedgerTable+" WHERE batch_id = "...)
+	b = appendQuoted(b, batch, true)
+	b = append(b, " AND seq = "...)
+	b = appendQuoted(b, seq, true)
+	return b
 }
 
 // SweepClaims cancels this instance's claims without a verdict, older

@@ -109,8 +109,10 @@ func checkClaims(t *testing.T, f *fixture, rng *rand.Rand, reqs []Request, outs 
 					t.Error(err)
 					return
 				}
-				if _, err := tx.Exec("INSERT INTO `"+f.meta+"`.verdicts (claim_id, verdict) VALUES (?, 'confirm')", s.id); err != nil {
+				if r, err := tx.Exec(string(f.m.ConfirmSQL(nil, s.id))); err != nil {
 					t.Error(err)
+				} else if n, _ := r.RowsAffected(); n != 1 {
+					t.Errorf("confirmation of %s: %d rows", s.id, n)
 				}
 				if s.how == 0 {
 					err = tx.Commit()

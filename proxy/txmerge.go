@@ -166,6 +166,10 @@ func (s *session) runClaim(ctx context.Context, req merger.Request, c claimer) (
 		if err != nil {
 			return out, 0, nil, err // the client heard 2013; the session ends and settles
 		}
+		if refused == nil && ok.affectedRows != 1 {
+			// The claim's ledger row is gone: never confirm it.
+			refused = gomysql.NewError(gomysql.ER_UNKNOWN_ERROR, "hotrow: the claim's ledger row is missing; the UPDATE was not applied")
+		}
 		if refused != nil {
 			// Not confirmed (e.g. a READ ONLY transaction): the client gets
 			// the server's error, and the claim is cancelled.

@@ -17,9 +17,11 @@
 //     the client's backend connection id, the server's start time) and
 //     what a cancel restores (table, key and stock columns, key, amount).
 //   - verdicts: at most one row per claim, its primary key the claim id:
-//     'confirm', written inside the client's own transaction, or 'cancel',
-//     written by the transaction that restores the stock. The key makes
-//     the two mutually exclusive and a cancel idempotent.
+//     'confirm', written inside the client's own transaction (a copy of
+//     the claim's ledger row, LedgerColumns, from which the order feed
+//     emits the claim's event when it commits), or 'cancel', written by
+//     the transaction that restores the stock. The key makes the two
+//     mutually exclusive and a cancel idempotent.
 //   - schema_version: the version of the tables above.
 //
 // LedgerRow is the ledger's row type; LedgerColumns and MarkerColumns are

@@ -100,10 +100,21 @@ var migrations = [][]string{
   PRIMARY KEY (claim_id),
   KEY instance_time (instance_id, created_at)
 ) ENGINE=InnoDB`,
+		// A confirmation copies the claim's ledger row (LedgerColumns), so
+		// that the order feed emits the claim's event from it.
 		`CREATE TABLE IF NOT EXISTS %[1]s.` + VerdictsTable + ` (
-  claim_id   ` + varchar(MaxClaimID) + ` CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-  verdict    ENUM('confirm','cancel') NOT NULL,
-  created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  claim_id     ` + varchar(MaxClaimID) + ` CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  verdict      ENUM('confirm','cancel') NOT NULL,
+  batch_id     ` + varchar(MaxBatchID) + ` CHARACTER SET ascii COLLATE ascii_bin NULL,
+  seq          INT UNSIGNED NULL,
+  table_schema ` + varchar(MaxSchemaName) + ` NULL,
+  table_name   ` + varchar(MaxTableName) + ` NULL,
+  key_value    ` + varbinary(MaxKey) + ` NULL,
+  delta        ` + varbinary(MaxDelta) + ` NULL,
+  stock_after  ` + varbinary(MaxDelta) + ` NULL,
+  conn_id      INT UNSIGNED NULL,
+  digest       ` + varbinary(MaxDigest) + ` NULL,
+  created_at   TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   PRIMARY KEY (claim_id)
 ) ENGINE=InnoDB`,
 	},
