@@ -193,34 +193,59 @@ WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`, schemaName, name).Scan(&tableType)
 type Cache struct {
 	db *sql.DB
 
-	mu     sync.Mutex
-	tables map[cacheKey]Table // guarded by mu
+	mu      sync.Mutex
+	tables  map[cacheKey]Table     // guarded by mu
+	loading map[cacheKey]*loadCall // guarded by mu; the Load in flight per table
+}
+
+// loadCall is one Load that concurrent Gets of the same table share.
+type loadCall struct {
+	done chan struct{}
+	t    Table
+	err  error
 }
 
 type cacheKey struct{ schema, name, key, stock string }
 
 // NewCache returns a cache that loads through db.
 func NewCache(db *sql.DB) *Cache {
-	return &Cache{db: db, tables: make(map[cacheKey]Table)}
+	return &Cache{db: db, tables: make(map[cacheKey]Table), loading: make(map[cacheKey]*loadCall)}
 }
 
 // Get returns the cached metadata, loading it on first use.
 func (c *Cache) Get(ctx context.Context, schemaName, name, key, stock string) (Table, error) {
 	k := cacheKey{schemaName, name, key, stock}
 	c.mu.Lock()
-	t, ok := c.tables[k]
-	c.mu.Unlock()
-	if ok {
+	if t, ok := c.tables[k]; ok {
+		c.mu.Unlock()
 		return t, nil
 	}
-	t, err := Load(ctx, c.db, schemaName, name, key, stock)
-	if err != nil {
-		return t, err
+	// One Load per table at a time: concurrent Gets wait for it (many
+	// sessions' first hot statements arrive together, and a Load scans
+	// information_schema).
+	call, waiting := c.loading[k]
+	if !waiting {
+		call = &loadCall{done: make(chan struct{})}
+		c.loading[k] = call
 	}
-	c.mu.Lock()
-	c.tables[k] = t
 	c.mu.Unlock()
-	return t, nil
+	if waiting {
+		select {
+		case <-call.done:
+			return call.t, call.err
+		case <-ctx.Done():
+			return Table{}, ctx.Err()
+		}
+	}
+	call.t, call.err = Load(ctx, c.db, schemaName, name, key, stock)
+	c.mu.Lock()
+	if call.err == nil {
+		c.tables[k] = call.t
+	}
+	delete(c.loading, k)
+	c.mu.Unlock()
+	close(call.done)
+	return call.t, call.err
 }
 
 // Forget drops the cached metadata of table schema.name (after DDL).
