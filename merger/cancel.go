@@ -80,10 +80,13 @@ func (m *Merger) Cancel(ctx context.Context, id string) (cancelled bool, err err
 	b.sql = appendIdent(b.sql, row[2])
 	b.sql = append(b.sql, " = "...)
 	b.sql = appendQuoted(b.sql, row[4], b.nbe)
+	// The claims row has served: its verdict decides from now on.
+	b.sql = append(b.sql, "; DELETE FROM "+q+"."+schema.ClaimsTable+" WHERE claim_id = "...)
+	b.sql = appendQuoted(b.sql, id, b.nbe)
 	b.sql = append(b.sql, "; COMMIT"...)
 	failed, err = b.run(func(int, *gomysql.Result) {})
 	if failed >= 0 {
-		if serverError(err) != nil && failed == 0 {
+		if serverError(err) != nil && failed < 2 {
 			_, rerr := b.c.Execute("ROLLBACK")
 			broken = rerr != nil
 		}
@@ -157,7 +160,9 @@ func (m *Merger) runCancels(ctx context.Context) {
 	}
 }
 
-// settle cancels the claims of ids that have no verdict.
+// settle cancels the claims of ids that have no verdict, and deletes
+// the claims rows of those that have one (the sweep never reads them
+// again; a Cancel of a claim without its row does nothing).
 func (m *Merger) settle(ctx context.Context, ids []string) {
 	var open []string
 	deadline := time.Now().Add(m.cfg.ResolveTimeout)
@@ -171,7 +176,37 @@ func (m *Merger) settle(ctx context.Context, ids []string) {
 			return
 		}
 	}
+	m.deleteSettled(ctx, ids, open)
 	m.cancelRetrying(ctx, open)
+}
+
+// deleteSettled deletes the claims rows of ids except open (those have
+// a verdict). A failure is only logged: the rows stay, harmless.
+func (m *Merger) deleteSettled(ctx context.Context, ids, open []string) {
+	skip := make(map[string]bool, len(open))
+	for _, id := range open {
+		skip[id] = true
+	}
+	q := make([]byte, 0, 64+len(ids)*40)
+	q = append(q, "DELETE FROM "+m.metaIdent+"."+schema.ClaimsTable+" WHERE claim_id IN ("...)
+	n := 0
+	for _, id := range ids {
+		if skip[id] {
+			continue
+		}
+		if n > 0 {
+			q = append(q, ',')
+		}
+		q = appendQuoted(q, id, true)
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	q = append(q, ')')
+	if _, err := m.meta.ExecContext(ctx, string(q)); err != nil && ctx.Err() == nil {
+		m.log.Warn("deleting settled claims rows", "claims", n, "err", err)
+	}
 }
 
 // withoutVerdict returns the claims of ids that have no verdict.

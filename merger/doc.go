@@ -171,8 +171,10 @@
 // 'cancel' under the claim id with INSERT IGNORE ... SELECT from the
 // claims row (a locking read that waits for the batch, and for a
 // confirmation still being committed) and, only if that inserted a row,
-// adds the amount back, in one transaction: confirm and cancel exclude
-// each other by the verdicts' primary key, and a cancel is idempotent.
+// adds the amount back and deletes the claims row, in one transaction:
+// confirm and cancel exclude each other by the verdicts' primary key,
+// and a cancel is idempotent. Settling deletes the claims rows of
+// claims it found with a verdict, so the sweep's scan stays small.
 // The cancel worker (CancelLater, SettleLater) retries for
 // ResolveTimeout; what it could not do is left to the sweep, which at
 // start and every ClaimSweepEvery cancels this instance's claims older

@@ -12,7 +12,8 @@
 //   - checkpoints: one row per order feed consumer: the GTID set (and
 //     file:position) up to which every event was acknowledged by its sinks.
 //   - claims: one row per granted deduction merged from inside a client's
-//     explicit transaction (written by the batch, beside its ledger row):
+//     explicit transaction whose verdict is not known yet (written by the
+//     batch, beside its ledger row; deleted once settled or cancelled):
 //     its id (batch id ":" seq, the ledger row's key), owner (instance,
 //     the client's backend connection id, the server's start time) and
 //     what a cancel restores (table, key and stock columns, key, amount).

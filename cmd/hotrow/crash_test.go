@@ -157,7 +157,7 @@ func TestKill9DuringOrderTransactions(t *testing.T) {
 	if err := direct.QueryRow("SELECT COUNT(*), COALESCE(SUM(qty), 0) FROM orders").Scan(&orders, &orderQty); err != nil {
 		t.Fatal(err)
 	}
-	if err := direct.QueryRow("SELECT COUNT(*), COALESCE(SUM(c.amount), 0) FROM `"+meta+"`.claims c JOIN `"+meta+"`.verdicts v USING (claim_id) WHERE v.verdict = 'confirm'").Scan(&confirmed, &confirmedQty); err != nil {
+	if err := direct.QueryRow("SELECT COUNT(*), COALESCE(SUM(-CAST(delta AS SIGNED)), 0) FROM `"+meta+"`.verdicts WHERE verdict = 'confirm'").Scan(&confirmed, &confirmedQty); err != nil {
 		t.Fatal(err)
 	}
 	if err := direct.QueryRow("SELECT COUNT(*) FROM `" + meta + "`.verdicts WHERE verdict = 'cancel'").Scan(&cancelled); err != nil {
