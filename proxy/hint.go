@@ -95,12 +95,37 @@ func (s *session) hinted(ctx context.Context, query string) (handled bool, err e
 		}
 		return false, nil
 	}
+	// Without ROLLBACK_ON_FAIL, a count other than the target fails the
+	// statement alone: a savepoint lets it be undone.
+	undo := h.target >= 0 && !h.rollbackOnFail
+	if undo {
+		if _, refused, err := s.backendOK(append([]byte{gomysql.COM_QUERY}, "SAVEPOINT hotrow_hint"...)); err != nil {
+			return true, err
+		} else if refused != nil {
+			return true, s.writeErr(refused)
+		}
+	}
+	claims := len(s.txClaims)
 	out, status, failed, err := s.hintedUpdate(ctx, stripped)
 	if err != nil {
 		return true, err
 	}
 	if failed == nil && h.target >= 0 && s.affected(out) != uint64(h.target) {
 		failed = errInventoryMismatch
+		if undo {
+			if _, refused, err := s.backendOK(append([]byte{gomysql.COM_QUERY}, "ROLLBACK TO SAVEPOINT hotrow_hint"...)); err != nil {
+				return true, err
+			} else if refused != nil {
+				return true, s.writeErr(refused)
+			}
+			// A claim confirmed by the statement is unconfirmed again.
+			if c := s.claimer(); c != nil {
+				for _, id := range s.txClaims[claims:] {
+					c.CancelLater(id)
+				}
+			}
+			s.txClaims = s.txClaims[:claims]
+		}
 	}
 	if failed != nil {
 		if !h.rollbackOnFail {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -120,6 +121,28 @@ func TestInventoryHint(t *testing.T) {
 	}
 	if n := count("SELECT COUNT(*) FROM orders"); n != 1 {
 		t.Fatalf("%d orders after a refused hinted UPDATE, want 1", n)
+	}
+
+	// TARGET_AFFECT_ROW without ROLLBACK_ON_FAIL: a mismatch fails the
+	// statement alone (its claim is cancelled), the transaction goes on.
+	for _, q := range []string{"BEGIN", "INSERT INTO orders (sku_id, qty) VALUES (4, 1)"} {
+		if _, err := exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = exec("UPDATE /*+ TARGET_AFFECT_ROW(2) */ inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1")
+	wantErr(err, erInventoryMismatch)
+	w0 := time.Now()
+	testdb.WaitFor(t, 10*time.Second, "the unconfirmed claim cancelled while its transaction is open", func() bool { return stockOf(t, direct) == 99 })
+	t.Logf("cancelled after %v", time.Since(w0))
+	if _, err := exec("COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("SELECT COUNT(*) FROM orders WHERE sku_id = 4"); n != 1 {
+		t.Fatalf("%d orders after a statement-level mismatch and COMMIT, want 1", n)
+	}
+	if s := stockOf(t, direct); s != 99 {
+		t.Fatalf("stock %d after a statement-level mismatch, want 99", s)
 	}
 
 	// Not hot: the same through pass-through.
