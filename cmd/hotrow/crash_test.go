@@ -135,7 +135,17 @@ func TestKill9DuringOrderTransactions(t *testing.T) {
 				}
 			})
 		}
-		time.Sleep(time.Duration(300+rng.IntN(700)) * time.Millisecond)
+		// Kill once the round made progress (on a loaded machine the first
+		// transactions may take long), at a random moment after.
+		mu.Lock()
+		start := committed
+		mu.Unlock()
+		testdb.WaitFor(t, 60*time.Second, "order transactions to commit", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return committed >= start+5
+		})
+		time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
 		kill()
 		close(stop)
 		wg.Wait()
