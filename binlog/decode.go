@@ -24,6 +24,8 @@ type tables struct {
 	checkpoints tableName
 	hot         map[tableName]schema.Rule
 	include     map[tableName]bool
+	// claimTables are the claims and verdicts tables (claims.go).
+	claimTables
 }
 
 type tableName struct{ schema, table string }
@@ -33,7 +35,8 @@ func (t tableName) String() string { return t.schema + "." + t.table }
 func newTables(cfg Config) *tables {
 	t := &tables{ledger: tableName{cfg.MetaSchema, schema.LedgerTable},
 		checkpoints: tableName{cfg.MetaSchema, schema.CheckpointsTable},
-		hot:         make(map[tableName]schema.Rule), include: make(map[tableName]bool)}
+		hot:         make(map[tableName]schema.Rule), include: make(map[tableName]bool),
+		claimTables: newClaimTables(cfg.MetaSchema)}
 	for _, r := range cfg.HotRules {
 		t.hot[tableName{r.Schema, r.Table}] = r
 	}
@@ -47,7 +50,7 @@ func newTables(cfg Config) *tables {
 // relevant reports whether rows of the table must be decoded.
 func (t *tables) relevant(m *replication.TableMapEvent) bool {
 	n := tableName{string(m.Schema), string(m.Table)}
-	if n == t.ledger || t.include[n] {
+	if n == t.ledger || t.include[n] || n == t.claimsTable || n == t.verdicts {
 		return true
 	}
 	_, ok := t.hot[n]
@@ -73,13 +76,20 @@ type txn struct {
 	// else so far.
 	checkpointOnly bool
 	changedOther   bool
+	// claimIDs are the claims the transaction (a merged batch) wrote:
+	// their ledger rows are no events (claims.go).
+	claimIDs map[string]bool
+	// cancel: the transaction cancels claims; its hot-table changes
+	// restore their stock and are no events (claims.go).
+	cancel bool
 }
 
 // item is a candidate event; a hot-table change of a table the
 // transaction's ledger rows name is dropped at commit.
 type item struct {
-	ev  Event
-	hot tableName // set for a hot-table change, lower case
+	ev     Event
+	hot    tableName // set for a hot-table change, lower case
+	ledger bool      // a ledger row's event
 }
 
 func (t *txn) reset(gtid, file string, pos, serverID uint32) {
@@ -116,6 +126,9 @@ func (t *txn) addRows(tb *tables, e *replication.RowsEvent) error {
 	step := 1
 	if typ == replication.EnumRowsEventTypeUpdate {
 		step = 2
+	}
+	if handled, err := t.addClaimRows(tb, name, typ, names, e.Rows); handled {
+		return err
 	}
 	if name == tb.ledger {
 		if typ != replication.EnumRowsEventTypeInsert {
@@ -161,6 +174,16 @@ func (t *txn) addRows(tb *tables, e *replication.RowsEvent) error {
 }
 
 func (t *txn) addLedger(r schema.LedgerRow) {
+	t.items = append(t.items, item{ev: ledgerEvent(r), ledger: true})
+	if t.merged == nil {
+		t.merged = make(map[tableName]bool)
+	}
+	t.merged[lowerName(tableName{r.Schema, r.Table})] = true
+}
+
+// ledgerEvent is the event of a ledger row (or of a confirmation's copy
+// of one).
+func ledgerEvent(r schema.LedgerRow) Event {
 	ev := Event{ID: r.ID(), Kind: KindOrder, Table: r.Schema + "." + r.Table, Key: r.Key,
 		StockAfter: jsonNumber(r.StockAfter), Batch: r.BatchID, ConnID: r.ConnID}
 	if !r.CreatedAt.IsZero() {
@@ -173,11 +196,7 @@ func (t *txn) addLedger(r schema.LedgerRow) {
 		ev.Kind = KindRestock
 	}
 	ev.Quantity = q
-	t.items = append(t.items, item{ev: ev})
-	if t.merged == nil {
-		t.merged = make(map[tableName]bool)
-	}
-	t.merged[lowerName(tableName{r.Schema, r.Table})] = true
+	return ev
 }
 
 // lowerName folds a table name's case, to match a ledger row's table
@@ -264,6 +283,12 @@ func (t *txn) commit(committed time.Time) ([]Message, error) {
 		it := &t.items[i]
 		if it.hot.table != "" && t.merged[it.hot] {
 			continue // the merged batch's own change: its ledger rows are the events
+		}
+		if it.hot.table != "" && t.cancel {
+			continue // a cancelled claim's stock coming back: no event
+		}
+		if it.ledger && t.claimIDs[it.ev.ID] {
+			continue // a claim: its event comes with its confirmation
 		}
 		ev := &it.ev
 		at := committed

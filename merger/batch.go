@@ -114,10 +114,11 @@ func (x *executor) commitFast(ctx context.Context, batch []*waiter, r Rule) atte
 	x.before(stepUpdate)
 	var updates int
 	b.sql, updates = appendFastUpdates(b.sql[:0], r, x.keys.keys, &x.plan, b.nbe)
-	b.sql = x.appendLedgerCommit(b.sql, batch, &x.res)
+	var commit int
+	b.sql, commit = x.appendLedgerCommit(b.sql, batch, &x.res)
 	x.before(stepCommit)
 	failed, err := b.run(func(int, *gomysql.Result) {})
-	return x.afterCommit(ctx, pathFast, batch, failed, updates+2, err)
+	return x.afterCommit(ctx, pathFast, batch, failed, updates+commit, err)
 }
 
 // afterCommit settles a batch whose last round trip carried COMMIT at
@@ -210,10 +211,11 @@ func (x *executor) runGeneral(ctx context.Context, batch []*waiter, r Rule) atte
 	if x.res.granted() == 0 {
 		return x.commitNothing(pathGeneral, batch)
 	}
-	b.sql = x.appendLedgerCommit(b.sql[:0], batch, &x.res)
+	var commit int
+	b.sql, commit = x.appendLedgerCommit(b.sql[:0], batch, &x.res)
 	x.before(stepCommit)
 	failed, err := b.run(func(int, *gomysql.Result) {})
-	return x.afterCommit(ctx, pathGeneral, batch, failed, 2, err)
+	return x.afterCommit(ctx, pathGeneral, batch, failed, commit, err)
 }
 
 // statementOutcome reads an UPDATE's outcome from its OK packet.

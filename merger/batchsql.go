@@ -107,7 +107,7 @@ func (x *executor) appendGeneral(b []byte, r Rule, batch []*waiter) []byte {
 }
 
 // appendLone appends a lone request's transaction after any USE: "START
-// TRANSACTION; the statement; its ledger row; COMMIT". The ledger row is
+// TRANSACTION; the statement; its ledger row; [its claims row;] COMMIT". The ledger row is
 // an INSERT ... SELECT of the row's stock WHERE ROW_COUNT() > 0, so it
 // exists exactly when the statement matched.
 func (x *executor) appendLone(b []byte, r *Request) []byte {
@@ -121,7 +121,11 @@ func (x *executor) appendLone(b []byte, r *Request) []byte {
 	b = x.appendLedgerTail(b, r)
 	b = x.appendFromKey(b, r.Stmt.Rule, keyValue(r))
 	// LIMIT 1: one ledger row per request even if the key is not unique.
-	return append(b, " AND ROW_COUNT() > 0 LIMIT 1; COMMIT"...)
+	b = append(b, " AND ROW_COUNT() > 0 LIMIT 1"...)
+	if r.Claim != nil {
+		b = x.appendLoneClaim(b, r)
+	}
+	return append(b, "; COMMIT"...)
 }
 
 // appendFromKey appends " FROM `schema`.`table` WHERE `key` = k".
@@ -186,9 +190,10 @@ func (x *executor) appendDelta(b []byte, r *Request) []byte {
 }
 
 // appendLedgerCommit appends the ledger INSERT of the requests res
-// granted, with their stock after from res, the marker and COMMIT:
-// statements 0, 1 and 2 of the round trip.
-func (x *executor) appendLedgerCommit(b []byte, batch []*waiter, res *results) []byte {
+// granted, with their stock after from res, the claims INSERT of its
+// granted claims if any, the marker and COMMIT; commit is the index of
+// COMMIT in the round trip (2, or 3 with claims).
+func (x *executor) appendLedgerCommit(b []byte, batch []*waiter, res *results) (_ []byte, commit int) {
 	b = x.appendLedgerHead(b)
 	b = append(b, "VALUES "...)
 	sep := false
@@ -206,9 +211,14 @@ func (x *executor) appendLedgerCommit(b []byte, batch []*waiter, res *results) [
 		b = x.appendLedgerTail(b, &w.req)
 		b = append(b, ')')
 	}
+	commit = 2
+	var claims bool
+	if b, claims = x.appendClaims(b, batch, res); claims {
+		commit = 3
+	}
 	b = append(b, "; "...)
 	b = x.appendMarker(b, len(batch), res.granted())
-	return append(b, "; COMMIT"...)
+	return append(b, "; COMMIT"...), commit
 }
 
 // appendMarker appends the marker INSERT of the current batch.

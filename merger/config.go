@@ -54,6 +54,11 @@ type Config struct {
 	// and 10 x ResolveTimeout, and New at least twice that read timeout
 	// plus ResolveTimeout.
 	MarkerRetention time.Duration
+	// ClaimSweepAge is how old a claim without a verdict must be before the
+	// sweep looks at it; ClaimSweepEvery how often the sweep runs (also at
+	// start).
+	ClaimSweepAge   time.Duration
+	ClaimSweepEvery time.Duration
 	// hooks are fault-injection and observation points for tests.
 	hooks hooks
 }
@@ -71,6 +76,8 @@ func DefaultConfig() Config {
 		ResolveTimeout: 60 * time.Second,
 
 		MarkerRetention: 24 * time.Hour,
+		ClaimSweepAge:   5 * time.Second,
+		ClaimSweepEvery: 30 * time.Second,
 	}
 }
 
@@ -134,6 +141,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("merger: PoolSize %d < 1", c.PoolSize)
 	case c.ResolveTimeout <= 0:
 		return fmt.Errorf("merger: ResolveTimeout %v <= 0", c.ResolveTimeout)
+	case c.ClaimSweepAge < 0 || c.ClaimSweepEvery <= 0:
+		return fmt.Errorf("merger: ClaimSweepAge %v, ClaimSweepEvery %v: want >= 0 and > 0", c.ClaimSweepAge, c.ClaimSweepEvery)
 	case c.MarkerRetention < 10*c.ResolveTimeout || c.MarkerRetention < time.Minute:
 		return fmt.Errorf("merger: MarkerRetention %v: want at least 1m and 10 x ResolveTimeout", c.MarkerRetention)
 	}

@@ -150,6 +150,13 @@ func TestDifferential(t *testing.T) {
 // differential runs one seeded sequence and returns the merger's stats
 // and how many batches touched several rows.
 func differential(t *testing.T, stockType string, mixed bool, seed uint64) (Stats, uint64) {
+	return differentialClaims(t, stockType, mixed, false, seed)
+}
+
+// differentialClaims is differential; with claims, about half the
+// requests that may be claims are (their outcomes must not differ), and
+// after the comparison checkClaims confirms or cancels each granted one.
+func differentialClaims(t *testing.T, stockType string, mixed, claims bool, seed uint64) (Stats, uint64) {
 	rng := rand.New(rand.NewPCG(seed, uint64(len(stockType))))
 	rows := map[string]int64{"a": int64(rng.IntN(40)), "b": int64(rng.IntN(10)),
 		"c": int64(rng.IntN(10)), "d": int64(rng.IntN(30)), "e": int64(rng.IntN(5))}
@@ -164,14 +171,18 @@ func differential(t *testing.T, stockType string, mixed bool, seed uint64) (Stat
 	reqs := make([]Request, goroutines*perG)
 	for i := range reqs {
 		reqs[i] = genRequest(t, f, rng, uint32(i+1), mixed)
+		if claims && ClaimAllowed(reqs[i].Stmt, reqs[i].Args) && rng.IntN(2) == 0 {
+			reqs[i].Claim = &Owner{ConnID: uint32(i + 1)}
+		}
 	}
 	got := make([]result, len(reqs))
+	outs := make([]Outcome, len(reqs))
 	var wg sync.WaitGroup
 	for g := range goroutines {
 		wg.Go(func() {
 			for i := g; i < len(reqs); i += goroutines {
 				out, err := f.m.Do(context.Background(), reqs[i])
-				got[i] = toResult(out, err, f.db.Name)
+				got[i], outs[i] = toResult(out, err, f.db.Name), out
 			}
 		})
 	}
@@ -249,6 +260,9 @@ func differential(t *testing.T, stockType string, mixed bool, seed uint64) (Stat
 	merged := tableRows(t, direct(t, f.db, f.db.Name))
 	if want := tableRows(t, c); !reflect.DeepEqual(merged, want) {
 		t.Fatalf("final rows differ:\n merged %v\n direct %v", merged, want)
+	}
+	if claims {
+		checkClaims(t, f, rng, reqs, outs, got)
 	}
 	s := f.m.Stats()
 	t.Logf("batches %d (lone %d fast %d general %d, %d on several rows) retries %d", s.Batches, s.LonePath, s.FastPath, s.GeneralPath, multi, s.Retries)

@@ -32,6 +32,8 @@
 //   - resolve.go: uncertain-commit resolution (resolve, lookupMarker).
 //   - conn.go: backend connections and their pool.
 //   - janitor.go: pruning old batch markers.
+//   - claim.go, cancel.go: claims (requests made inside a client's
+//     transaction), their cancel, settle and sweep (see Claims).
 //   - errors.go, stats.go: the error sentinels; counters.
 //   - rules.go: RuleSet, the rules in force, swapped at run time (a new
 //     Matcher per change), and paused tables.
@@ -151,6 +153,43 @@
 // the dial timeout), then delivered or failed with ErrOutcomeUnknown;
 // never reported as a success it did not have. Statements already sent
 // run to their end (bounded by the server's lock wait timeout).
+//
+// # Claims
+//
+// A Request with Claim set is a deduction made inside a client's explicit
+// transaction (only Claimable statements with an integer amount,
+// ClaimAllowed; CanClaim also refuses tables whose rows other statements
+// may lock without naming them, schema.Table.Indirect). It runs in the
+// batches like any request, with the same outcome, and when granted its
+// batch writes, beside its ledger row, a claims row: claim id (batch id
+// ":" seq, the ledger row's key), owner (instance id, the client's
+// backend connection id, the server's start time) and what a cancel
+// restores (table, key and stock columns, key, amount). The lone path
+// writes it as INSERT ... SELECT of its ledger row, so it exists exactly
+// when the ledger row does. Outcome.ClaimID names it (also on
+// ErrOutcomeUnknown, when it may exist).
+//
+// The caller (the proxy) confirms a granted claim inside the client's
+// transaction (ConfirmSQL: the verdict 'confirm' under the claim id, a
+// copy of its ledger row); when that transaction ended, SettleLater
+// cancels the claims it did not confirm. Cancel inserts the verdict
+// 'cancel' under the claim id with INSERT IGNORE ... SELECT from the
+// claims row (a locking read that waits for the batch, and for a
+// confirmation still being committed) and, only if that inserted a row,
+// adds the amount back and deletes the claims row, in one transaction:
+// confirm and cancel exclude each other by the verdicts' primary key,
+// and a cancel is idempotent. Settling deletes the claims rows of
+// claims it found with a verdict, so the sweep's scan stays small.
+// The cancel worker (CancelLater, SettleLater) retries for
+// ResolveTimeout; what it could not do is left to the sweep, which at
+// start and every ClaimSweepEvery cancels this instance's claims older
+// than ClaimSweepAge without a verdict whose owner is gone: claims of an
+// earlier process (killing a live owner connection first), and claims
+// whose owner connection is not in the processlist or ran on a server
+// that restarted since. Invariants: never oversold (a claim is a guarded
+// deduction); a claim's stock comes back exactly when it gets the verdict
+// 'cancel'; stock = initial - confirmed claims - pending claims -
+// granted autocommit requests + restocks.
 //
 // # Markers
 //

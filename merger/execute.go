@@ -189,6 +189,7 @@ func (x *executor) finish(p execPath, batch []*waiter, committed bool) {
 	if committed {
 		m.stats.commits.Add(1)
 	}
+	x.claimIDs(batch)
 	if h := m.cfg.hooks.executed; h != nil {
 		h(executed{BatchID: string(x.id), Path: p, Requests: x.requests(batch), Outcomes: x.res.outs, Errs: x.res.errs})
 		clear(x.reqs)

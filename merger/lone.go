@@ -68,6 +68,9 @@ func (x *executor) loneAttempt(ctx context.Context, batch []*waiter, deadline ti
 	}
 	b.sql = x.appendLone(b.sql, r)
 	stmtIdx, commitIdx := base+1, base+3
+	if r.Claim != nil {
+		commitIdx++ // the claims row
+	}
 	gotOutcome := false
 	x.before(stepBegin)
 	x.before(stepUpdate)

@@ -409,3 +409,38 @@ func isColumnExpr(e ast.ExprNode, name string) bool {
 	c, ok := e.(*ast.ColumnNameExpr)
 	return ok && isColumn(c.Name, name)
 }
+
+// MentionsHot reports whether q mentions the name of a hot table (ASCII
+// case-insensitively, anywhere, as a substring): a statement that may
+// read or lock a hot table. It errs towards true.
+func (m *Matcher) MentionsHot(q []byte) bool {
+	for i := range m.rules {
+		if containsFoldASCII(q, m.rules[i].Table) {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFoldASCII reports whether s contains sub, ignoring the case of
+// ASCII letters.
+func containsFoldASCII(s []byte, sub string) bool {
+	n := len(sub)
+outer:
+	for i := 0; i+n <= len(s); i++ {
+		for j := 0; j < n; j++ {
+			a, b := s[i+j], sub[j]
+			if 'A' <= a && a <= 'Z' {
+				a += 'a' - 'A'
+			}
+			if 'A' <= b && b <= 'Z' {
+				b += 'a' - 'A'
+			}
+			if a != b {
+				continue outer
+			}
+		}
+		return true
+	}
+	return false
+}

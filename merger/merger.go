@@ -32,11 +32,14 @@ type Merger struct {
 	// of an instance that keeps its configured id.
 	idPrefix string
 
-	batchSeq  atomic.Uint64
-	executors sync.Pool // idle *executor, their buffers kept
-	digests   sync.Map  // *Statement -> string, the ledger's digest
-	stats     counters
-	obs       observer // per-table statistics, recent batches (observe.go)
+	batchSeq atomic.Uint64
+	// serverStart is the server's start time (Unix seconds, from its
+	// uptime), recorded in claims rows; refreshed by the claim sweep.
+	serverStart atomic.Int64
+	executors   sync.Pool // idle *executor, their buffers kept
+	digests     sync.Map  // *Statement -> string, the ledger's digest
+	stats       counters
+	obs         observer // per-table statistics, recent batches (observe.go)
 
 	mu     sync.Mutex
 	queues map[Rule]*tableQueue // guarded by mu; an entry while its worker runs
@@ -49,8 +52,11 @@ type Merger struct {
 	stop context.CancelFunc
 	// workers counts the running table workers; Close waits for them.
 	workers sync.WaitGroup
-	// janitor is the marker pruning goroutine.
+	// janitor counts the background goroutines: marker pruning, the cancel
+	// worker and the claim sweep.
 	janitor sync.WaitGroup
+	// cancels queues claim ids for the cancel worker (CancelLater).
+	cancels chan claimJob
 
 	closeOnce sync.Once
 }
@@ -160,6 +166,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 		metaIdent: schema.QuoteIdent(cfg.MetaSchema),
 		idPrefix:  cfg.InstanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
 		queues:    make(map[Rule]*tableQueue),
+		cancels:   make(chan claimJob, 4096),
+	}
+	if err := m.readServerStart(ctx); err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("merger: read the server's uptime: %w", err)
 	}
 	m.life, m.stop = context.WithCancel(context.Background())
 	m.executors.New = func() any { return &executor{m: m} }
@@ -172,8 +183,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 		return nil, err
 	}
 	m.pool.put(b, false)
-	m.janitor.Add(1)
+	m.janitor.Add(3)
 	go m.runJanitor(m.life)
+	go m.runCancels(m.life)
+	go m.runSweeper(m.life)
 	log.Info("merger started", "instance_id", cfg.InstanceID, "meta_schema", cfg.MetaSchema,
 		"max_batch", cfg.MaxBatch, "queue_timeout", cfg.QueueTimeout, "pool_size", cfg.PoolSize)
 	return m, nil
@@ -192,7 +205,7 @@ func (m *Merger) Do(ctx context.Context, req Request) (Outcome, error) {
 	if err := ctx.Err(); err != nil {
 		return Outcome{}, err
 	}
-	if req.Stmt == nil || len(req.Args) < req.Stmt.NumParams {
+	if req.Stmt == nil || len(req.Args) < req.Stmt.NumParams || req.Claim != nil && !ClaimAllowed(req.Stmt, req.Args) {
 		return Outcome{}, ErrBadRequest
 	}
 	w := waiterPool.Get().(*waiter)

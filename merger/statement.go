@@ -91,6 +91,12 @@ type Request struct {
 	Text string
 	// ConnID is the client's connection id, recorded in the ledger.
 	ConnID uint32
+	// Claim, when set, makes the request a claim: a deduction made inside
+	// the client's explicit transaction. Its batch writes a claims row
+	// beside its ledger row, and the deduction stands only once the
+	// client's own transaction commits the claim's confirmation (see
+	// claim.go). Only Claimable statements may claim.
+	Claim *Owner
 	// Gone, when set, reports whether the client has gone away. The merger
 	// asks it when the request's batch forms and drops a request whose
 	// client is gone (Do returns context.Canceled); once in a batch, a
@@ -103,4 +109,9 @@ type Outcome struct {
 	Matched  uint64 // rows the WHERE clause found (affected rows under CLIENT_FOUND_ROWS)
 	Changed  uint64 // rows actually changed (affected rows otherwise)
 	Warnings uint16
+	// ClaimID is set for a claim (Request.Claim) that was granted: the id
+	// its confirmation or cancel is written under. It is also set when a
+	// claim failed with ErrOutcomeUnknown (it may have been granted): the
+	// caller then cancels it.
+	ClaimID string
 }

@@ -34,6 +34,11 @@ type Stats struct {
 	Retries uint64
 	// Resolved counts uncertain COMMITs looked up by marker.
 	Resolved uint64
+	// Cancels counts claims cancelled (stock restored); Swept those of
+	// them the sweep found.
+	Cancels, Swept uint64
+	// Unmerged counts hot-table UPDATEs passed through, by reason.
+	Unmerged [NumUnmerged]uint64
 	// Dropped, TimedOut and QueueFull count requests that never ran.
 	Dropped, TimedOut, QueueFull uint64
 	// BatchSizes is the histogram of batch sizes (see SizeBuckets).
@@ -51,6 +56,8 @@ type counters struct {
 	batches, lone, fast, general atomic.Uint64
 	commits, requests, retries   atomic.Uint64
 	resolved                     atomic.Uint64
+	cancels, swept               atomic.Uint64
+	unmerged                     [NumUnmerged]atomic.Uint64
 	dropped, timedOut, queueFull atomic.Uint64
 	sizes                        [SizeBuckets]atomic.Uint64
 }
@@ -81,12 +88,17 @@ func (m *Merger) Stats() Stats {
 		Requests:    m.stats.requests.Load(),
 		Retries:     m.stats.retries.Load(),
 		Resolved:    m.stats.resolved.Load(),
+		Cancels:     m.stats.cancels.Load(),
+		Swept:       m.stats.swept.Load(),
 		Dropped:     m.stats.dropped.Load(),
 		TimedOut:    m.stats.timedOut.Load(),
 		QueueFull:   m.stats.queueFull.Load(),
 	}
 	for i := range s.BatchSizes {
 		s.BatchSizes[i] = m.stats.sizes[i].Load()
+	}
+	for i := range s.Unmerged {
+		s.Unmerged[i] = m.stats.unmerged[i].Load()
 	}
 	m.mu.Lock()
 	s.Queued = m.queued

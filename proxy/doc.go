@@ -21,6 +21,12 @@
 //     the decoding of mergeable executions' parameters.
 //   - merge.go: handing a hot statement to the merger and answering the
 //     client with the OK packet the server would have sent.
+//   - txmerge.go: a hot UPDATE inside a client's transaction as a claim:
+//     its confirmation written on the session's own connection before
+//     the OK, the claims settled when the transaction ends, and the
+//     pass-through marks that keep a transaction that touched a hot
+//     table on pass-through (README, "Merged transactions").
+//   - hint.go: AliSQL's Inventory Hint on UPDATE (7531, 7532).
 //   - handshake.go, backend.go: the client and backend handshakes.
 //   - preauth.go: what clients cost before they authenticate (below).
 //   - idlewatch.go: noticing that the server closed an idle session.

@@ -224,7 +224,9 @@ func TestHotRowNotMerged(t *testing.T) {
 	}{
 		{name: "autocommit", merged: true, stock: 99},
 		{name: "harmless settings", setup: []string{"SET NAMES utf8mb4", "SET autocommit = 1, @x = 5", "SELECT @@sql_mode, @@read_only"}, merged: true, stock: 99},
-		{name: "in transaction", setup: []string{"BEGIN"}, stock: 99},
+		{name: "in transaction (a claim)", setup: []string{"BEGIN"}, merged: true, stock: 99},
+		{name: "in transaction after a locking read", setup: []string{"BEGIN", "SELECT stock FROM inventory WHERE sku_id = 1 FOR UPDATE"}, stock: 99},
+		{name: "in transaction after a locking read prepared", setup: []string{"BEGIN", "SELECT stock FROM inventory WHERE sku_id = 1 FOR UPDATE"}, prepared: true, stock: 99},
 		{name: "sql_mode", setup: []string{"SET SESSION sql_mode = 'NO_UNSIGNED_SUBTRACTION'"}, stock: 99},
 		{name: "sql_mode prepared", setup: []string{"SET SESSION sql_mode = 'NO_UNSIGNED_SUBTRACTION'"}, prepared: true, stock: 99},
 		{name: "sql_mode in multi-statement", setup: []string{"SELECT 1; SET sql_mode = ''"}, stock: 99},

@@ -16,10 +16,11 @@ var errClientGone = errors.New("client disconnected while its statement was queu
 
 // canMerge reports whether the session's next hot statement may be merged:
 // a merger runs, the session is eligible, and it is in autocommit mode
-// outside any transaction.
+// outside any transaction, or inside one when the merger takes claims
+// (mergeRequest decides).
 func (s *session) canMerge() bool {
 	return s.srv.merger != nil && s.mergeable &&
-		s.status&statusAutocommit != 0 && s.status&statusInTrans == 0
+		(s.status&statusAutocommit != 0 && s.status&statusInTrans == 0 || s.claimer() != nil)
 }
 
 // mergeCandidate is the cheap test before matching: an UPDATE on a
@@ -54,7 +55,7 @@ func (s *session) mergeText(ctx context.Context, query string) (handled bool, er
 	if !ok {
 		return false, nil
 	}
-	return true, s.merge(ctx, merger.Request{Stmt: st, Args: args, Text: query, ConnID: s.connID})
+	return s.mergeRequest(ctx, merger.Request{Stmt: st, Args: args, Text: query, ConnID: s.connID})
 }
 
 // merge runs a request through the merger and answers the client with the

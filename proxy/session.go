@@ -72,6 +72,7 @@ const (
 
 // run serves commands until the client quits, an I/O error, or shutdown.
 func (s *session) run(ctx context.Context) error {
+	defer s.settleClaims() // the transaction ends with the session
 	for {
 		s.client.resetSeq()
 		if s.be.r.Buffered() == 0 {
@@ -100,6 +101,7 @@ func (s *session) run(ctx context.Context) error {
 			return nil
 		}
 		err = s.dispatch(ctx, pkt)
+		s.afterCommand()
 		if !s.end() && err == nil {
 			s.quitBackend()
 			return nil // shutdown arrived during the command
@@ -164,6 +166,11 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 		s.quitBackend()
 		return errQuit
 	case gomysql.COM_QUERY:
+		if hasOptimizerHint(pkt[1:]) {
+			if handled, err := s.hinted(ctx, string(pkt[1:])); handled || err != nil {
+				return err
+			}
+		}
 		if s.canMerge() { // spares pass-through queries the string copy
 			if handled, err := s.mergeText(ctx, string(pkt[1:])); handled || err != nil {
 				return err
@@ -175,6 +182,7 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 		// Before forwarding: a LOCAL INFILE exchange reuses pkt's buffer.
 		s.noteQuery(pkt[1:])
 		s.infileQuery = pkt[1:]
+		s.noteTx(pkt[1:])
 		return s.forward(pkt, s.relayResult)
 	case gomysql.COM_INIT_DB:
 		return s.forward(pkt, func() error {

@@ -22,6 +22,13 @@ type stateTracker struct {
 	// mergeable: eligible, and no statement since login or the last
 	// COM_RESET_CONNECTION changed state merged batches cannot follow.
 	mergeable bool
+	// txTouched: a pass-through statement of the open transaction (or the
+	// last statement, outside one) mentioned a hot table, so the
+	// transaction's hot UPDATEs pass through (txmerge.go).
+	txTouched bool
+	// txClaims are the claims the open transaction confirmed, or may
+	// have: settled when it ends.
+	txClaims []string
 }
 
 func newStateTracker(eligible bool) stateTracker {
@@ -43,11 +50,13 @@ func (t *stateTracker) reset() { t.mergeable = t.eligible }
 // changesMergeSemantics reports whether q may change session state that
 // decides what a hot UPDATE does: sql_mode (errors, clipping), a temporary
 // table shadowing the hot table, table locks, read-only transactions,
-// statement time limits. It errs towards true: a false positive only stops
+// statement time limits, XA transactions. It errs towards true: a false positive only stops
 // merging for that session. Reading such state (SELECT @@sql_mode) and SETs
 // of autocommit, the character set and user variables keep merging.
 func changesMergeSemantics(q []byte) bool {
-	for _, w := range []string{"temporary", "lock tables", "read lock"} {
+	// An XA transaction's end (XA PREPARE, XA COMMIT) is not what a claim's
+	// settling follows: a session that uses XA stops merging.
+	for _, w := range []string{"temporary", "lock tables", "read lock", "xa start", "xa begin"} {
 		if containsFold(q, w) {
 			return true
 		}

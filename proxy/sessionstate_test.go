@@ -35,6 +35,7 @@ func TestStateTracker(t *testing.T) {
 		{"temporary table", true, []string{"CREATE TEMPORARY TABLE inventory (sku_id INT PRIMARY KEY, stock INT)"}, false},
 		{"lock tables", true, []string{"LOCK TABLES inventory WRITE"}, false},
 		{"global read lock", true, []string{"FLUSH TABLES WITH READ LOCK"}, false},
+		{"xa transaction", true, []string{"XA START 'x'"}, false},
 		{"stays off after harmless statements", true, []string{"SET sql_mode = ''", "SET NAMES utf8mb4", "SELECT 1"}, false},
 		{"update that sets columns", true, []string{"UPDATE t SET sql_mode = 1 WHERE id = 1"}, true},
 	}

@@ -26,6 +26,8 @@ type preparedStmt struct {
 	// longData: COM_STMT_SEND_LONG_DATA sent parameter data the proxy does
 	// not see, so the next execution passes through.
 	longData bool
+	// text is the statement, for noteTx when an execution passes through.
+	text []byte
 }
 
 // stmt looks up the statement a COM_STMT_* packet names.
@@ -58,7 +60,7 @@ func (s *session) prepare(pkt []byte) error {
 				}
 			}
 		}
-		st := &preparedStmt{numParams: params}
+		st := &preparedStmt{numParams: params, text: []byte(query)}
 		s.noteQuery([]byte(query))
 		if s.mergeCandidate(query) {
 			if db, err := s.currentDB(); err == nil {
@@ -80,9 +82,12 @@ func (s *session) execute(ctx context.Context, pkt []byte) error {
 	}
 	if st.hot != nil && !st.longData && s.canMerge() && s.srv.ruleActive(st.hot.Rule) {
 		if args, ok := st.decodeParams(pkt); ok {
-			return s.merge(ctx, merger.Request{Stmt: st.hot, Args: args, ConnID: s.connID})
+			if handled, err := s.mergeRequest(ctx, merger.Request{Stmt: st.hot, Args: args, ConnID: s.connID}); handled || err != nil {
+				return err
+			}
 		}
 	}
+	s.noteTx(st.text)
 	pkt = st.withBackendTypes(pkt)
 	err := s.forward(pkt, s.relayResult)
 	st.longData = false

@@ -11,6 +11,18 @@
 //     COMMIT outcome is unknown is resolved by a locking read of its marker.
 //   - checkpoints: one row per order feed consumer: the GTID set (and
 //     file:position) up to which every event was acknowledged by its sinks.
+//   - claims: one row per granted deduction merged from inside a client's
+//     explicit transaction whose verdict is not known yet (written by the
+//     batch, beside its ledger row; deleted once settled or cancelled):
+//     its id (batch id ":" seq, the ledger row's key), owner (instance,
+//     the client's backend connection id, the server's start time) and
+//     what a cancel restores (table, key and stock columns, key, amount).
+//   - verdicts: at most one row per claim, its primary key the claim id:
+//     'confirm', written inside the client's own transaction (a copy of
+//     the claim's ledger row, LedgerColumns, from which the order feed
+//     emits the claim's event when it commits), or 'cancel', written by
+//     the transaction that restores the stock. The key makes the two
+//     mutually exclusive and a cancel idempotent.
 //   - schema_version: the version of the tables above.
 //
 // LedgerRow is the ledger's row type; LedgerColumns and MarkerColumns are

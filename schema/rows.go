@@ -18,11 +18,23 @@ const (
 	MaxDelta      = 255
 	MaxDigest     = 64
 	MaxConsumer   = 64
+	MaxColumnName = 64
+	// MaxClaimID fits a batch id, ':' and a sequence number.
+	MaxClaimID = MaxBatchID + 11
 )
 
 // LedgerColumns lists the ledger columns a writer supplies, in the order
 // of LedgerRow's fields; created_at is the server's time of the INSERT.
 const LedgerColumns = "batch_id, seq, table_schema, table_name, key_value, delta, stock_after, conn_id, digest"
+
+// ClaimColumns lists the claim columns a writer supplies.
+const ClaimColumns = "claim_id, instance_id, owner_conn, server_start, table_schema, table_name, key_column, stock_column, key_value, amount"
+
+// Verdicts of a claim, the values of the verdicts table's verdict column.
+const (
+	VerdictConfirm = "confirm"
+	VerdictCancel  = "cancel"
+)
 
 // MarkerColumns lists the batch marker columns a writer supplies.
 const MarkerColumns = "batch_id, instance_id, requests, granted"

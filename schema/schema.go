@@ -12,7 +12,7 @@ import (
 )
 
 // Version is the version of hotrow's tables this binary writes.
-const Version = 2
+const Version = 3
 
 // Names of hotrow's tables inside the meta schema.
 const (
@@ -20,6 +20,8 @@ const (
 	BatchesTable     = "batches"
 	CheckpointsTable = "checkpoints"
 	VersionTable     = "schema_version"
+	ClaimsTable      = "claims"
+	VerdictsTable    = "verdicts"
 )
 
 // ErrPrivilege is wrapped by Ensure when the server refused a statement
@@ -81,6 +83,41 @@ var migrations = [][]string{
 		`ALTER TABLE %[1]s.` + BatchesTable + ` ADD KEY created (created_at)`,
 		`ALTER TABLE %[1]s.` + LedgerTable + ` ADD KEY created (created_at)`,
 	},
+	{ // 3: claims of merged UPDATEs inside client transactions, and their
+		// verdicts (confirm or cancel) under the claim's unique id.
+		`CREATE TABLE IF NOT EXISTS %[1]s.` + ClaimsTable + ` (
+  claim_id     ` + varchar(MaxClaimID) + ` CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  instance_id  ` + varchar(MaxInstanceID) + ` CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  owner_conn   INT UNSIGNED NOT NULL,
+  server_start BIGINT NOT NULL,
+  table_schema ` + varchar(MaxSchemaName) + ` NOT NULL,
+  table_name   ` + varchar(MaxTableName) + ` NOT NULL,
+  key_column   ` + varchar(MaxColumnName) + ` NOT NULL,
+  stock_column ` + varchar(MaxColumnName) + ` NOT NULL,
+  key_value    ` + varbinary(MaxKey) + ` NOT NULL,
+  amount       BIGINT UNSIGNED NOT NULL,
+  created_at   TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (claim_id),
+  KEY instance_time (instance_id, created_at)
+) ENGINE=InnoDB`,
+		// A confirmation copies the claim's ledger row (LedgerColumns), so
+		// that the order feed emits the claim's event from it.
+		`CREATE TABLE IF NOT EXISTS %[1]s.` + VerdictsTable + ` (
+  claim_id     ` + varchar(MaxClaimID) + ` CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  verdict      ENUM('confirm','cancel') NOT NULL,
+  batch_id     ` + varchar(MaxBatchID) + ` CHARACTER SET ascii COLLATE ascii_bin NULL,
+  seq          INT UNSIGNED NULL,
+  table_schema ` + varchar(MaxSchemaName) + ` NULL,
+  table_name   ` + varchar(MaxTableName) + ` NULL,
+  key_value    ` + varbinary(MaxKey) + ` NULL,
+  delta        ` + varbinary(MaxDelta) + ` NULL,
+  stock_after  ` + varbinary(MaxDelta) + ` NULL,
+  conn_id      INT UNSIGNED NULL,
+  digest       ` + varbinary(MaxDigest) + ` NULL,
+  created_at   TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (claim_id)
+) ENGINE=InnoDB`,
+	},
 }
 
 // Ensure creates or migrates hotrow's tables in database meta. It is
@@ -135,8 +172,10 @@ func duplicateKey(err error) bool {
 }
 
 // Privileges is what the merge user needs on the meta schema: CREATE for
-// Ensure, SELECT and INSERT for batches, DELETE for the marker janitor and
-// ledger retention, UPDATE for order feed checkpoints.
+// Ensure, SELECT and INSERT for batches, claims and their verdicts (a
+// confirmation is written on the client's own connection, as the merge
+// user), DELETE for the marker janitor and ledger retention, UPDATE for
+// order feed checkpoints.
 const Privileges = "CREATE, ALTER, SELECT, INSERT, UPDATE, DELETE"
 
 // privilegeError names the privilege hotrow lacks when the server refused

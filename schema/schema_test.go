@@ -28,9 +28,25 @@ func TestEnsureIsIdempotent(t *testing.T) {
 	if err := conn.QueryRow("SELECT version FROM " + schema.QuoteIdent(meta) + ".schema_version").Scan(&v); err != nil || v != schema.Version {
 		t.Fatalf("version = %d, %v; want %d", v, err, schema.Version)
 	}
-	for _, tbl := range []string{schema.LedgerTable, schema.BatchesTable} {
+	for _, tbl := range []string{schema.LedgerTable, schema.BatchesTable, schema.ClaimsTable, schema.VerdictsTable} {
 		if _, err := conn.Exec("SELECT * FROM " + schema.QuoteIdent(meta) + "." + tbl + " LIMIT 0"); err != nil {
 			t.Errorf("table %s: %v", tbl, err)
+		}
+	}
+	// From version 2 (no claims): the v3 migration adds them, twice over.
+	for i := range 2 {
+		for _, q := range []string{"DROP TABLE IF EXISTS " + schema.QuoteIdent(meta) + ".claims",
+			"DROP TABLE IF EXISTS " + schema.QuoteIdent(meta) + ".verdicts",
+			"UPDATE " + schema.QuoteIdent(meta) + ".schema_version SET version = 2"} {
+			if _, err := conn.Exec(q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := schema.Ensure(ctx, conn, meta); err != nil {
+			t.Fatalf("Ensure from v2 #%d: %v", i, err)
+		}
+		if _, err := conn.Exec("SELECT " + schema.ClaimColumns + " FROM " + schema.QuoteIdent(meta) + ".claims LIMIT 0"); err != nil {
+			t.Fatalf("claims after v3: %v", err)
 		}
 	}
 	if _, err := conn.Exec("UPDATE " + schema.QuoteIdent(meta) + ".schema_version SET version = 99"); err != nil {
@@ -78,6 +94,10 @@ func TestLoad(t *testing.T) {
 		"CREATE TABLE g (sku INT PRIMARY KEY, stock INT NOT NULL, left_pct TINYINT AS (stock * 100 DIV 50) PERSISTENT)",
 		"CREATE TABLE h (sku INT PRIMARY KEY, stock INT NOT NULL, other INT AS (sku + 1) VIRTUAL)",
 		"CREATE TABLE i (sku INT PRIMARY KEY, stock INT NOT NULL) WITH SYSTEM VERSIONING",
+		"CREATE TABLE fk_parent (sku INT PRIMARY KEY, stock INT NOT NULL)",
+		"CREATE TABLE fk_child (id INT PRIMARY KEY, sku INT, FOREIGN KEY (sku) REFERENCES fk_parent (sku))",
+		"CREATE TABLE in_proc (sku INT PRIMARY KEY, stock INT NOT NULL)",
+		"CREATE PROCEDURE buy() UPDATE in_proc SET stock = stock - 1 WHERE sku = 1",
 	)
 	conn := db.Open(t)
 	cache := schema.NewCache(conn)
@@ -95,6 +115,8 @@ func TestLoad(t *testing.T) {
 		{"g", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true, StockGenerated: true}},
 		{"h", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true}},
 		{"i", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true, SystemVersioned: true}},
+		{"fk_parent", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true, Indirect: true}},
+		{"in_proc", schema.Table{StockType: "int", Integer: true, Min: -1 << 31, Max: 1<<31 - 1, KeyType: "int", KeyInteger: true, KeyUnique: true, Indirect: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.table, func(t *testing.T) {

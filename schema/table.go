@@ -52,6 +52,14 @@ type Table struct {
 	// SystemVersioned is true for a system-versioned table (every UPDATE
 	// writes a history row).
 	SystemVersioned bool
+	// Indirect is true when a statement that does not name the table may
+	// still lock its rows: a foreign key of another table references it,
+	// or a trigger of another table, a stored routine or a view mentions
+	// its name (as far as the reading user may see them). Claims (merged
+	// UPDATEs inside client transactions) are then not taken: the
+	// client's transaction could hold a row lock its claim's batch waits
+	// for.
+	Indirect bool
 }
 
 // Exact reports whether the server would do nothing per statement beyond
@@ -130,6 +138,23 @@ WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_TYPE = 'CHECK'`, schema
 		return t, fmt.Errorf("read constraints of %s.%s: %w", schemaName, name, err)
 	}
 	t.Checks = n > 0
+	// The name as a word (not inside a longer identifier), in the
+	// definitions of user schemas.
+	word := `(^|[^[:alnum:]_$])` + regexpQuote(name) + `([^[:alnum:]_$]|$)`
+	err = db.QueryRowContext(ctx, `SELECT
+  (SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS
+   WHERE UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)
++ (SELECT COUNT(*) FROM information_schema.TRIGGERS
+   WHERE NOT (EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ?) AND ACTION_STATEMENT REGEXP ?)
++ (SELECT COUNT(*) FROM information_schema.ROUTINES
+   WHERE ROUTINE_SCHEMA NOT IN `+systemSchemas+` AND COALESCE(ROUTINE_DEFINITION, '') REGEXP ?)
++ (SELECT COUNT(*) FROM information_schema.VIEWS
+   WHERE TABLE_SCHEMA NOT IN `+systemSchemas+` AND VIEW_DEFINITION REGEXP ?)`,
+		schemaName, name, schemaName, name, word, word, word).Scan(&n)
+	if err != nil {
+		return t, fmt.Errorf("read references to %s.%s: %w", schemaName, name, err)
+	}
+	t.Indirect = n > 0
 	rows, err := db.QueryContext(ctx, `SELECT COALESCE(GENERATION_EXPRESSION, '') FROM information_schema.COLUMNS
 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND (EXTRA LIKE '%GENERATED%' OR EXTRA IN ('VIRTUAL', 'PERSISTENT', 'STORED')
   OR COALESCE(GENERATION_EXPRESSION, '') <> '')`, schemaName, name)
@@ -168,34 +193,59 @@ WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`, schemaName, name).Scan(&tableType)
 type Cache struct {
 	db *sql.DB
 
-	mu     sync.Mutex
-	tables map[cacheKey]Table // guarded by mu
+	mu      sync.Mutex
+	tables  map[cacheKey]Table     // guarded by mu
+	loading map[cacheKey]*loadCall // guarded by mu; the Load in flight per table
+}
+
+// loadCall is one Load that concurrent Gets of the same table share.
+type loadCall struct {
+	done chan struct{}
+	t    Table
+	err  error
 }
 
 type cacheKey struct{ schema, name, key, stock string }
 
 // NewCache returns a cache that loads through db.
 func NewCache(db *sql.DB) *Cache {
-	return &Cache{db: db, tables: make(map[cacheKey]Table)}
+	return &Cache{db: db, tables: make(map[cacheKey]Table), loading: make(map[cacheKey]*loadCall)}
 }
 
 // Get returns the cached metadata, loading it on first use.
 func (c *Cache) Get(ctx context.Context, schemaName, name, key, stock string) (Table, error) {
 	k := cacheKey{schemaName, name, key, stock}
 	c.mu.Lock()
-	t, ok := c.tables[k]
-	c.mu.Unlock()
-	if ok {
+	if t, ok := c.tables[k]; ok {
+		c.mu.Unlock()
 		return t, nil
 	}
-	t, err := Load(ctx, c.db, schemaName, name, key, stock)
-	if err != nil {
-		return t, err
+	// One Load per table at a time: concurrent Gets wait for it (many
+	// sessions' first hot statements arrive together, and a Load scans
+	// information_schema).
+	call, waiting := c.loading[k]
+	if !waiting {
+		call = &loadCall{done: make(chan struct{})}
+		c.loading[k] = call
 	}
-	c.mu.Lock()
-	c.tables[k] = t
 	c.mu.Unlock()
-	return t, nil
+	if waiting {
+		select {
+		case <-call.done:
+			return call.t, call.err
+		case <-ctx.Done():
+			return Table{}, ctx.Err()
+		}
+	}
+	call.t, call.err = Load(ctx, c.db, schemaName, name, key, stock)
+	c.mu.Lock()
+	if call.err == nil {
+		c.tables[k] = call.t
+	}
+	delete(c.loading, k)
+	c.mu.Unlock()
+	close(call.done)
+	return call.t, call.err
 }
 
 // Forget drops the cached metadata of table schema.name (after DDL).
@@ -207,4 +257,20 @@ func (c *Cache) Forget(schemaName, name string) {
 			delete(c.tables, k)
 		}
 	}
+}
+
+// systemSchemas are the server's own databases, whose routines and views
+// do not touch application tables.
+const systemSchemas = "('mysql', 'sys', 'information_schema', 'performance_schema')"
+
+// regexpQuote escapes the regular expression metacharacters of s.
+func regexpQuote(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c > 0x7f) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
