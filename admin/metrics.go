@@ -52,6 +52,8 @@ var (
 		"Merged requests that failed, by MySQL error code.", []string{"code"}, nil)
 	descNotRun = prometheus.NewDesc("hotrow_requests_not_run_total",
 		"Merged requests that never ran: dropped (client gone), timed_out (queue wait), queue_full.", []string{"reason"}, nil)
+	descUnmerged = prometheus.NewDesc("hotrow_hot_updates_not_merged_total",
+		"Hot-table UPDATEs the merger declined, passed through instead, by reason.", []string{"reason"}, nil)
 	descCommits  = prometheus.NewDesc("hotrow_commits_total", "Batch transactions committed with changes.", nil, nil)
 	descRetries  = prometheus.NewDesc("hotrow_batch_retries_total", "Batches rolled back and re-run in smaller parts.", nil, nil)
 	descSessions = prometheus.NewDesc("hotrow_sessions", "Client sessions now.", nil, nil)
@@ -64,7 +66,7 @@ var (
 // Describe sends every descriptor.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descBatches, descBatchSize, descWait, descCommit, descDepth,
-		descOutcomes, descErrors, descNotRun, descCommits, descRetries, descSessions, descLogins, descRules, descCands, descAuto} {
+		descOutcomes, descErrors, descNotRun, descUnmerged, descCommits, descRetries, descSessions, descLogins, descRules, descCands, descAuto} {
 		ch <- d
 	}
 }
@@ -105,6 +107,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descNotRun, st.Dropped, "dropped")
 	counter(descNotRun, st.TimedOut, "timed_out")
 	counter(descNotRun, st.QueueFull, "queue_full")
+	for why, n := range st.Unmerged {
+		counter(descUnmerged, n, merger.Unmerged(why).String())
+	}
 	counter(descCommits, st.Commits)
 	counter(descRetries, st.Retries)
 	for code, n := range c.m.ErrorCodes() {

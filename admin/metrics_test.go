@@ -74,6 +74,18 @@ func TestMetricsScrape(t *testing.T) {
 	for range 4 {
 		<-results
 	}
+	tx, err := app.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"SELECT stock FROM inventory WHERE sku_id = 2 FOR UPDATE", "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 2"} {
+		if _, err := tx.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
 	mustExec(t, app, "SELECT 1")
 	srv := httptest.NewServer(mustHandler(t, f))
 	defer srv.Close()
@@ -94,6 +106,7 @@ func TestMetricsScrape(t *testing.T) {
 		{"hotrow_commit_seconds", map[string]string{"table": table}, func(m *dto.Metric) bool { return m.GetHistogram().GetSampleCount() == 3 }},
 		{"hotrow_queue_depth", map[string]string{"table": table}, func(m *dto.Metric) bool { return m.GetGauge().GetValue() == 0 }},
 		{"hotrow_merged_outcomes_total", map[string]string{"outcome": "granted"}, func(m *dto.Metric) bool { return m.GetCounter().GetValue() == 5 }},
+		{"hotrow_hot_updates_not_merged_total", map[string]string{"reason": "tx_touched_hot_table"}, func(m *dto.Metric) bool { return m.GetCounter().GetValue() == 1 }},
 		{"hotrow_sessions", nil, func(m *dto.Metric) bool { return m.GetGauge().GetValue() >= 1 }},
 		{"hotrow_hot_rules", map[string]string{"state": "active"}, func(m *dto.Metric) bool { return m.GetGauge().GetValue() == 1 }},
 		{"go_goroutines", nil, func(m *dto.Metric) bool { return m.GetGauge().GetValue() > 0 }},

@@ -17,6 +17,9 @@ import (
 // pass through while their rule is not Active. Safe for concurrent use.
 type RuleSet struct {
 	cur atomic.Pointer[Matcher]
+	// named matches no statement: it holds every rule in force, paused
+	// ones included, for MentionsHot.
+	named atomic.Pointer[Matcher]
 
 	mu     sync.Mutex
 	rules  []Rule                 // guarded by mu
@@ -45,6 +48,13 @@ func (s *RuleSet) MatchText(defaultDB, query string) (*Statement, []any, bool) {
 // MatchPrepared matches against the active rules (Matcher.MatchPrepared).
 func (s *RuleSet) MatchPrepared(defaultDB, query string) (*Statement, bool) {
 	return s.cur.Load().MatchPrepared(defaultDB, query)
+}
+
+// MentionsHot reports whether q names the table of a rule in force,
+// paused or not (Matcher.MentionsHot): a transaction that touched such a
+// table through pass-through must not claim on it, even once it resumes.
+func (s *RuleSet) MentionsHot(q []byte) bool {
+	return s.named.Load().MentionsHot(q)
 }
 
 // Active reports whether r is in force and not paused. A prepared
@@ -127,4 +137,5 @@ func (s *RuleSet) swapLocked() {
 		}
 	}
 	s.cur.Store(NewMatcher(active))
+	s.named.Store(NewMatcher(s.rules))
 }

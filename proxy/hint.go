@@ -168,7 +168,7 @@ func (s *session) hintedUpdate(ctx context.Context, stripped string) (out merger
 			if can, why := c.CanClaim(ctx, st, args); can {
 				return s.runClaim(ctx, merger.Request{Stmt: st, Args: args, Text: stripped, ConnID: s.connID}, c)
 			} else {
-				c.CountUnmerged(why)
+				s.unmergedBy(c, why)
 			}
 		}
 	}

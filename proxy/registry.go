@@ -39,6 +39,9 @@ func (s *session) knownDB() string {
 // notMergedReason says why the session's hot statements cannot be merged
 // now, "" when they can.
 func (s *session) notMergedReason() string {
+	if s.unmerged != "" {
+		return s.unmerged
+	}
 	return reason(s.srv.merger != nil, s.eligible, s.mergeable, s.status)
 }
 

@@ -157,7 +157,7 @@ func (s *session) close() {
 }
 
 func (s *session) dispatch(ctx context.Context, pkt []byte) error {
-	s.infileQuery = nil
+	s.infileQuery, s.unmerged = nil, ""
 	if pkt[0] == gomysql.COM_QUERY || pkt[0] == gomysql.COM_STMT_EXECUTE {
 		s.srv.counters.statements.Add(1)
 	}

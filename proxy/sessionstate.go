@@ -29,6 +29,10 @@ type stateTracker struct {
 	// txClaims are the claims the open transaction confirmed, or may
 	// have: settled when it ends.
 	txClaims []string
+	// unmerged says why the current command's hot UPDATE passed through
+	// when the merger declined it (unmergedBy); "" otherwise. Reset per
+	// command.
+	unmerged string
 }
 
 func newStateTracker(eligible bool) stateTracker {

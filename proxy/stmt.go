@@ -85,6 +85,8 @@ func (s *session) execute(ctx context.Context, pkt []byte) error {
 			if handled, err := s.mergeRequest(ctx, merger.Request{Stmt: st.hot, Args: args, ConnID: s.connID}); handled || err != nil {
 				return err
 			}
+		} else if c := s.claimer(); c != nil {
+			s.unmergedBy(c, merger.UnmergedParams)
 		}
 	}
 	s.noteTx(st.text)

@@ -81,6 +81,13 @@ func (s *session) settleClaims() {
 	s.txClaims = nil
 }
 
+// unmergedBy counts a hot UPDATE passed through for reason why, and keeps
+// the reason for the admin port's stats_not_merged.
+func (s *session) unmergedBy(c claimer, why merger.Unmerged) {
+	c.CountUnmerged(why)
+	s.unmerged = why.String()
+}
+
 // mergeRequest merges a hot statement: in autocommit mode through Do,
 // inside a transaction as a claim. handled is false when it must pass
 // through instead (the reason is counted).
@@ -93,11 +100,11 @@ func (s *session) mergeRequest(ctx context.Context, req merger.Request) (handled
 	case c == nil:
 		return false, nil
 	case s.txTouched:
-		c.CountUnmerged(merger.UnmergedTouched)
+		s.unmergedBy(c, merger.UnmergedTouched)
 		return false, nil
 	}
 	if ok, why := c.CanClaim(ctx, req.Stmt, req.Args); !ok {
-		c.CountUnmerged(why)
+		s.unmergedBy(c, why)
 		return false, nil
 	}
 	return true, s.claim(ctx, req, c)
