@@ -596,7 +596,9 @@ type CPU struct {
 	DB    float64 `json:"db"`
 	Bench float64 `json:"bench"`
 	// ProxyPerOp is Proxy's CPU time over the window divided by the
-	// window's operations, in microseconds.
+	// window's operations, in microseconds. /proc counts CPU time in 10 ms
+	// ticks: over a window of seconds that is exact enough, over a sell-out
+	// of a few ms it may read zero.
 	ProxyPerOp float64 `json:"proxy_us_per_op"`
 }
 

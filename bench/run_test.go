@@ -98,7 +98,9 @@ func TestRunThroughProxy(t *testing.T) {
 		if c.Relay == nil || c.RelayVsDirect == nil || c.ProxyVsRelay == nil {
 			t.Fatalf("%s: relay side or its ratios missing", c.Scenario)
 		}
-		if c.Proxy.CPU.Proxy < 0 || c.Proxy.CPU.ProxyPerOp <= 0 {
+		// Measured, not n/a; /proc counts CPU in 10 ms ticks, so a short
+		// window (the flash sale's) may read zero.
+		if c.Proxy.CPU.Proxy < 0 || c.Proxy.CPU.ProxyPerOp < 0 {
 			t.Errorf("%s: proxy CPU not measured for the proxy child: %+v", c.Scenario, c.Proxy.CPU)
 		}
 		// The built-in relay runs in the bench process: not measured on
