@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,7 +19,7 @@ import (
 // WriteChart draws the report to path; the extension picks the format
 // (png, svg, pdf, ...). One row per scenario: for a concurrency sweep,
 // throughput and p99 against clients; for a single client count,
-// throughput and units granted over time. Direct and proxy share each
+// throughput and units granted over time. Direct, relay and proxy share each
 // panel.
 func WriteChart(path string, r *Report) error {
 	var rows [][]*plot.Plot
@@ -98,7 +99,20 @@ func sweepPlots(name string, cells []Cell) ([]*plot.Plot, error) {
 		return xys
 	}
 	direct := func(c Cell) *SideResult { return c.Direct }
+	relay := func(c Cell) *SideResult { return c.Relay }
 	proxy := func(c Cell) *SideResult { return c.Proxy }
+	lines := func(y func(*SideResult) float64) []any {
+		var out []any
+		for _, side := range []struct {
+			name string
+			get  func(Cell) *SideResult
+		}{{Direct, direct}, {Relay, relay}, {Proxy, proxy}} {
+			if !slices.ContainsFunc(cells, func(c Cell) bool { return side.get(c) == nil }) {
+				out = append(out, side.name, series(side.get, y))
+			}
+		}
+		return out
+	}
 	throughput := func(s *SideResult) float64 { return s.Throughput }
 	p99 := func(s *SideResult) float64 { return max(s.Latency.P99, 0.001) }
 
@@ -108,10 +122,10 @@ func sweepPlots(name string, cells []Cell) ([]*plot.Plot, error) {
 		p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
 	}
 	lp.Y.Scale, lp.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
-	if err := plotutil.AddLinePoints(tp, Direct, series(direct, throughput), Proxy, series(proxy, throughput)); err != nil {
+	if err := plotutil.AddLinePoints(tp, lines(throughput)...); err != nil {
 		return nil, err
 	}
-	if err := plotutil.AddLinePoints(lp, Direct, series(direct, p99), Proxy, series(proxy, p99)); err != nil {
+	if err := plotutil.AddLinePoints(lp, lines(p99)...); err != nil {
 		return nil, err
 	}
 	headroom(tp)
@@ -149,10 +163,17 @@ func timelinePlots(name string, c Cell) ([]*plot.Plot, error) {
 	title := fmt.Sprintf("%s, %d clients", name, c.Clients)
 	tp := newPlot(title+": throughput", "seconds", "ops/s")
 	gp := newPlot(title+": units granted", "seconds", "units")
-	if err := plotutil.AddLines(tp, Direct, rate(c.Direct), Proxy, rate(c.Proxy)); err != nil {
+	lines := func(y func(*SideResult) plotter.XYs) []any {
+		var out []any
+		for _, s := range c.sideResults() {
+			out = append(out, s.Side, y(s))
+		}
+		return out
+	}
+	if err := plotutil.AddLines(tp, lines(rate)...); err != nil {
 		return nil, err
 	}
-	if err := plotutil.AddLines(gp, Direct, granted(c.Direct), Proxy, granted(c.Proxy)); err != nil {
+	if err := plotutil.AddLines(gp, lines(granted)...); err != nil {
 		return nil, err
 	}
 	headroom(tp)

@@ -32,11 +32,18 @@ type EnvOptions struct {
 	ProxyArgs []string
 	// Database is the bench database, named in the proxy's hot rule.
 	Database string
+	// Relay, when set (RelayAuto, RelayHAProxy, RelayBuiltin), starts a
+	// plain TCP relay in front of the server for the relay side.
+	Relay string
+	// NoProxy skips the proxy (a run without the proxy side).
+	NoProxy bool
 }
 
 // Env is a provisioned pair of sides; Close tears down what it started.
 type Env struct {
-	Direct, Proxy Target
+	Direct, Relay, Proxy Target
+	// RelayName says which relay runs (empty: none).
+	RelayName string
 	// DBPID is the local database server's pid, 0 when not local.
 	DBPID int
 	// Proxy is the proxy child, nil when ProxyDSN was given.
@@ -82,16 +89,36 @@ func Provision(ctx context.Context, opts EnvOptions, log *slog.Logger) (_ *Env, 
 		env.Direct.DSN, env.DBPID = inst.DSN(""), inst.PID()
 		log.Info("local MariaDB ready", "addr", inst.Addr, "pid", env.DBPID)
 	}
-	if opts.ProxyDSN != "" {
-		env.Proxy.DSN = opts.ProxyDSN
-		return env, nil
-	}
-	if opts.ProxyBinary == "" {
-		return nil, errors.New("bench: no proxy DSN and no hotrow binary to start one")
-	}
 	cfg, err := mysql.ParseDSN(env.Direct.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("direct DSN: %w", err)
+	}
+	if opts.Relay != "" {
+		if cfg.Net != "tcp" {
+			return nil, fmt.Errorf("bench: the relay side needs a TCP server address, the direct DSN has %s %s", cfg.Net, cfg.Addr)
+		}
+		r, err := StartRelay(ctx, opts.Relay, cfg.Addr, log)
+		if err != nil {
+			return nil, err
+		}
+		env.closers = append(env.closers, func() {
+			if err := r.Stop(); err != nil {
+				log.Warn("stopping relay", "err", err)
+			}
+		})
+		rc := cfg.Clone()
+		rc.Net, rc.Addr = "tcp", r.Addr
+		env.Relay = Target{DSN: rc.FormatDSN(), PID: r.PID()}
+		env.RelayName = r.Name
+	}
+	switch {
+	case opts.NoProxy:
+		return env, nil
+	case opts.ProxyDSN != "":
+		env.Proxy.DSN = opts.ProxyDSN
+		return env, nil
+	case opts.ProxyBinary == "":
+		return nil, errors.New("bench: no proxy DSN and no hotrow binary to start one")
 	}
 	p, err := StartProxy(ctx, ProxyOptions{
 		Binary:    opts.ProxyBinary,

@@ -59,15 +59,24 @@ func startCPU(pid int) cpuMeter {
 	return cpuMeter{pid: pid, start: t, ok: err == nil}
 }
 
-// percent returns the CPU used since start as a percentage of one core
-// over wall, or -1 when not measured.
-func (m cpuMeter) percent(wall time.Duration) float64 {
-	if !m.ok || wall <= 0 {
-		return -1
+// used returns the CPU time used since start; false when not measured.
+func (m cpuMeter) used() (time.Duration, bool) {
+	if !m.ok {
+		return 0, false
 	}
 	t, err := processCPU(m.pid)
 	if err != nil {
+		return 0, false
+	}
+	return t - m.start, true
+}
+
+// percent returns the CPU used since start as a percentage of one core
+// over wall, or -1 when not measured.
+func (m cpuMeter) percent(wall time.Duration) float64 {
+	t, ok := m.used()
+	if !ok || wall <= 0 {
 		return -1
 	}
-	return 100 * float64(t-m.start) / float64(wall)
+	return 100 * float64(t) / float64(wall)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,14 +16,21 @@ import (
 )
 
 // WriteTable prints the report as an aligned table: per cell one line per
-// side and one line of proxy/direct ratios, then the violations if any.
+// side (direct, relay, proxy: those that ran), then ratio lines (proxy /
+// direct, relay / direct, proxy / relay: throughput, p50 added, p99), then
+// the violations if any. "hop cpu" and "hop µs/op" are the CPU of the
+// process in the middle (the proxy or the relay).
 func WriteTable(w io.Writer, r *Report) error {
-	fmt.Fprintf(w, "server %s (sync_binlog=%d, innodb_flush_log_at_trx_commit=%d, log_bin=%d), %d CPUs, %s measured after %s warm-up\n\n",
+	fmt.Fprintf(w, "server %s (sync_binlog=%d, innodb_flush_log_at_trx_commit=%d, log_bin=%d), %d CPUs, %s measured after %s warm-up\n",
 		r.Server.Version, r.Server.SyncBinlog, r.Server.FlushLogAtTrxCommit, r.Server.LogBin, r.CPUs, r.Duration, r.Warmup)
+	if r.Relay != "" {
+		fmt.Fprintf(w, "relay: %s\n", r.Relay)
+	}
+	fmt.Fprintln(w)
 	rows := [][]string{{"scenario", "clients", "side", "ops/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
-		"errors", "granted", "sold out s", "proxy cpu", "db cpu", "bench cpu", "check"}}
+		"errors", "granted", "sold out s", "hop cpu", "hop µs/op", "db cpu", "bench cpu", "check"}}
 	for _, c := range r.Cells {
-		for i, s := range []*SideResult{c.Direct, c.Proxy} {
+		for i, s := range c.sideResults() {
 			name, clients := c.Scenario, strconv.Itoa(c.Clients)
 			if i > 0 {
 				name, clients = "", ""
@@ -30,15 +38,26 @@ func WriteTable(w io.Writer, r *Report) error {
 			rows = append(rows, []string{name, clients, s.Side, thousands(s.Throughput),
 				millis(s.Latency.P50), millis(s.Latency.P95), millis(s.Latency.P99), millis(s.Latency.Max),
 				formatErrors(s.Errors), thousands(float64(s.Granted)), seconds(s.SoldOutSeconds),
-				percent(s.CPU.Proxy), percent(s.CPU.DB), percent(s.CPU.Bench), s.Check})
+				percent(s.CPU.Proxy), micros(s.CPU.ProxyPerOp), percent(s.CPU.DB), percent(s.CPU.Bench), s.Check})
 		}
-		rows = append(rows, []string{"", "", "proxy/direct", times(c.Ratio.Throughput), "", "", times(c.Ratio.P99)})
+		ratioRow := func(label string, q Ratio) {
+			rows = append(rows, []string{"", "", label, times(q.Throughput), added(q.AddedP50), "", times(q.P99)})
+		}
+		if c.Direct != nil && c.Proxy != nil {
+			ratioRow("proxy/direct", c.Ratio)
+		}
+		if c.RelayVsDirect != nil {
+			ratioRow("relay/direct", *c.RelayVsDirect)
+		}
+		if c.ProxyVsRelay != nil {
+			ratioRow("proxy/relay", *c.ProxyVsRelay)
+		}
 	}
 	if err := writeAligned(w, rows, "lrl"); err != nil {
 		return err
 	}
 	for _, c := range r.Cells {
-		for _, s := range []*SideResult{c.Direct, c.Proxy} {
+		for _, s := range c.sideResults() {
 			for _, v := range s.Violations {
 				if _, err := fmt.Fprintf(w, "CHECK FAILED %s × %d %s: %s\n", c.Scenario, c.Clients, s.Side, v); err != nil {
 					return err
@@ -131,6 +150,26 @@ func percent(p float64) string {
 		return "n/a"
 	}
 	return strconv.FormatFloat(p, 'f', 0, 64) + "%"
+}
+
+// micros formats a CPU time per operation in µs, n/a when negative.
+func micros(us float64) string {
+	switch {
+	case us < 0:
+		return "n/a"
+	case us >= 100:
+		return strconv.FormatFloat(us, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(us, 'f', 1, 64)
+}
+
+// added formats a latency difference in ms with its sign: +0.12, -1.5.
+func added(ms float64) string {
+	s := millis(math.Abs(ms))
+	if ms < 0 {
+		return "-" + s
+	}
+	return "+" + s
 }
 
 func times(r float64) string {

@@ -12,7 +12,7 @@ import (
 func sampleSide(side string, clients int, tput, p99 float64) *SideResult {
 	s := &SideResult{Side: side, Clients: clients, Ops: int64(tput * 10), Seconds: 10, Throughput: tput,
 		Latency: Latency{P50: p99 / 4, P95: p99 / 2, P99: p99, Max: p99 * 2, Mean: p99 / 3},
-		Errors:  map[string]int64{}, Granted: int64(tput * 10), CPU: CPU{Proxy: -1, DB: 85, Bench: 40}, Check: "ok"}
+		Errors:  map[string]int64{}, Granted: int64(tput * 10), CPU: CPU{Proxy: -1, DB: 85, Bench: 40, ProxyPerOp: -1}, Check: "ok"}
 	for i := 1; i <= 30; i++ {
 		t := float64(i) / 10
 		s.Timeline = append(s.Timeline, Sample{T: t, Ops: int64(tput * t), Granted: int64(tput * t)})
@@ -22,11 +22,16 @@ func sampleSide(side string, clients int, tput, p99 float64) *SideResult {
 
 func sampleReport() *Report {
 	r := &Report{CPUs: 2, Duration: "10s", Warmup: "2s",
-		Server: Server{Version: "10.11.19-MariaDB", SyncBinlog: 1, FlushLogAtTrxCommit: 1, LogBin: 1}}
+		Server: Server{Version: "10.11.19-MariaDB", SyncBinlog: 1, FlushLogAtTrxCommit: 1, LogBin: 1},
+		Sides:  AllSides, Relay: "HAProxy 2.6.12 (tcp mode, nbthread 1, pid 42)"}
 	for _, n := range []int{1, 16, 256} {
 		d, p := sampleSide(Direct, n, 2100, 142), sampleSide(Proxy, n, 25000+float64(n), 11.5)
-		p.CPU.Proxy = 120
-		r.Cells = append(r.Cells, Cell{Scenario: "hot", Clients: n, Direct: d, Proxy: p, Ratio: ratios(d, p)})
+		rl := sampleSide(Relay, n, 1050, 150)
+		p.CPU.Proxy, p.CPU.ProxyPerOp = 120, 47.25
+		rl.CPU.Proxy, rl.CPU.ProxyPerOp = 30, 285.7
+		c := Cell{Scenario: "hot", Clients: n, Direct: d, Relay: rl, Proxy: p}
+		c.setRatios()
+		r.Cells = append(r.Cells, c)
 	}
 	d, p := sampleSide(Direct, 256, 1900, 150), sampleSide(Proxy, 256, 21000, 12)
 	d.SoldOutSeconds, p.SoldOutSeconds = 10.5, 0.95
@@ -46,8 +51,13 @@ func TestWriteTable(t *testing.T) {
 	for _, want := range []string{
 		"server 10.11.19-MariaDB (sync_binlog=1, innodb_flush_log_at_trx_commit=1, log_bin=1), 2 CPUs, 10s measured after 2s warm-up",
 		"hot             256  direct         2,100",
-		"proxy/direct   12.0x",
+		"relay: HAProxy 2.6.12 (tcp mode, nbthread 1, pid 42)",
+		"proxy/direct   12.0x   -32.6",
+		"relay/direct   0.50x   +2.00",
+		"proxy/relay    24.1x   -34.6",
 		"0.08x",
+		"47.2",
+		"286",
 		"1205:2 1213:2 conn:1",
 		"120%",
 		"n/a",
@@ -58,7 +68,7 @@ func TestWriteTable(t *testing.T) {
 			t.Errorf("table lacks %q", want)
 		}
 	}
-	if header := strings.Split(out, "\n")[2]; !strings.HasPrefix(header, "scenario    clients  side           ops/s") {
+	if header := strings.Split(out, "\n")[3]; !strings.HasPrefix(header, "scenario    clients  side           ops/s") {
 		t.Errorf("header %q", header)
 	}
 }
@@ -76,6 +86,11 @@ func TestFormatting(t *testing.T) {
 		{times(0), "-"},
 		{times(0.5), "0.50x"},
 		{times(19.96), "20.0x"},
+		{micros(-1), "n/a"},
+		{micros(12.34), "12.3"},
+		{micros(123.4), "123"},
+		{added(0.123), "+0.12"},
+		{added(-12.34), "-12.3"},
 		{formatErrors(nil), "-"},
 		{formatErrors(map[string]int64{"conn": 1, "1213": 3}), "1213:3 conn:1"},
 	}
@@ -98,6 +113,12 @@ func TestRatiosAndFailed(t *testing.T) {
 	if got := ratios(&SideResult{}, &SideResult{Throughput: 5}); got.Throughput != 0 {
 		t.Errorf("ratio with zero direct = %v, want 0", got.Throughput)
 	}
+	if pr := c.ProxyVsRelay; pr == nil || pr.Throughput < 24 || pr.Throughput > 24.2 {
+		t.Errorf("proxy/relay %+v", pr)
+	}
+	if fs := r.Cells[3]; fs.RelayVsDirect != nil || fs.ProxyVsRelay != nil {
+		t.Error("relay ratios in a cell without a relay side")
+	}
 }
 
 func TestWriteJSONAndCharts(t *testing.T) {
@@ -114,7 +135,8 @@ func TestWriteJSONAndCharts(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Cells) != 4 || back.Cells[3].Direct.SoldOutSeconds != 10.5 {
+	if len(back.Cells) != 4 || back.Cells[3].Direct.SoldOutSeconds != 10.5 || back.Cells[0].Relay == nil ||
+		back.Cells[0].ProxyVsRelay == nil || back.Cells[0].Proxy.CPU.ProxyPerOp != 47.25 || back.Relay == "" {
 		t.Errorf("JSON round trip lost data: %+v", back.Cells)
 	}
 	for _, name := range []string{"chart.png", "sub/chart.svg"} {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,22 +21,54 @@ import (
 // Side names.
 const (
 	Direct = "direct"
-	Proxy  = "proxy"
+	// Relay is a plain TCP relay (HAProxy or a built-in one) in front of
+	// the same server: what the extra hop alone costs.
+	Relay = "relay"
+	Proxy = "proxy"
 )
+
+// AllSides lists every side in report order.
+var AllSides = []string{Direct, Relay, Proxy}
+
+// ParseSides parses a comma-separated list of side names ("direct,proxy").
+// Direct is always needed: the tables are reset and checked over it.
+func ParseSides(list string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		switch {
+		case !slices.Contains(AllSides, f):
+			return nil, fmt.Errorf("unknown side %q (direct, relay, proxy)", f)
+		case slices.Contains(out, f):
+			return nil, fmt.Errorf("side %q given twice", f)
+		}
+		out = append(out, f)
+	}
+	if len(out) < 2 {
+		return nil, errors.New("at least two sides are needed to compare (e.g. direct,proxy)")
+	}
+	return out, nil
+}
 
 // Target is one side's way to the database.
 type Target struct {
 	// DSN is a go-sql-driver/mysql DSN; its database name is replaced by
 	// Config.Database.
 	DSN string
-	// PID is the local process whose CPU is reported for this side (the
-	// proxy), 0 for none.
+	// PID is the local process in the middle whose CPU is reported for
+	// this side (the proxy, or the relay), 0 for none.
 	PID int
 }
 
 // Config is one bench run.
 type Config struct {
-	Direct, Proxy Target
+	Direct, Relay, Proxy Target
+	// Sides are the sides each cell runs (Direct, Relay, Proxy); empty:
+	// direct and proxy, and relay too when Relay.DSN is set.
+	Sides []string
+	// RelayName says which relay the relay side goes through, for the
+	// report.
+	RelayName string
 	// DBPID is the database server's local process id for CPU accounting,
 	// 0 when it is not a local process.
 	DBPID     int
@@ -62,9 +95,19 @@ const DefaultDatabase = "hotrow_bench"
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
+	sides := c.sides()
+	for _, s := range sides {
+		if !slices.Contains(AllSides, s) {
+			return fmt.Errorf("bench: unknown side %q", s)
+		}
+	}
 	switch {
-	case c.Direct.DSN == "" || c.Proxy.DSN == "":
-		return errors.New("bench: both a direct and a proxy DSN are needed")
+	case c.Direct.DSN == "":
+		return errors.New("bench: a direct DSN is needed (tables are reset and checked over it)")
+	case slices.Contains(sides, Proxy) && c.Proxy.DSN == "":
+		return errors.New("bench: the proxy side needs a proxy DSN")
+	case slices.Contains(sides, Relay) && c.Relay.DSN == "":
+		return errors.New("bench: the relay side needs a relay DSN")
 	case len(c.Scenarios) == 0:
 		return errors.New("bench: no scenario")
 	case len(c.Clients) == 0:
@@ -82,10 +125,21 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// sides returns the sides to run, in report order.
+func (c *Config) sides() []string {
+	if len(c.Sides) > 0 {
+		return c.Sides
+	}
+	if c.Relay.DSN != "" {
+		return AllSides
+	}
+	return []string{Direct, Proxy}
+}
+
 // Plan is the wall time the measured and warm-up windows of the run take
 // (sell-out scenarios may end sooner).
 func (c *Config) Plan() time.Duration {
-	return time.Duration(2*len(c.Scenarios)*len(c.Clients)) * (c.Duration + c.Warmup)
+	return time.Duration(len(c.sides())*len(c.Scenarios)*len(c.Clients)) * (c.Duration + c.Warmup)
 }
 
 // Run runs every scenario at every client count, direct and through the
@@ -109,6 +163,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		CPUs:     runtime.NumCPU(),
 		Duration: cfg.Duration.String(),
 		Warmup:   cfg.Warmup.String(),
+		Sides:    cfg.sides(),
+	}
+	if slices.Contains(rep.Sides, Relay) {
+		rep.Relay = cfg.RelayName
 	}
 	if rep.Server, err = serverInfo(ctx, admin); err != nil {
 		return nil, err
@@ -119,6 +177,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	// Direct needs a connection per client; through the proxy each client
 	// session pins one backend connection and the merger has its own pool.
+	// Idle pools of the sides are closed between sides.
 	if need := 2*slices.Max(cfg.Clients) + 50; rep.Server.MaxConnections < need {
 		log.Warn("max_connections may be too low for this client count", "max_connections", rep.Server.MaxConnections, "suggested", need)
 	}
@@ -126,18 +185,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for i := range cfg.Scenarios {
 		sc := &cfg.Scenarios[i]
 		for _, clients := range cfg.Clients {
-			// Alternate which side goes first, so that neither always runs
-			// on a fresher (or more fragmented) server.
-			order := []string{Direct, Proxy}
-			if cell%2 == 1 {
-				order = []string{Proxy, Direct}
-			}
+			// Rotate which side goes first, so that none always runs on
+			// a fresher (or more fragmented) server.
+			sides := rep.Sides
+			k := cell % len(sides)
+			order := append(slices.Clone(sides[k:]), sides[:k]...)
 			cell++
 			c := Cell{Scenario: sc.Name, Clients: clients}
 			for _, side := range order {
 				t := cfg.Direct
-				if side == Proxy {
+				switch side {
+				case Proxy:
 					t = cfg.Proxy
+				case Relay:
+					t = cfg.Relay
 				}
 				label := fmt.Sprintf("%s × %d %s", sc.Name, clients, side)
 				if cfg.Progress != nil {
@@ -152,13 +213,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				}
 				log.Info("side done", "scenario", sc.Name, "clients", clients, "side", side,
 					"ops_per_s", int(res.Throughput), "p99_ms", math.Round(res.Latency.P99*100)/100, "check", res.Check)
-				if side == Direct {
+				switch side {
+				case Direct:
 					c.Direct = res
-				} else {
+				case Relay:
+					c.Relay = res
+				default:
 					c.Proxy = res
 				}
 			}
-			c.Ratio = ratios(c.Direct, c.Proxy)
+			c.setRatios()
 			rep.Cells = append(rep.Cells, c)
 		}
 	}
@@ -260,9 +324,12 @@ func runSide(ctx context.Context, cfg Config, admin *sql.DB, sc *Scenario, clien
 	if at := s.soldOutAt.Load(); at != 0 {
 		res.SoldOutSeconds = time.Unix(0, at).Sub(start).Seconds()
 	}
-	res.CPU = CPU{Proxy: proxyCPU.percent(wall), DB: dbCPU.percent(wall), Bench: selfCPU.percent(wall)}
-	if side == Direct {
-		res.CPU.Proxy = -1
+	res.CPU = CPU{Proxy: -1, DB: dbCPU.percent(wall), Bench: selfCPU.percent(wall), ProxyPerOp: -1}
+	if used, ok := proxyCPU.used(); ok && side != Direct {
+		res.CPU.Proxy = 100 * float64(used) / float64(wall)
+		if res.Ops > 0 {
+			res.CPU.ProxyPerOp = float64(used) / float64(time.Microsecond) / float64(res.Ops)
+		}
 	}
 	if res.Violations, err = sc.check(ctx, admin, s.tally); err != nil {
 		return nil, fmt.Errorf("check: %w", err)
@@ -364,14 +431,34 @@ func latencyOf(h *Histogram) Latency {
 	return Latency{P50: ms(h.Quantile(0.5)), P95: ms(h.Quantile(0.95)), P99: ms(h.Quantile(0.99)), Max: ms(h.Max()), Mean: ms(h.Mean())}
 }
 
-func ratios(d, p *SideResult) Ratio {
+// ratios compares side s with base (s / base); zero figures where either
+// is missing.
+func ratios(base, s *SideResult) Ratio {
+	if base == nil || s == nil {
+		return Ratio{}
+	}
 	div := func(a, b float64) float64 {
 		if b == 0 {
 			return 0
 		}
 		return a / b
 	}
-	return Ratio{Throughput: div(p.Throughput, d.Throughput), P99: div(p.Latency.P99, d.Latency.P99)}
+	return Ratio{Throughput: div(s.Throughput, base.Throughput), P99: div(s.Latency.P99, base.Latency.P99),
+		AddedP50: s.Latency.P50 - base.Latency.P50}
+}
+
+// setRatios fills the cell's ratios from the sides it ran.
+func (c *Cell) setRatios() {
+	c.Ratio = ratios(c.Direct, c.Proxy)
+	if c.Relay != nil {
+		rd, pr := ratios(c.Direct, c.Relay), ratios(c.Relay, c.Proxy)
+		if c.Direct != nil {
+			c.RelayVsDirect = &rd
+		}
+		if c.Proxy != nil {
+			c.ProxyVsRelay = &pr
+		}
+	}
 }
 
 // serverInfo reads the version and the durability settings.
@@ -409,14 +496,18 @@ type Report struct {
 	Duration string    `json:"duration"`
 	Warmup   string    `json:"warmup"`
 	Server   Server    `json:"server"`
-	Cells    []Cell    `json:"cells"`
+	// Sides are the sides every cell ran, in report order.
+	Sides []string `json:"sides,omitempty"`
+	// Relay names the relay of the relay side (empty without one).
+	Relay string `json:"relay,omitempty"`
+	Cells []Cell `json:"cells"`
 }
 
 // Failed reports whether any correctness check failed.
 func (r *Report) Failed() bool {
 	for _, c := range r.Cells {
-		for _, s := range []*SideResult{c.Direct, c.Proxy} {
-			if s != nil && len(s.Violations) > 0 {
+		for _, s := range c.sideResults() {
+			if len(s.Violations) > 0 {
 				return true
 			}
 		}
@@ -424,19 +515,41 @@ func (r *Report) Failed() bool {
 	return false
 }
 
-// Cell is one scenario at one client count, both sides.
+// Cell is one scenario at one client count, every side; a side that was
+// not run is nil.
 type Cell struct {
 	Scenario string      `json:"scenario"`
 	Clients  int         `json:"clients"`
 	Direct   *SideResult `json:"direct"`
+	Relay    *SideResult `json:"relay,omitempty"`
 	Proxy    *SideResult `json:"proxy"`
-	Ratio    Ratio       `json:"ratio"`
+	// Ratio is proxy / direct.
+	Ratio Ratio `json:"ratio"`
+	// RelayVsDirect (relay / direct) is what the hop alone costs;
+	// ProxyVsRelay (proxy / relay) compares the proxy with a plain relay.
+	// Nil without a relay side.
+	RelayVsDirect *Ratio `json:"relay_vs_direct,omitempty"`
+	ProxyVsRelay  *Ratio `json:"proxy_vs_relay,omitempty"`
 }
 
-// Ratio compares the proxy with direct (proxy / direct).
+// sideResults returns the sides the cell ran, in report order.
+func (c *Cell) sideResults() []*SideResult {
+	var out []*SideResult
+	for _, s := range []*SideResult{c.Direct, c.Relay, c.Proxy} {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Ratio compares one side with another (side / base).
 type Ratio struct {
 	Throughput float64 `json:"throughput"`
 	P99        float64 `json:"p99"`
+	// AddedP50 is the side's p50 minus the base's, in milliseconds: the
+	// latency the hop adds to a typical request.
+	AddedP50 float64 `json:"added_p50_ms"`
 }
 
 // SideResult is one side of a cell.
@@ -474,11 +587,19 @@ type Latency struct {
 }
 
 // CPU holds CPU use in percent of one core over the measured window; -1
-// means not measured (not a local process).
+// means not measured (not a local process, or the built-in relay, which
+// runs inside the bench process and counts in Bench).
 type CPU struct {
+	// Proxy is the process in the middle: the proxy on the proxy side, the
+	// relay on the relay side.
 	Proxy float64 `json:"proxy"`
 	DB    float64 `json:"db"`
 	Bench float64 `json:"bench"`
+	// ProxyPerOp is Proxy's CPU time over the window divided by the
+	// window's operations, in microseconds. /proc counts CPU time in 10 ms
+	// ticks: over a window of seconds that is exact enough, over a sell-out
+	// of a few ms it may read zero.
+	ProxyPerOp float64 `json:"proxy_us_per_op"`
 }
 
 // Sample is the cumulative progress of the measured window at time T

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/hotrow/hotrow/internal/testdb"
 )
 
@@ -54,8 +56,8 @@ func TestRunDirectVsDirect(t *testing.T) {
 	}
 }
 
-// TestRunThroughProxy runs the suite through a proxy child built from
-// this tree.
+// TestRunThroughProxy runs the suite on all three sides: direct, through
+// the built-in relay, and through a proxy child built from this tree.
 func TestRunThroughProxy(t *testing.T) {
 	db := testdb.New(t)
 	bin := buildHotrow(t)
@@ -75,12 +77,73 @@ func TestRunThroughProxy(t *testing.T) {
 			t.Logf("proxy log:\n%s", tail(p.LogPath))
 		}
 	})
+	r, err := StartRelay(ctx, RelayBuiltin, db.Addr, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
 	cfg := shortConfig(t, db)
 	cfg.Proxy = Target{DSN: p.DSN(db.User, db.Password), PID: p.PID()}
+	cfg.Relay = Target{DSN: relayDSN(t, db, r.Addr), PID: r.PID()}
+	cfg.Sides, cfg.RelayName = AllSides, r.Name
 	rep := runAndCheck(t, cfg)
-	if rep.Cells[0].Proxy.CPU.Proxy < 0 {
-		t.Error("proxy CPU not measured for the proxy child")
+	if rep.Relay != r.Name {
+		t.Errorf("report's relay %q, want %q", rep.Relay, r.Name)
 	}
+	for _, c := range rep.Cells {
+		if c.Relay == nil || c.RelayVsDirect == nil || c.ProxyVsRelay == nil {
+			t.Fatalf("%s: relay side or its ratios missing", c.Scenario)
+		}
+		// Measured, not n/a; /proc counts CPU in 10 ms ticks, so a short
+		// window (the flash sale's) may read zero.
+		if c.Proxy.CPU.Proxy < 0 || c.Proxy.CPU.ProxyPerOp < 0 {
+			t.Errorf("%s: proxy CPU not measured for the proxy child: %+v", c.Scenario, c.Proxy.CPU)
+		}
+		// The built-in relay runs in the bench process: not measured on
+		// its own.
+		if c.Relay.CPU.Proxy != -1 || c.Relay.CPU.ProxyPerOp != -1 {
+			t.Errorf("%s: built-in relay CPU %+v, want n/a", c.Scenario, c.Relay.CPU)
+		}
+		if c.Direct.CPU.Proxy != -1 || c.Direct.CPU.ProxyPerOp != -1 {
+			t.Errorf("%s: direct side has hop CPU %+v", c.Scenario, c.Direct.CPU)
+		}
+	}
+}
+
+// TestRunDirectVsRelay is the two-side run without the proxy: what
+// --sides direct,relay does.
+func TestRunDirectVsRelay(t *testing.T) {
+	db := testdb.New(t)
+	r, err := StartRelay(context.Background(), RelayBuiltin, db.Addr, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Stop() })
+	cfg := shortConfig(t, db)
+	cfg.Scenarios, _ = LookupScenarios("hot,select")
+	cfg.Relay = Target{DSN: relayDSN(t, db, r.Addr)}
+	cfg.Sides = []string{Direct, Relay}
+	rep := runAndCheck(t, cfg)
+	for _, c := range rep.Cells {
+		if c.Proxy != nil || c.RelayVsDirect == nil || c.ProxyVsRelay != nil {
+			t.Errorf("%s: sides %v, ratios relay/direct %v proxy/relay %v", c.Scenario, c.sideResults(), c.RelayVsDirect, c.ProxyVsRelay)
+		}
+	}
+}
+
+// relayDSN is the test server's superuser DSN through a relay at addr.
+func relayDSN(t *testing.T, db *testdb.DB, addr string) string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(db.Server.DSN(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Addr = addr
+	return cfg.FormatDSN()
 }
 
 func runAndCheck(t *testing.T, cfg Config) *Report {
@@ -101,7 +164,10 @@ func runAndCheck(t *testing.T, cfg Config) *Report {
 		t.Fatalf("%d cells, want %d", len(rep.Cells), len(cfg.Scenarios))
 	}
 	for _, c := range rep.Cells {
-		for _, s := range []*SideResult{c.Direct, c.Proxy} {
+		if got := len(c.sideResults()); got != len(cfg.sides()) {
+			t.Errorf("%s: %d sides, want %d", c.Scenario, got, len(cfg.sides()))
+		}
+		for _, s := range c.sideResults() {
 			if s.Ops == 0 || s.Latency.P99 <= 0 {
 				t.Errorf("%s %s: %d ops, p99 %v ms: nothing measured", c.Scenario, s.Side, s.Ops, s.Latency.P99)
 			}
@@ -114,6 +180,29 @@ func runAndCheck(t *testing.T, cfg Config) *Report {
 		}
 	}
 	return rep
+}
+
+func TestParseSides(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+		err  bool
+	}{
+		{"direct,relay,proxy", "direct,relay,proxy", false},
+		{"direct, proxy", "direct,proxy", false},
+		{"relay,direct", "relay,direct", false},
+		{"direct", "", true},
+		{"direct,haproxy", "", true},
+		{"direct,direct", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseSides(tt.in)
+			if (err != nil) != tt.err || strings.Join(got, ",") != tt.want {
+				t.Fatalf("ParseSides(%q) = %v, %v; want %q", tt.in, got, err, tt.want)
+			}
+		})
+	}
 }
 
 // TestCheckDetectsViolations changes the stock behind the clients' back:

@@ -64,6 +64,7 @@ func Scenarios() []Scenario {
 		{Name: "zipf", Summary: "1,000 SKUs, Zipf s=1.1", SKUs: 1000, Stock: plenty, Keys: ZipfKeys, ZipfS: 1.1},
 		{Name: "cold", Summary: "10,000 SKUs, uniform", SKUs: 10000, Stock: plenty, Keys: UniformKeys},
 		{Name: "mixed", Summary: "90% point SELECT, 10% hot decrement", SKUs: 1, Stock: plenty, ReadPct: 90},
+		{Name: "select", Summary: "point SELECT of one SKU by primary key (pass-through)", SKUs: 1, Stock: plenty, ReadPct: 100},
 		{Name: "flash-sale", Summary: "one SKU, demand far above stock: exactly the stock sold", SKUs: 1, Stock: DefaultFlashStock, SellOut: true},
 		{Name: "restock", Summary: "one SKU near empty, 50% decrements, 50% increments", SKUs: 1, Stock: 100, RestockPct: 50},
 	}

@@ -28,13 +28,21 @@ func benchMain(args []string) error {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: hotrow-bench bench [flags]
 
-Runs each scenario at each client count twice in the same run — directly
-against the database and through the proxy — one side after the other, each
-with a warm-up, and prints throughput, latency percentiles, errors by MySQL
-code, CPU of the proxy, the database and the load generator (from /proc,
-when they are local processes), and the proxy/direct ratios. Every side
-resets its tables first and checks afterwards that stock + granted = initial
-(no oversell, no lost grant); the exit status is non-zero when a check fails.
+Runs each scenario at each client count on up to three sides in the same
+run — directly against the database, through a plain TCP relay, and through
+the proxy — one side after the other, each with a warm-up, and prints
+throughput, latency percentiles, errors by MySQL code, CPU of the process in
+the middle (proxy or relay: percent of a core and µs per request), of the
+database and of the load generator (from /proc, when they are local
+processes), and the proxy/direct, relay/direct and proxy/relay ratios. Every
+side resets its tables first and checks afterwards that stock + granted =
+initial (no oversell, no lost grant); the exit status is non-zero when a
+check fails.
+
+The relay side is what the extra hop alone costs: HAProxy (tcp mode,
+nbthread 1, a child process) when haproxy is on PATH, else a built-in Go
+relay inside the bench process (its CPU then counts as bench cpu, hop cpu
+is n/a). --sides direct,proxy runs without it.
 
 Where the database comes from:
   --direct DSN        an existing server (a superuser DSN, e.g.
@@ -56,6 +64,7 @@ Scenarios (--scenario, comma-separated, or "all"):
 		fmt.Fprintf(fs.Output(), `
 Examples:
   hotrow-bench bench --scenario hot --clients 256 --duration 10s
+  hotrow-bench bench --scenario hot,select --clients 1,16 --sides direct,proxy
   hotrow-bench bench --scenario hot,zipf --clients 1,16,64,256,1024 --chart out/sweep.png --json out/sweep.json
   hotrow-bench bench --testcontainers --scenario flash-sale --clients 256
 `)
@@ -71,6 +80,8 @@ Examples:
 	tc := fs.Bool("testcontainers", false, "run the database in a container (testcontainers-go; Ryuk is disabled unless TESTCONTAINERS_RYUK_DISABLED is set)")
 	image := fs.String("image", bench.DefaultImage, "container `image` for --testcontainers: the local image scripts/build-mariadb-image.sh builds, or e.g. mariadb:11.4, mysql:8.4 with --pull")
 	pull := fs.Bool("pull", false, "allow pulling --image from a registry")
+	sidesFlag := fs.String("sides", "direct,relay,proxy", "`sides` to run, comma-separated: direct (always needed), relay, proxy")
+	relay := fs.String("relay", bench.RelayAuto, "`relay` of the relay side: auto (haproxy when on PATH, else builtin), haproxy or builtin")
 	flashStock := fs.Int64("flash-stock", bench.DefaultFlashStock, "initial stock of the flash-sale scenario")
 	if done, err := cli.ParseFlags(fs, args); done || err != nil {
 		return err
@@ -94,10 +105,22 @@ Examples:
 	if err != nil {
 		return err
 	}
-	_, err = o.run(bench.EnvOptions{
+	sides, err := bench.ParseSides(*sidesFlag)
+	if err != nil {
+		return fmt.Errorf("--sides: %w", err)
+	}
+	if !slices.Contains(sides, bench.Direct) {
+		return errors.New("--sides: direct is needed (the tables are reset and checked over it)")
+	}
+	envOpts := bench.EnvOptions{
 		DirectDSN: *direct, ProxyDSN: *proxyDSN,
 		Testcontainers: *tc, Image: *image, Pull: *pull,
-	}, bench.Config{Scenarios: scs, Clients: counts, Duration: *duration, Warmup: *warmup},
+		NoProxy: !slices.Contains(sides, bench.Proxy),
+	}
+	if slices.Contains(sides, bench.Relay) {
+		envOpts.Relay = *relay
+	}
+	_, err = o.run(envOpts, bench.Config{Scenarios: scs, Clients: counts, Sides: sides, Duration: *duration, Warmup: *warmup},
 		"hotrow-bench bench "+redactDSNs(args), nil)
 	return err
 }
@@ -134,7 +157,7 @@ func (o *benchOptions) run(envOpts bench.EnvOptions, cfg bench.Config, command s
 	}
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: o.logLevel}))
 
-	if envOpts.ProxyDSN == "" {
+	if envOpts.ProxyDSN == "" && !envOpts.NoProxy {
 		bin, err := proxyBinary(o.proxyBinary)
 		if err != nil {
 			return nil, err
@@ -148,8 +171,12 @@ func (o *benchOptions) run(envOpts bench.EnvOptions, cfg bench.Config, command s
 	}
 	defer env.Close()
 
-	cfg.Direct, cfg.Proxy, cfg.DBPID, cfg.Database, cfg.Log = env.Direct, env.Proxy, env.DBPID, o.database, log
-	log.Info("running", "scenarios", len(cfg.Scenarios), "client_counts", len(cfg.Clients), "sides", 2, "planned", cfg.Plan())
+	cfg.Direct, cfg.Relay, cfg.Proxy, cfg.DBPID, cfg.Database, cfg.Log = env.Direct, env.Relay, env.Proxy, env.DBPID, o.database, log
+	cfg.RelayName = env.RelayName
+	if len(cfg.Sides) == 0 {
+		cfg.Sides = []string{bench.Direct, bench.Proxy}
+	}
+	log.Info("running", "scenarios", len(cfg.Scenarios), "client_counts", len(cfg.Clients), "sides", strings.Join(cfg.Sides, ","), "relay", env.RelayName, "planned", cfg.Plan())
 	rep, err := bench.Run(ctx, cfg)
 	if bar, ok := cfg.Progress.(*bench.ProgressBar); ok {
 		bar.Close() // before printing the table

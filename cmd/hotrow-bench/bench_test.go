@@ -84,3 +84,21 @@ func TestProxyBinary(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchSidesFlag: bad --sides lists are refused before anything is
+// provisioned.
+func TestBenchSidesFlag(t *testing.T) {
+	tests := []struct{ sides, want string }{
+		{"relay,proxy", "direct is needed"},
+		{"direct", "at least two sides"},
+		{"direct,haproxy", "unknown side"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sides, func(t *testing.T) {
+			err := benchMain([]string{"--sides", tt.sides})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("--sides %s: %v, want an error with %q", tt.sides, err, tt.want)
+			}
+		})
+	}
+}
