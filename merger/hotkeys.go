@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	"github.com/pingcap/tidb/pkg/parser/opcode"
 )
@@ -276,13 +275,7 @@ func startsUpdate(q string) bool {
 // first) and returns its Statement when the Matcher would accept the
 // statement under that rule, else nil.
 func analyzeShape(defaultDB, sql string, kinds []byte) *Statement {
-	p := parserPool.Get().(*parser.Parser)
-	node, err := p.ParseOneStmt(sql, "", "")
-	parserPool.Put(p)
-	if err != nil {
-		return nil
-	}
-	u, ok := node.(*ast.UpdateStmt)
+	u, ok := parseUpdate(sql)
 	if !ok || u.TableRefs == nil || len(u.List) == 0 || u.Where == nil {
 		return nil
 	}

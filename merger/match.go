@@ -168,13 +168,7 @@ var parserPool = sync.Pool{New: func() any { return parser.New() }}
 // not mergeable. kinds, for a text query, holds the literal kind of each
 // parameter slot; nil for a prepared statement, whose slots take any value.
 func (m *Matcher) analyze(defaultDB, sql string, kinds []byte) *Statement {
-	p := parserPool.Get().(*parser.Parser)
-	node, err := p.ParseOneStmt(sql, "", "")
-	parserPool.Put(p)
-	if err != nil {
-		return nil
-	}
-	u, ok := node.(*ast.UpdateStmt)
+	u, ok := parseUpdate(sql)
 	if !ok || u.With != nil || u.Order != nil || u.Limit != nil || u.Priority != parsermysql.NoPriority ||
 		u.IgnoreErr || u.MultipleTable || len(u.TableHints) > 0 || u.TableRefs == nil || len(u.List) == 0 {
 		return nil
@@ -443,4 +437,17 @@ outer:
 		return true
 	}
 	return false
+}
+
+// parseUpdate parses sql as one statement; ok is false unless it is an
+// UPDATE.
+func parseUpdate(sql string) (u *ast.UpdateStmt, ok bool) {
+	p := parserPool.Get().(*parser.Parser)
+	node, err := p.ParseOneStmt(sql, "", "")
+	parserPool.Put(p)
+	if err != nil {
+		return nil, false
+	}
+	u, ok = node.(*ast.UpdateStmt)
+	return u, ok
 }
