@@ -15,6 +15,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/server"
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/hotrow/hotrow/binlog"
 	"github.com/hotrow/hotrow/merger"
 	"github.com/hotrow/hotrow/proxy"
 	"github.com/hotrow/hotrow/schema"
@@ -40,6 +41,15 @@ type Config struct {
 	Seed []merger.Rule
 	// InstanceID is shown by SHOW HOTROW STATUS; empty: the merger's.
 	InstanceID string
+	// Feed is the order feed running beside the proxy, shown by SHOW
+	// HOTROW STATUS (feed_* rows); nil: none.
+	Feed Feed
+}
+
+// Feed is what the admin port and the metrics read from the order feed
+// (*binlog.Consumer).
+type Feed interface {
+	Stats() binlog.Stats
 }
 
 // DefaultConfig returns the defaults: user admin, poll every 2 s, meta

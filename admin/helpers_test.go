@@ -36,6 +36,7 @@ type fixture struct {
 	pxAddr string
 	adm    *Server
 	addr   string // admin port
+	feed   Feed   // given to admin ports started after it is set
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -124,6 +125,7 @@ func (f *fixture) startAdmin(t *testing.T, rules *merger.RuleSet, seed []merger.
 	cfg.PollInterval = 100 * time.Millisecond
 	cfg.Seed = seed
 	cfg.InstanceID = "test"
+	cfg.Feed = f.feed
 	adm, err := New(context.Background(), cfg, testLogger(t), rules, f.m, f.px, f.obs)
 	if err != nil {
 		t.Fatal(err)

@@ -24,12 +24,20 @@ type Collector struct {
 	rules *merger.RuleSet
 	px    Proxy // nil: no proxy series
 	det   *merger.HotKeys
+	feed  Feed // nil: no feed series
 }
 
 // NewCollector returns a Collector over m, rules, px and det (px and det
 // may be nil; m and rules are nil together when no merger runs).
 func NewCollector(m *merger.Merger, rules *merger.RuleSet, px Proxy, det *merger.HotKeys) *Collector {
 	return &Collector{m: m, rules: rules, px: px, det: det}
+}
+
+// WithFeed adds the order feed's series (hotrow_feed_*) to c and returns
+// c; call it before c is registered. A nil f adds none.
+func (c *Collector) WithFeed(f Feed) *Collector {
+	c.feed = f
+	return c
 }
 
 var (
@@ -61,12 +69,20 @@ var (
 	descRules    = prometheus.NewDesc("hotrow_hot_rules", "Hot rules in force, by state (active, paused).", []string{"state"}, nil)
 	descCands    = prometheus.NewDesc("hotrow_hot_candidates", "Tables without a rule whose mergeable UPDATEs crossed the hot threshold.", nil, nil)
 	descAuto     = prometheus.NewDesc("hotrow_auto_hot_rules_total", "Rules added by hot-key detection (--auto-hot).", nil, nil)
+
+	descFeedEvents = prometheus.NewDesc("hotrow_feed_events_total",
+		"Events the order feed read from the binlog.", []string{"feed"}, nil)
+	descFeedLag = prometheus.NewDesc("hotrow_feed_lag_seconds",
+		"Age (since its commit) of the oldest event the order feed's sinks have not all acknowledged; 0 when none.", []string{"feed"}, nil)
+	descFeedInFlight = prometheus.NewDesc("hotrow_feed_in_flight_events",
+		"Events the order feed read and its sinks have not all acknowledged.", []string{"feed"}, nil)
 )
 
 // Describe sends every descriptor.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descBatches, descBatchSize, descWait, descCommit, descDepth,
-		descOutcomes, descErrors, descNotRun, descUnmerged, descCommits, descRetries, descSessions, descLogins, descRules, descCands, descAuto} {
+		descOutcomes, descErrors, descNotRun, descUnmerged, descCommits, descRetries, descSessions, descLogins, descRules, descCands, descAuto,
+		descFeedEvents, descFeedLag, descFeedInFlight} {
 		ch <- d
 	}
 }
@@ -84,6 +100,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRequests, pc.PassThrough, "pass_through")
 		gauge(descSessions, float64(pc.Sessions))
 		counter(descLogins, pc.Logins)
+	}
+	if c.feed != nil {
+		f := c.feed.Stats()
+		counter(descFeedEvents, f.EventsTotal, f.Name)
+		gauge(descFeedLag, f.Lag.Seconds(), f.Name)
+		gauge(descFeedInFlight, float64(f.InFlightEvents), f.Name)
 	}
 	if c.m == nil {
 		return // no merger: pass-through only

@@ -10,6 +10,7 @@ import (
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
+	"github.com/hotrow/hotrow/binlog"
 	"github.com/hotrow/hotrow/merger"
 )
 
@@ -146,7 +147,32 @@ func (s *Server) statusTable() *table {
 	add("dropped", st.Dropped)
 	add("timed_out", st.TimedOut)
 	add("queue_full", st.QueueFull)
+	if s.cfg.Feed != nil {
+		addFeedStatus(add, s.cfg.Feed.Stats())
+	}
 	return t
+}
+
+// addFeedStatus adds the order feed's rows to SHOW HOTROW STATUS.
+func addFeedStatus(add func(string, any), f binlog.Stats) {
+	at := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339Nano)
+	}
+	add("feed_name", f.Name)
+	add("feed_running", boolInt(f.Running))
+	add("feed_checkpoint_gtid", f.Checkpoint.GTID)
+	add("feed_checkpoint_file", f.Checkpoint.File)
+	add("feed_checkpoint_pos", f.Checkpoint.Pos)
+	add("feed_checkpoint_saved_at", at(f.CheckpointSaved))
+	add("feed_lag_ms", f.Lag.Milliseconds())
+	add("feed_last_commit", at(f.LastCommit))
+	add("feed_events_total", f.EventsTotal)
+	add("feed_events_per_sec", strconv.FormatFloat(f.EventsPerSec, 'f', 1, 64))
+	add("feed_in_flight_events", f.InFlightEvents)
+	add("feed_in_flight_bytes", f.InFlightBytes)
 }
 
 // variable is one SHOW HOTROW VARIABLES entry; set is nil when read-only.

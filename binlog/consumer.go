@@ -29,6 +29,8 @@ type Consumer struct {
 	started bool               // guarded by mu
 	closed  bool               // guarded by mu
 	done    chan struct{}      // closed when Run returns
+
+	live live // what Stats reads
 }
 
 // NewConsumer returns a consumer for cfg; it connects in Run.
@@ -59,6 +61,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.mu.Unlock()
 	defer close(c.done)
 	defer cancel()
+	c.live.running.Store(true)
+	defer c.live.running.Store(false)
 	err := c.run(ctx)
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		return nil
@@ -136,6 +140,8 @@ func (c *Consumer) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.live.w.Store(w)
+	c.live.st.Store(st)
 	var wg sync.WaitGroup
 	gctx, stop := context.WithCancel(ctx)
 	for i, s := range sinks {
@@ -173,6 +179,7 @@ func (c *Consumer) startPosition(ctx context.Context, db *sql.DB, srv server, cp
 		}
 		if ok {
 			c.log.Info("resuming from checkpoint", "gtid", pos.GTID, "file", pos.File, "pos", pos.Pos)
+			c.live.checkpoint(pos, time.Time{})
 			return pos, nil
 		}
 	}
@@ -191,6 +198,7 @@ func (c *Consumer) startPosition(ctx context.Context, db *sql.DB, srv server, cp
 	if err := cps.save(ctx, pos); err != nil {
 		return Position{}, err
 	}
+	c.live.checkpoint(pos, time.Now())
 	return pos, nil
 }
 
@@ -249,6 +257,7 @@ func (c *Consumer) checkpointLoop(ctx, run context.Context, w *window, cps *chec
 			failing = true
 			return
 		}
+		c.live.checkpoint(latest, time.Now())
 		if failing {
 			c.log.Info("checkpoint written again", "gtid", latest.GTID)
 		}

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"database/sql"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +20,8 @@ import (
 
 // TestProxyFeed: `hotrow proxy --binlog-sink` runs the order feed beside
 // the proxy with the proxy's settings: every deduction, merged through the
-// proxy or made directly on the server, becomes exactly one event.
+// proxy or made directly on the server, becomes exactly one event; the
+// admin port and the metrics show the feed's progress.
 func TestProxyFeed(t *testing.T) {
 	db := testdb.New(t)
 	direct := db.Open(t)
@@ -31,8 +35,10 @@ func TestProxyFeed(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "orders.jsonl")
 	meta := db.Name + "_meta"
 	t.Cleanup(func() { _, _ = direct.Exec("DROP DATABASE IF EXISTS `" + meta + "`") })
+	adminAddr, metricsAddr := freeAddr(t), freeAddr(t)
 	startChild(t, buildHotrow(t), listen, db, "--hot-rule", db.Name+".inventory:sku_id:stock", "--meta-schema", meta,
-		"--instance-id", "feedtest", "--binlog-sink", "jsonl:"+out, "--binlog-name", db.Name, "--binlog-from-start")
+		"--instance-id", "feedtest", "--binlog-sink", "jsonl:"+out, "--binlog-name", db.Name, "--binlog-from-start",
+		"--admin-listen", adminAddr, "--metrics-listen", metricsAddr)
 	viaProxy, err := sql.Open("mysql", clientDSN(db, listen))
 	if err != nil {
 		t.Fatal(err)
@@ -120,5 +126,51 @@ func TestProxyFeed(t *testing.T) {
 	}
 	if fromBatches != merged || fromDirect != directN || units != 1000-stock {
 		t.Fatalf("feed: %d merged + %d direct events, %d units; want %d + %d, %d units", fromBatches, fromDirect, units, merged, directN, 1000-stock)
+	}
+
+	checkFeedStats(t, adminAddr, metricsAddr, db.Name, len(events))
+}
+
+// checkFeedStats waits for SHOW HOTROW STATUS to show the feed past n
+// events with a saved checkpoint and nothing in flight, and for /metrics
+// to carry its series.
+func checkFeedStats(t *testing.T, adminAddr, metricsAddr, name string, n int) {
+	t.Helper()
+	adm := openDB(t, "admin", "", adminAddr, "")
+	var status map[string]string
+	testdb.WaitFor(t, 30*time.Second, "the feed's rows in SHOW HOTROW STATUS", func() bool {
+		status = map[string]string{}
+		rows, err := adm.Query("SHOW HOTROW STATUS")
+		if err != nil {
+			return false
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k, v string
+			if rows.Scan(&k, &v) == nil {
+				status[k] = v
+			}
+		}
+		total, _ := strconv.Atoi(status["feed_events_total"])
+		return total >= n && status["feed_in_flight_events"] == "0" && status["feed_checkpoint_saved_at"] != ""
+	})
+	if status["feed_name"] != name || status["feed_running"] != "1" || status["feed_checkpoint_gtid"] == "" ||
+		status["feed_lag_ms"] != "0" || status["feed_events_per_sec"] == "" || status["feed_last_commit"] == "" {
+		t.Errorf("feed rows: %v", status)
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`hotrow_feed_events_total{feed="` + name + `"} ` + status["feed_events_total"] + "\n",
+		`hotrow_feed_lag_seconds{feed="` + name + `"} 0` + "\n",
+		`hotrow_feed_in_flight_events{feed="` + name + `"} 0` + "\n",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }

@@ -154,11 +154,16 @@ Flags given on the command line override the --config file.
 		return err
 	}
 	defer closeHot()
-	stopFeed, err := startFeed(ctx, fs, cfg, feed, log)
+	consumer, stopFeed, err := startFeed(ctx, fs, cfg, feed, log)
 	if err != nil {
 		return err
 	}
 	defer stopFeed()
+	var feedStats admin.Feed // nil when no feed runs, not a typed nil
+	if consumer != nil {
+		feedStats = consumer
+	}
+	adminCfg.Feed = feedStats
 	var proxyHot *proxy.HotPath
 	if hot != nil {
 		proxyHot = &proxy.HotPath{Matcher: hot.rules, Executor: hot.m}
@@ -185,7 +190,7 @@ Flags given on the command line override the --config file.
 		defer closeAdmin()
 	}
 	if *metricsListen != "" {
-		closeMetrics, err := serveMetrics(*metricsListen, log, hot, srv)
+		closeMetrics, err := serveMetrics(*metricsListen, log, hot, srv, feedStats)
 		if err != nil {
 			srv.Close()
 			return err
@@ -339,13 +344,15 @@ func startAdmin(ctx context.Context, ac admin.Config, log *slog.Logger, hot *hot
 }
 
 // serveMetrics serves /metrics on addr until the returned func runs.
-func serveMetrics(addr string, log *slog.Logger, hot *hotParts, srv *proxy.Server) (func(), error) {
+// feed may be nil (no order feed).
+func serveMetrics(addr string, log *slog.Logger, hot *hotParts, srv *proxy.Server, feed admin.Feed) (func(), error) {
 	var c *admin.Collector
 	if hot != nil {
 		c = admin.NewCollector(hot.m, hot.rules, srv, hot.det)
 	} else {
 		c = admin.NewCollector(nil, nil, srv, nil)
 	}
+	c.WithFeed(feed)
 	h, err := admin.MetricsHandler(c)
 	if err != nil {
 		return nil, err
