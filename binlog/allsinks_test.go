@@ -185,6 +185,7 @@ func TestEverySinkGetsEveryDeduction(t *testing.T) {
 	loadDone := make(chan struct{})
 	type outageResult struct {
 		srv                               *natsserver.Server
+		err                               error
 		before                            uint64 // messages in the stream when stopped
 		stoppedDuringLoad, backDuringLoad bool
 	}
@@ -218,7 +219,7 @@ func TestEverySinkGetsEveryDeduction(t *testing.T) {
 		default:
 			res.backDuringLoad = true
 		}
-		res.srv = startNATS(t, natsDir, natsPort)
+		res.srv, res.err = runNATS(natsDir, natsPort)
 	}()
 
 	loadStart := time.Now()
@@ -226,9 +227,10 @@ func TestEverySinkGetsEveryDeduction(t *testing.T) {
 	close(loadDone)
 	loadTime := time.Since(loadStart)
 	o := <-outage
-	if o.srv == nil {
-		t.Fatal("the nats server did not come back")
+	if o.err != nil {
+		t.Fatalf("the nats server did not come back: %v", o.err)
 	}
+	t.Cleanup(func() { stopNATS(o.srv) })
 	if !o.stoppedDuringLoad || !o.backDuringLoad {
 		t.Errorf("the nats outage was not within the load (stopped during it: %v, back during it: %v): make the load longer", o.stoppedDuringLoad, o.backDuringLoad)
 	}

@@ -3,6 +3,7 @@ package binlog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -14,9 +15,19 @@ import (
 )
 
 // startNATS runs an in-process JetStream server on 127.0.0.1 (port: 0 for
-// a random one) storing in dir; it is shut down at the test's end.
+// a free one), stopped at cleanup.
 func startNATS(t *testing.T, dir string, port int) *natsserver.Server {
 	t.Helper()
+	srv, err := runNATS(dir, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopNATS(srv) })
+	return srv
+}
+
+// runNATS starts the server of startNATS; the caller stops it.
+func runNATS(dir string, port int) (*natsserver.Server, error) {
 	if port == 0 {
 		port = -1
 	}
@@ -30,18 +41,14 @@ func startNATS(t *testing.T, dir string, port int) *natsserver.Server {
 		NoSigs:     true,
 	})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
-		t.Fatal("nats server not ready")
+		return nil, errors.New("nats server not ready")
 	}
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	return srv
+	return srv, nil
 }
 
 func stopNATS(srv *natsserver.Server) {
