@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,4 +278,27 @@ func processCount(t testing.TB, root *sql.DB, user, db string) int {
 		t.Fatalf("processlist: %v", err)
 	}
 	return n
+}
+
+// serveFakeBackend runs serve for every connection to a new loopback
+// listener, in its own goroutine, with connection ids from firstID on; at
+// cleanup it closes the listener and waits for every serve to return.
+func serveFakeBackend(t *testing.T, firstID uint32, serve func(conn net.Conn, id uint32)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for id := firstID; ; id++ {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { serve(conn, id) })
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln
 }

@@ -82,7 +82,6 @@ func FuzzLocalInfileAllowed(f *testing.F) {
 type rogueServer struct {
 	ln   net.Listener
 	file string
-	wg   sync.WaitGroup
 
 	mu  sync.Mutex
 	got [][]byte // the file contents it received, one per request
@@ -90,24 +89,8 @@ type rogueServer struct {
 
 func startRogueServer(t *testing.T, file string) *rogueServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &rogueServer{ln: ln, file: file}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for id := uint32(1); ; id++ {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			r.wg.Add(1)
-			go func() { defer r.wg.Done(); r.serve(conn, id) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); r.wg.Wait() })
+	r := &rogueServer{file: file}
+	r.ln = serveFakeBackend(t, 1, r.serve)
 	return r
 }
 

@@ -331,7 +331,6 @@ func TestRequireSecureTransportLikeServer(t *testing.T) {
 type sha2Server struct {
 	ln   net.Listener
 	cert tls.Certificate
-	wg   sync.WaitGroup
 
 	mu        sync.Mutex
 	passwords []string // received in full authentications
@@ -343,24 +342,8 @@ func startSha2Server(t *testing.T, cert testCert) *sha2Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &sha2Server{ln: ln, cert: kp}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for id := uint32(100); ; id++ {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.wg.Add(1)
-			go func() { defer s.wg.Done(); s.serve(conn, id) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
+	s := &sha2Server{cert: kp}
+	s.ln = serveFakeBackend(t, 100, s.serve)
 	return s
 }
 
