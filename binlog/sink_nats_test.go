@@ -2,7 +2,6 @@ package binlog
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"strings"
@@ -104,35 +103,13 @@ func natsStreamMsgs(t *testing.T, js jetstream.JetStream) uint64 {
 	return info.State.Msgs
 }
 
-// natsStreamIDs reads the stream's messages in order and returns their
-// Nats-Msg-Id headers, checking that each data is the event with that id.
+// natsStreamIDs returns the ids of the stream's messages in order
+// (natsStreamEvents checks each against its Nats-Msg-Id header).
 func natsStreamIDs(t *testing.T, js jetstream.JetStream) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, "ORDERS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ids []string
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ev Event
-		if err := json.Unmarshal(m.Data, &ev); err != nil {
-			t.Fatal(err)
-		}
-		id := m.Header.Get(jetstream.MsgIDHeader)
-		if ev.ID != id {
-			t.Errorf("seq %d: header id %q, event id %q", seq, id, ev.ID)
-		}
-		ids = append(ids, id)
+	for _, ev := range natsStreamEvents(t, js) {
+		ids = append(ids, ev.ID)
 	}
 	return ids
 }
