@@ -366,17 +366,7 @@ func TestHotRowClientGoneWhileQueued(t *testing.T) {
 	p, m, meta := startHotProxy(t, db)
 	ctx := context.Background()
 	// Hold the row so that the first merged statement's batch waits.
-	holder, err := db.Open(t).Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close()
-	if _, err := holder.ExecContext(ctx, "BEGIN"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := holder.ExecContext(ctx, "SELECT stock FROM inventory WHERE sku_id = 1 FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
+	holder := lockRow(t, db)
 	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
 	first := make(chan error, 1)
 	go func() { _, err := open(t, db, p.addr).Exec(hot); first <- err }()
@@ -418,17 +408,7 @@ func TestShutdownCancelsQueuedMerges(t *testing.T) {
 		"INSERT INTO inventory VALUES (1, 100)")
 	p, m, meta := startHotProxy(t, db)
 	ctx := context.Background()
-	holder, err := db.Open(t).Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close()
-	if _, err := holder.ExecContext(ctx, "BEGIN"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := holder.ExecContext(ctx, "SELECT stock FROM inventory WHERE sku_id = 1 FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
+	holder := lockRow(t, db)
 	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
 	first, second := open(t, db, p.addr), open(t, db, p.addr)
 	inBatch, queued := make(chan error, 1), make(chan error, 1)
@@ -486,4 +466,23 @@ func TestShutdownCancelsQueuedMerges(t *testing.T) {
 	if n := ledgerRows(t, direct, meta); stock != 99 || n != 1 {
 		t.Fatalf("stock %d, ledger %d rows; want 99 and 1 (only the statement in the batch applied)", stock, n)
 	}
+}
+
+// lockRow holds inventory's row sku_id = 1 in an open transaction of a
+// direct connection: merged batches on it wait until COMMIT on the
+// returned connection (closed at cleanup).
+func lockRow(t *testing.T, db *testdb.DB) *sql.Conn {
+	t.Helper()
+	ctx := context.Background()
+	holder, err := db.Open(t).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Close() })
+	for _, q := range []string{"BEGIN", "SELECT stock FROM inventory WHERE sku_id = 1 FOR UPDATE"} {
+		if _, err := holder.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return holder
 }
