@@ -63,6 +63,7 @@ func Scenarios() []Scenario {
 		{Name: "hot-tx", Summary: "BEGIN; INSERT order; UPDATE hot SKU; COMMIT", SKUs: 1, Stock: plenty, Tx: true},
 		{Name: "zipf", Summary: "1,000 SKUs, Zipf s=1.1", SKUs: 1000, Stock: plenty, Keys: ZipfKeys, ZipfS: 1.1},
 		{Name: "cold", Summary: "10,000 SKUs, uniform", SKUs: 10000, Stock: plenty, Keys: UniformKeys},
+		{Name: "cold-tx", Summary: "hot-tx on 10,000 SKUs, uniform: what the server does with no hot row", SKUs: 10000, Stock: plenty, Keys: UniformKeys, Tx: true},
 		{Name: "mixed", Summary: "90% point SELECT, 10% hot decrement", SKUs: 1, Stock: plenty, ReadPct: 90},
 		{Name: "select", Summary: "point SELECT of one SKU by primary key (pass-through)", SKUs: 1, Stock: plenty, ReadPct: 100},
 		{Name: "flash-sale", Summary: "one SKU, demand far above stock: exactly the stock sold", SKUs: 1, Stock: DefaultFlashStock, SellOut: true},

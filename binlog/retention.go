@@ -30,8 +30,28 @@ func (c *Consumer) retentionLoop(ctx context.Context, db *sql.DB) {
 	}
 }
 
-// prune deletes ledger rows and batch markers created before retention
-// ago and before every consumer's checkpoint (checkpoints.updated_at), in
+// pruneStatements are the chunked DELETEs of prune, in order, for the
+// meta schema q: ledger rows, batch markers, then settled claims. A claims
+// row is deleted only once its claim has a verdict, and a verdict only
+// once its claims row is gone: the claim sweep cancels claims rows without
+// a verdict, so a verdict deleted before its claims row would let the
+// sweep cancel a confirmed claim. (Settling deletes claims rows as soon as
+// their verdict is read; the first DELETE catches those it missed.)
+func pruneStatements(q string) []string {
+	old := " WHERE created_at < @hotrow_horizon"
+	limit := " ORDER BY created_at LIMIT " + fmt.Sprint(pruneChunk)
+	claims, verdicts := q+"."+schema.ClaimsTable, q+"."+schema.VerdictsTable
+	return []string{
+		"DELETE FROM " + q + "." + schema.LedgerTable + old + limit,
+		"DELETE FROM " + q + "." + schema.BatchesTable + old + limit,
+		"DELETE FROM " + claims + old + " AND claim_id IN (SELECT claim_id FROM " + verdicts + ")" + limit,
+		"DELETE FROM " + verdicts + old + " AND claim_id NOT IN (SELECT claim_id FROM " + claims + ")" + limit,
+	}
+}
+
+// prune deletes ledger rows, batch markers and settled claims created
+// before retention ago and before every consumer's checkpoint
+// (checkpoints.updated_at), in
 // chunks of pruneChunk rows with a one-second lock wait, so it never holds
 // up merged batches for long. It returns the rows deleted.
 func prune(ctx context.Context, db *sql.DB, meta string, retention time.Duration) (int64, error) {
@@ -57,10 +77,9 @@ func prune(ctx context.Context, db *sql.DB, meta string, retention time.Duration
 		return 0, nil // no consumer has a checkpoint yet
 	}
 	var total int64
-	for _, table := range []string{schema.LedgerTable, schema.BatchesTable} {
+	for _, del := range pruneStatements(q) {
 		for {
-			res, err := conn.ExecContext(ctx, "DELETE FROM "+q+"."+table+
-				" WHERE created_at < @hotrow_horizon ORDER BY created_at LIMIT "+fmt.Sprint(pruneChunk))
+			res, err := conn.ExecContext(ctx, del)
 			if err != nil {
 				var my *mysql.MySQLError
 				if errors.As(err, &my) && my.Number == 1205 {

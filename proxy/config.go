@@ -85,6 +85,10 @@ type Config struct {
 	// across instances in front of the same server. Empty: the merger's
 	// default (host name, process id and a random suffix).
 	InstanceID string `toml:"instance_id"`
+	// ClaimSweepAge and ClaimSweepEvery tune the sweep of claims whose
+	// owner transaction is gone (merger.Config).
+	ClaimSweepAge   duration `toml:"claim_sweep_age"`
+	ClaimSweepEvery duration `toml:"claim_sweep_every"`
 }
 
 // Config.BackendTLS values.
@@ -109,6 +113,8 @@ func DefaultConfig() Config {
 	return Config{
 		MaxBatch:          m.MaxBatch,
 		MetaSchema:        m.MetaSchema,
+		ClaimSweepAge:     duration{m.ClaimSweepAge},
+		ClaimSweepEvery:   duration{m.ClaimSweepEvery},
 		Listen:            "127.0.0.1:6033",
 		AuthPlugin:        gomysql.AUTH_NATIVE_PASSWORD,
 		MaxPacketSize:     64 << 20,

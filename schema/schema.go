@@ -12,7 +12,7 @@ import (
 )
 
 // Version is the version of hotrow's tables this binary writes.
-const Version = 3
+const Version = 4
 
 // Names of hotrow's tables inside the meta schema.
 const (
@@ -117,6 +117,10 @@ var migrations = [][]string{
   created_at   TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   PRIMARY KEY (claim_id)
 ) ENGINE=InnoDB`,
+	},
+	{ // 4: indexes for the retention of settled claims and their verdicts.
+		`ALTER TABLE %[1]s.` + ClaimsTable + ` ADD KEY created (created_at)`,
+		`ALTER TABLE %[1]s.` + VerdictsTable + ` ADD KEY created (created_at)`,
 	},
 }
 

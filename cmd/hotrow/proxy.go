@@ -53,6 +53,8 @@ Flags given on the command line override the --config file.
 	maxBatch := fs.Int("max-batch", cfg.MaxBatch, "most requests merged into one transaction")
 	metaSchema := fs.String("meta-schema", cfg.MetaSchema, "database for hotrow's ledger and batch markers")
 	instanceID := fs.String("instance-id", "", "`id` of this proxy instance in its batch ids, 1-48 of [A-Za-z0-9._-]: keep it stable across\nrestarts of the same instance (recovery after a crash resolves only its own batches) and unique\nacross instances in front of the same server (default: host name, process id and a random suffix)")
+	sweepAge := fs.Duration("claim-sweep-age", cfg.ClaimSweepAge.Duration, "the sweep cancels claims of merged transactions older than this whose owner connection is gone")
+	sweepEvery := fs.Duration("claim-sweep-every", cfg.ClaimSweepEvery.Duration, "how often the sweep of claims runs (also at start)")
 	authPlugin := fs.String("auth-plugin", cfg.AuthPlugin, "auth plugin offered to clients: mysql_native_password or caching_sha2_password")
 	maxPacket := fs.Int("max-packet-size", cfg.MaxPacketSize, "largest client packet in `bytes` (like max_allowed_packet)")
 	handshakeTimeout := fs.Duration("handshake-timeout", cfg.HandshakeTimeout.Duration, "close a client that has not authenticated within this `duration` (like connect_timeout)")
@@ -101,6 +103,10 @@ Flags given on the command line override the --config file.
 			cfg.MetaSchema = *metaSchema
 		case "instance-id":
 			cfg.InstanceID = *instanceID
+		case "claim-sweep-age":
+			cfg.ClaimSweepAge.Duration = *sweepAge
+		case "claim-sweep-every":
+			cfg.ClaimSweepEvery.Duration = *sweepEvery
 		case "auth-plugin":
 			cfg.AuthPlugin = *authPlugin
 		case "max-packet-size":
@@ -391,6 +397,12 @@ func mergerConfig(cfg proxy.Config) merger.Config {
 	}
 	if cfg.InstanceID != "" {
 		mc.InstanceID = cfg.InstanceID
+	}
+	if cfg.ClaimSweepAge.Duration > 0 {
+		mc.ClaimSweepAge = cfg.ClaimSweepAge.Duration
+	}
+	if cfg.ClaimSweepEvery.Duration > 0 {
+		mc.ClaimSweepEvery = cfg.ClaimSweepEvery.Duration
 	}
 	return mc
 }
