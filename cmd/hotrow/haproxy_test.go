@@ -120,9 +120,9 @@ func (s *sale) verdict(t *testing.T, claim string) string {
 // TestScaleOutHAProxy: a flash sale of 2,000 units through Debian's
 // HAProxy (tcp mode, round robin, health checks) in front of 2 and 4
 // hotrow instances, each with its own instance id, selling from one hot
-// row of one MariaDB. 40 clients buy one unit at a time (10 per
-// connection, then a new connection through HAProxy; an error also means
-// a new connection) until told sold out. Once a quarter is sold the first
+// row of one MariaDB. 40 clients buy one unit at a time, 50 ms apart (10
+// per connection, then a new connection through HAProxy; an error also
+// means a new connection) until told sold out. Once a quarter is sold the first
 // instance is killed with SIGKILL; HAProxy's health check takes it out,
 // it is restarted with its id, HAProxy's check brings it back and the
 // sale goes on. Checked: the sale sells out exactly: OKs never exceed the
@@ -145,7 +145,7 @@ func TestScaleOutHAProxy(t *testing.T) {
 func flashSaleBehindHAProxy(t *testing.T, lbBin, bin string, n int) {
 	const stock, clients = 2000, 40
 	s := newSale(t, stock)
-	s.reconnect, s.perConn, s.think = true, 10, 100*time.Millisecond
+	s.reconnect, s.perConn, s.think = true, 10, 50*time.Millisecond
 	s.db.Exec(t, "INSERT INTO inventory VALUES (2, 0)") // what the planted claims restore
 	ids := make([]string, n)
 	for i := range ids {
@@ -158,6 +158,7 @@ func flashSaleBehindHAProxy(t *testing.T, lbBin, bin string, n int) {
 	defer deadline.Stop()
 	var killedAt, upAt int64
 	var mine, other string
+	began := time.Now()
 	results := s.run(clients, func(int) string { return lb.addr }, func() {
 		testdb.WaitFor(t, 30*time.Second, "a quarter of the stock to sell", func() bool { return s.granted.Load() >= stock/4 })
 		insts[0].kill()
@@ -168,6 +169,7 @@ func flashSaleBehindHAProxy(t *testing.T, lbBin, bin string, n int) {
 		lb.waitServer(t, 0, "UP")
 		upAt = s.granted.Load()
 	}, stop)
+	took := time.Since(began)
 	s.settle(t)
 	ledger := s.check(t, "after the sale", results)
 	ok, failed := sum(results)
@@ -176,9 +178,9 @@ func flashSaleBehindHAProxy(t *testing.T, lbBin, bin string, n int) {
 		soldOut += r.okNone
 	}
 	rows := s.ledgerRows(t, ids...)
-	t.Logf("%d instances, %d clients, %d sessions through haproxy: %d told OK, %d told sold out, %d sessions failed (%d of their statements committed); "+
+	t.Logf("%d instances, %d clients, %d sessions through haproxy in %v: %d told OK, %d told sold out, %d sessions failed (%d of their statements committed); "+
 		"%s killed at %d OKs, back UP at %d; ledger %d rows, by instance and process %v",
-		n, clients, len(results), ok, soldOut, failed, ledger-ok, ids[0], killedAt, upAt, ledger, rows)
+		n, clients, len(results), took.Round(time.Millisecond), ok, soldOut, failed, ledger-ok, ids[0], killedAt, upAt, ledger, rows)
 	if ok > stock || ledger != stock {
 		t.Errorf("stock %d: %d told OK, %d ledger rows; want at most the stock told OK, and all of it sold", stock, ok, ledger)
 	}
