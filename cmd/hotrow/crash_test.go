@@ -133,8 +133,8 @@ func clientDSN(db *testdb.DB, addr string) string {
 type saleResult struct {
 	connID    int
 	ok        int // OK, one row affected: told it got the item
-	okNone    int // OK, no row affected: told it is sold out
-	soldOutAt time.Time
+	okNone    int       // OK, no row affected: told it is sold out (ends the session)
+	soldOutAt time.Time // when told sold out
 	failed    int // an error: the outcome is unknown to it, as with a lost direct connection
 	lastError error
 }
