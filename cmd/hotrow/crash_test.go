@@ -129,13 +129,13 @@ func clientDSN(db *testdb.DB, addr string) string {
 	return cfg.FormatDSN()
 }
 
-// saleResult is what one client saw of its deductions.
+// saleResult is what one client saw of its deductions in one session.
 type saleResult struct {
 	connID    int
-	ok        int // OK, one row affected: told it got the item
+	ok        int       // OK, one row affected: told it got the item
 	okNone    int       // OK, no row affected: told it is sold out (ends the session)
 	soldOutAt time.Time // when told sold out
-	failed    int // an error: the outcome is unknown to it, as with a lost direct connection
+	failed    int       // an error: the outcome is unknown to it, as with a lost direct connection
 	lastError error
 }
 
