@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,10 +123,10 @@ func (s *sale) verdict(t *testing.T, claim string) string {
 // hotrow instances, each with its own instance id, selling from one hot
 // row of one MariaDB. 40 clients buy one unit at a time, 50 ms apart (10
 // per connection, then a new connection through HAProxy; an error also
-// means a new connection) until told sold out. Once a quarter is sold the first
-// instance is killed with SIGKILL; HAProxy's health check takes it out,
-// it is restarted with its id, HAProxy's check brings it back and the
-// sale goes on. Checked: the sale sells out exactly: OKs never exceed the
+// means a new connection) until told sold out. Once a quarter is sold
+// the first instance is killed with SIGKILL; HAProxy's health check takes
+// it out, it is restarted with its id, HAProxy's check brings it back and
+// the sale goes on. Checked: the sale sells out exactly: OKs never exceed the
 // stock, stock + ledger rows = initial, every client told OK has its
 // ledger row (sale.check); batch ids are unique across instances (each
 // marker's id carries its own instance id, every ledger row belongs to
@@ -153,9 +154,12 @@ func flashSaleBehindHAProxy(t *testing.T, lbBin, bin string, n int) {
 	}
 	insts := s.startInstances(t, bin, ids...)
 	lb := startHAProxy(t, lbBin, s.db, insts)
+	// The clients stop at the latest after 40 s (a sale that does not sell
+	// out), or when the test ends early.
 	stop := make(chan struct{})
-	deadline := time.AfterFunc(40*time.Second, func() { close(stop) }) // bounds a sale that does not sell out
-	defer deadline.Stop()
+	end := sync.OnceFunc(func() { close(stop) })
+	defer end()
+	defer time.AfterFunc(40*time.Second, end).Stop()
 	var killedAt, upAt int64
 	var mine, other string
 	began := time.Now()
