@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -29,11 +30,53 @@ func TestMain(m *testing.M) {
 	testdb.Main(m)
 }
 
+// child is a process a test started: killed at cleanup if still running,
+// its output (stdout and stderr, in the file log) shown if the test failed.
+type child struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+// startProcess starts name with args as a child of the test.
+func startProcess(t *testing.T, name string, args ...string) *child {
+	t.Helper()
+	logf, err := os.CreateTemp(t.TempDir(), filepath.Base(name)+"-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, log: logf.Name(), done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logf.Close(); close(c.done) }()
+	t.Cleanup(func() {
+		c.kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(c.log)
+			t.Logf("%s log:\n%s", filepath.Base(name), b)
+		}
+	})
+	return c
+}
+
+// kill ends the process with SIGKILL and waits until it is gone; it does
+// nothing to a process already gone.
+func (c *child) kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.done
+}
+
 // proxyChild is `hotrow proxy` run as a child process.
 type proxyChild struct {
+	*child
 	addr string
-	cmd  *exec.Cmd
-	done chan struct{}
+	bin  string
+	db   *testdb.DB
+	args []string
 }
 
 // buildHotrow builds this command into a temporary directory.
@@ -52,27 +95,23 @@ func buildHotrow(t *testing.T) string {
 // a login; the child is killed at cleanup if still running.
 func startChild(t *testing.T, bin, addr string, db *testdb.DB, args ...string) *proxyChild {
 	t.Helper()
-	logf, err := os.Create(filepath.Join(t.TempDir(), "proxy.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, append([]string{"proxy", "--listen", addr, "--backend", db.Addr,
+	c := startProcess(t, bin, append([]string{"proxy", "--listen", addr, "--backend", db.Addr,
 		"--user", db.User + ":" + db.Password, "--log-level", "warn"}, args...)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &proxyChild{addr: addr, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); logf.Close(); close(c.done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-c.done
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("proxy log:\n%s", b)
-		}
-	})
-	testdb.WaitFor(t, 30*time.Second, "the proxy to accept a login", func() bool {
+	waitLogin(t, db, addr, "the proxy")
+	return &proxyChild{child: c, addr: addr, bin: bin, db: db, args: args}
+}
+
+// restart starts the proxy again, on the same address with the same
+// flags, once it has ended.
+func (c *proxyChild) restart(t *testing.T) *proxyChild {
+	t.Helper()
+	return startChild(t, c.bin, c.addr, c.db, c.args...)
+}
+
+// waitLogin waits until a client logs in to db through what, on addr.
+func waitLogin(t *testing.T, db *testdb.DB, addr, what string) {
+	t.Helper()
+	testdb.WaitFor(t, 30*time.Second, what+" to accept a login", func() bool {
 		pool, err := sql.Open("mysql", clientDSN(db, addr))
 		if err != nil {
 			return false
@@ -80,7 +119,6 @@ func startChild(t *testing.T, bin, addr string, db *testdb.DB, args ...string) *
 		defer pool.Close()
 		return pool.Ping() == nil
 	})
-	return c
 }
 
 func clientDSN(db *testdb.DB, addr string) string {
@@ -91,21 +129,32 @@ func clientDSN(db *testdb.DB, addr string) string {
 	return cfg.FormatDSN()
 }
 
-// saleResult is what one client saw of its deductions.
+// saleResult is what one client saw of its deductions in one session.
 type saleResult struct {
 	connID    int
-	ok        int // OK, one row affected: told it got the item
-	okNone    int // OK, no row affected: told it is sold out
-	failed    int // an error: the outcome is unknown to it, as with a lost direct connection
+	ok        int       // OK, one row affected: told it got the item
+	okNone    int       // OK, no row affected: told it is sold out (ends the session)
+	soldOutAt time.Time // when told sold out
+	failed    int       // an error: the outcome is unknown to it, as with a lost direct connection
 	lastError error
 }
 
 // sale is a hot row many clients buy from, through one or more proxies.
+// A client buys one item at a time on one connection (a session) until
+// it is told sold out, stop, or an error; with reconnect it then goes on
+// in a new session (not after sold out), and it ends a session after
+// perConn OKs when perConn > 0, pausing think after each purchase.
 type sale struct {
 	db    *testdb.DB
 	meta  string
 	root  *sql.DB
 	stock int
+
+	reconnect bool
+	perConn   int
+	think     time.Duration
+
+	granted atomic.Int64 // OKs told so far, over all clients
 }
 
 func newSale(t *testing.T, stock int) *sale {
@@ -123,9 +172,8 @@ func (s *sale) proxyArgs(id string) []string {
 	return []string{"--hot-rule", s.db.Name + ".inventory:sku_id:stock", "--meta-schema", s.meta, "--instance-id", id}
 }
 
-// buy deducts one item at a time on one connection through addr until an
-// error or stop; started is called once, after its first OK or at its
-// end.
+// buy is one session of a client through addr (see sale); started is
+// called once, after its first answer or at its end.
 func (s *sale) buy(addr string, stop <-chan struct{}, started func()) saleResult {
 	var r saleResult
 	first := true
@@ -162,32 +210,59 @@ func (s *sale) buy(addr string, stop <-chan struct{}, started func()) saleResult
 			r.failed, r.lastError = 1, err
 			return r
 		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			r.ok++
-		} else {
-			r.okNone++
+		if n, _ := res.RowsAffected(); n != 1 {
+			r.okNone, r.soldOutAt = 1, time.Now()
+			return r
 		}
+		r.ok++
+		s.granted.Add(1)
 		if first {
 			first = false
 			started()
 		}
+		if s.perConn > 0 && r.ok >= s.perConn {
+			return r
+		}
+		time.Sleep(s.think)
 	}
 }
 
-// run starts clients buyers through addrs (round robin) and returns their
-// results once stop is closed or they all failed; midSale runs once every
-// buyer has had an OK (or failed).
+// client runs the sessions of one client through addr (see sale);
+// started is called after its first answer or at its end.
+func (s *sale) client(addr string, stop <-chan struct{}, started func()) []saleResult {
+	started = sync.OnceFunc(started)
+	var rs []saleResult
+	for {
+		r := s.buy(addr, stop, started)
+		rs = append(rs, r)
+		select {
+		case <-stop:
+			return rs
+		default:
+		}
+		if !s.reconnect || r.okNone > 0 {
+			return rs
+		}
+		time.Sleep(s.think)
+	}
+}
+
+// run starts clients buyers, client i through addr(i), and returns the
+// results of their sessions once every client ended (see sale); midSale
+// runs once every buyer has had an answer (or failed).
 func (s *sale) run(clients int, addr func(i int) string, midSale func(), stop <-chan struct{}) []saleResult {
-	results := make([]saleResult, clients)
+	var results []saleResult
+	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var started sync.WaitGroup
 	started.Add(clients)
-	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i] = s.buy(addr(i), stop, started.Done)
-		}()
+	for i := range clients {
+		wg.Go(func() {
+			rs := s.client(addr(i), stop, started.Done)
+			mu.Lock()
+			defer mu.Unlock()
+			results = append(results, rs...)
+		})
 	}
 	started.Wait()
 	midSale()
@@ -209,23 +284,27 @@ func (s *sale) settle(t *testing.T) {
 // check verifies the sale's invariants: stock deducted equals the ledger
 // rows of the row; every client has a ledger row for each OK it was told
 // and at most one more (its statement in flight at the crash); nobody was
-// told "sold out" with stock left; a client that failed got an error, not
-// a success. It returns the ledger's row count.
+// told "sold out" with stock left (at the end, or granted after the
+// answer); a client that failed got an error, not a success. It returns
+// the ledger's row count.
 func (s *sale) check(t *testing.T, phase string, results []saleResult) int {
 	t.Helper()
 	var left, ledger int
+	var lastGrant int64 // µs since the epoch, the server's clock (this machine's)
 	if err := s.root.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&left); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.root.QueryRow("SELECT COUNT(*) FROM `"+s.meta+"`.ledger WHERE table_schema = ? AND key_value = '1'", s.db.Name).Scan(&ledger); err != nil {
+	if err := s.root.QueryRow("SELECT COUNT(*), COALESCE(CAST(UNIX_TIMESTAMP(MAX(created_at)) * 1000000 AS SIGNED), 0) FROM `"+s.meta+"`.ledger WHERE table_schema = ? AND key_value = '1'",
+		s.db.Name).Scan(&ledger, &lastGrant); err != nil {
 		t.Fatal(err)
 	}
 	if s.stock-left != ledger {
 		t.Errorf("%s: %d deducted, %d ledger rows", phase, s.stock-left, ledger)
 	}
 	for _, r := range results {
-		if r.okNone > 0 {
-			t.Errorf("%s: client %d was told sold out %d times with stock left", phase, r.connID, r.okNone)
+		if r.okNone > 0 && (left > 0 || r.soldOutAt.UnixMicro() <= lastGrant) {
+			t.Errorf("%s: client %d was told sold out at %s with stock left (%d at the end, the last granted at %s)",
+				phase, r.connID, r.soldOutAt.Format(time.StampMicro), left, time.UnixMicro(lastGrant).Format(time.StampMicro))
 		}
 		var rows int
 		if err := s.root.QueryRow("SELECT COUNT(*) FROM `"+s.meta+"`.ledger WHERE table_schema = ? AND conn_id = ?", s.db.Name, r.connID).Scan(&rows); err != nil {
@@ -261,6 +340,44 @@ func (s *sale) sellOn(t *testing.T, addr string, n int) {
 	}
 }
 
+// startInstances starts one proxy instance selling s's row per id, each
+// on a free loopback port.
+func (s *sale) startInstances(t *testing.T, bin string, ids ...string) []*proxyChild {
+	t.Helper()
+	cs := make([]*proxyChild, len(ids))
+	for i, id := range ids {
+		cs[i] = startChild(t, bin, freeAddr(t), s.db, s.proxyArgs(id)...)
+	}
+	return cs
+}
+
+// ledgerRows counts the ledger rows of s's row by instance and process:
+// rows[id][i] are those of the i-th process (by its first row) of instance
+// id that wrote any. A batch id is the instance id, the process's start
+// time and a counter, joined by '-'.
+func (s *sale) ledgerRows(t *testing.T, ids ...string) map[string][]int {
+	t.Helper()
+	rows := make(map[string][]int, len(ids))
+	for _, id := range ids {
+		res, err := s.root.Query("SELECT COUNT(*) FROM `"+s.meta+"`.ledger WHERE table_schema = ? AND key_value = '1' AND LEFT(batch_id, ?) = ?"+
+			" GROUP BY SUBSTRING_INDEX(SUBSTR(batch_id, ?), '-', 1) ORDER BY MIN(created_at)", s.db.Name, len(id)+1, id+"-", len(id)+2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for res.Next() {
+			var n int
+			if err := res.Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			rows[id] = append(rows[id], n)
+		}
+		if err := res.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return rows
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	port, err := localdb.FreePort()
@@ -290,13 +407,10 @@ func TestCrashMidSale(t *testing.T) {
 	child := startChild(t, bin, addr, s.db, s.proxyArgs("crash-test")...)
 	results := s.run(clients, func(int) string { return addr }, func() {
 		time.Sleep(300 * time.Millisecond) // mid-sale
-		if err := child.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Error(err)
-		}
-		<-child.done
+		child.kill()
 	}, nil)
 	s.settle(t)
-	startChild(t, bin, addr, s.db, s.proxyArgs("crash-test")...) // recovery of its own batches runs at start
+	child.restart(t) // recovery of its own batches runs at start
 	ledger := s.check(t, "after the crash", results)
 	ok, failed := sum(results)
 	t.Logf("%d clients: %d told OK, %d in flight at the kill; %d ledger rows (%d of the in-flight ones committed)",

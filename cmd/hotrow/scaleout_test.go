@@ -5,7 +5,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -108,39 +107,29 @@ func TestScaleOutCrash(t *testing.T) {
 	const clients = 24
 	s := newSale(t, 1_000_000)
 	bin := buildHotrow(t)
-	addrA, addrB := freeAddr(t), freeAddr(t)
-	a := startChild(t, bin, addrA, s.db, s.proxyArgs("scale-a")...)
-	startChild(t, bin, addrB, s.db, s.proxyArgs("scale-b")...)
-	lb := startRoundRobin(t, addrA, addrB)
+	insts := s.startInstances(t, bin, "scale-a", "scale-b")
+	lb := startRoundRobin(t, insts[0].addr, insts[1].addr)
 	lbAddr := lb.ln.Addr().String()
 	stop := make(chan struct{})
 	results := s.run(clients, func(int) string { return lbAddr }, func() {
 		time.Sleep(300 * time.Millisecond) // mid-sale
-		if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Error(err)
-		}
-		<-a.done
+		insts[0].kill()
 		time.Sleep(300 * time.Millisecond) // instance b sells on alone
 		close(stop)
 	}, stop)
 	s.settle(t)
 	ledger := s.check(t, "after the crash of one instance", results)
 	ok, failed := sum(results)
-	var fromA, fromB int
-	for id, n := range map[string]*int{"scale-a-%": &fromA, "scale-b-%": &fromB} {
-		if err := s.root.QueryRow("SELECT COUNT(*) FROM `"+s.meta+"`.ledger WHERE batch_id LIKE ?", id).Scan(n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Logf("%d clients through the balancer: %d told OK, %d failed (the killed instance's); ledger %d rows, %d by instance a, %d by b",
-		clients, ok, failed, ledger, fromA, fromB)
-	if fromA == 0 || fromB == 0 {
-		t.Errorf("ledger rows by instance: a %d, b %d; want both selling", fromA, fromB)
+	rows := s.ledgerRows(t, "scale-a", "scale-b")
+	t.Logf("%d clients through the balancer: %d told OK, %d failed (the killed instance's); ledger %d rows, %v by instance a, %v by b",
+		clients, ok, failed, ledger, rows["scale-a"], rows["scale-b"])
+	if len(rows["scale-a"]) == 0 || len(rows["scale-b"]) == 0 {
+		t.Errorf("ledger rows by instance: a %v, b %v; want both selling", rows["scale-a"], rows["scale-b"])
 	}
 	if failed == 0 || failed == clients {
 		t.Errorf("%d of %d clients failed; want those of the killed instance only", failed, clients)
 	}
-	startChild(t, bin, addrA, s.db, s.proxyArgs("scale-a")...)
+	insts[0].restart(t)
 	s.sellOn(t, lbAddr, 10) // through both instances
 	s.check(t, "after the restart", results)
 }

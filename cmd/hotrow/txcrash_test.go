@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,20 +17,13 @@ func orderProxy(t *testing.T, bin string, db *testdb.DB, args []string) (*sql.DB
 	t.Helper()
 	addr := freeAddr(t)
 	child := startChild(t, bin, addr, db, args...)
-	var once sync.Once
-	kill := func() {
-		once.Do(func() {
-			_ = child.cmd.Process.Signal(syscall.SIGKILL)
-			<-child.done
-		})
-	}
 	pool, err := sql.Open("mysql", clientDSN(db, addr))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool.SetMaxIdleConns(64)
 	t.Cleanup(func() { pool.Close() })
-	return pool, kill
+	return pool, child.kill
 }
 
 // TestKill9DuringOrderTransactions: clients run order transactions (an
