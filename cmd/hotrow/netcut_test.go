@@ -48,7 +48,8 @@ func docker(args ...string) (string, error) {
 // with a subnet of its own, so that the container keeps its address
 // across a disconnect and reconnect. Without Docker or the image the test
 // skips, or fails under HOTROW_TESTCONTAINERS=1 (as bench's container
-// tests). Container and network are removed at cleanup.
+// tests). The Docker engine must run on this host: the container's
+// address is routed here. Container and network are removed at cleanup.
 func startPrivateDB(t *testing.T) *privateDB {
 	t.Helper()
 	image := cmp.Or(os.Getenv("HOTROW_BENCH_IMAGE"), "hotrow/mariadb:10.11")

@@ -57,3 +57,39 @@ func TestDialerSocketOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowAnswerIsNotDead: a peer that answers only after three times the
+// bound, its host acknowledging everything meanwhile (a long statement),
+// keeps the connection.
+func TestSlowAnswerIsNotDead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			return
+		}
+		time.Sleep(3 * time.Second)
+		_, _ = c.Write([]byte{'y'})
+	}()
+	c, err := Dialer(time.Second, time.Second).Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte{'x'}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b := make([]byte, 1)
+	if _, err := c.Read(b); err != nil || b[0] != 'y' {
+		t.Fatalf("read %q: %v, want the late answer", b, err)
+	}
+}
