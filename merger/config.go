@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/hotrow/hotrow/internal/deadpeer"
 	"github.com/hotrow/hotrow/schema"
 )
 
@@ -54,6 +55,10 @@ type Config struct {
 	// and 10 x ResolveTimeout, and New at least twice that read timeout
 	// plus ResolveTimeout.
 	MarkerRetention time.Duration
+	// DeadAfter closes a backend connection once the server's host has
+	// acknowledged nothing for that long (a network cut; see package
+	// deadpeer); 0 keeps the OS defaults.
+	DeadAfter time.Duration
 	// ClaimSweepAge is how old a claim without a verdict must be before the
 	// sweep looks at it; ClaimSweepEvery how often the sweep runs (also at
 	// start).
@@ -74,6 +79,7 @@ func DefaultConfig() Config {
 		MaxQueueTotal:  65536,
 		PoolSize:       32,
 		ResolveTimeout: 60 * time.Second,
+		DeadAfter:      deadpeer.Default,
 
 		MarkerRetention: 24 * time.Hour,
 		ClaimSweepAge:   5 * time.Second,
@@ -137,6 +143,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("merger: MaxQueueTotal %d < MaxQueue %d", c.MaxQueueTotal, c.MaxQueue)
 	case c.QueueTimeout < 0:
 		return fmt.Errorf("merger: QueueTimeout %v < 0", c.QueueTimeout)
+	case c.DeadAfter < 0:
+		return fmt.Errorf("merger: DeadAfter %v < 0", c.DeadAfter)
 	case c.PoolSize < 1:
 		return fmt.Errorf("merger: PoolSize %d < 1", c.PoolSize)
 	case c.ResolveTimeout <= 0:

@@ -12,6 +12,8 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/hotrow/hotrow/internal/deadpeer"
 )
 
 // backend is one connection of the merger's pool. It speaks through
@@ -35,6 +37,7 @@ type backend struct {
 type connPool struct {
 	dsn         *mysql.Config
 	readTimeout time.Duration
+	deadAfter   time.Duration // see Config.DeadAfter
 	tokens      chan struct{} // one per backend that may exist
 
 	mu     sync.Mutex
@@ -43,9 +46,10 @@ type connPool struct {
 }
 
 // newConnPool returns a pool of at most size backends on dsn whose
-// reads time out after readTimeout.
-func newConnPool(dsn *mysql.Config, size int, readTimeout time.Duration) *connPool {
-	return &connPool{dsn: dsn, readTimeout: readTimeout, tokens: make(chan struct{}, size)}
+// reads time out after readTimeout and whose connections close once the
+// server's host has answered nothing for deadAfter.
+func newConnPool(dsn *mysql.Config, size int, readTimeout, deadAfter time.Duration) *connPool {
+	return &connPool{dsn: dsn, readTimeout: readTimeout, deadAfter: deadAfter, tokens: make(chan struct{}, size)}
 }
 
 // get returns an idle backend that is still alive or dials one, waiting
@@ -141,7 +145,8 @@ func (p *connPool) dialTimeout() time.Duration {
 // directly, so that it never waits for a pool slot).
 func (p *connPool) dial(ctx context.Context) (*backend, error) {
 	timeout := p.dialTimeout()
-	c, err := client.ConnectWithContext(ctx, p.dsn.Addr, p.dsn.User, p.dsn.Passwd, "", timeout, func(c *client.Conn) error {
+	dialer := deadpeer.Dialer(timeout, p.deadAfter).DialContext
+	c, err := client.ConnectWithDialer(ctx, "", p.dsn.Addr, p.dsn.User, p.dsn.Passwd, "", dialer, func(c *client.Conn) error {
 		c.ReadTimeout, c.WriteTimeout = p.readTimeout, timeout
 		for _, capability := range []uint32{gomysql.CLIENT_MULTI_STATEMENTS, gomysql.CLIENT_FOUND_ROWS, gomysql.CLIENT_SESSION_TRACK} {
 			if err := c.SetCapability(capability); err != nil {

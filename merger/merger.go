@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/hotrow/hotrow/internal/deadpeer"
 	"github.com/hotrow/hotrow/schema"
 )
 
@@ -131,6 +132,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 	dsn, _ := mysql.ParseDSN(cfg.DSN)
 	metaDSN := dsn.Clone()
 	metaDSN.DBName = ""
+	metaDSN.DialFunc = deadpeer.Dialer(0, cfg.DeadAfter).DialContext // go-sql-driver applies its Timeout
 	meta, err := sql.Open("mysql", metaDSN.FormatDSN())
 	if err != nil {
 		return nil, fmt.Errorf("merger: %w", err)
@@ -162,7 +164,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 		log:       log,
 		meta:      meta,
 		tables:    schema.NewCache(meta),
-		pool:      newConnPool(dsn, cfg.PoolSize, readTimeout),
+		pool:      newConnPool(dsn, cfg.PoolSize, readTimeout, cfg.DeadAfter),
 		metaIdent: schema.QuoteIdent(cfg.MetaSchema),
 		idPrefix:  cfg.InstanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
 		queues:    make(map[Rule]*tableQueue),

@@ -10,6 +10,8 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	pingcap "github.com/pingcap/errors"
+
+	"github.com/hotrow/hotrow/internal/deadpeer"
 )
 
 var noDeadline time.Time
@@ -24,9 +26,10 @@ type backendConn struct {
 
 // dialBackend opens a TCP connection to the backend and reads its greeting;
 // the handshake is finished by authBackend once the client has logged in.
-func dialBackend(ctx context.Context, addr string) (net.Conn, greeting, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+// The connection closes once the server's host has answered nothing for
+// deadAfter (package deadpeer).
+func dialBackend(ctx context.Context, addr string, deadAfter time.Duration) (net.Conn, greeting, error) {
+	conn, err := deadpeer.Dialer(0, deadAfter).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, greeting{}, err
 	}

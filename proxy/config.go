@@ -11,6 +11,7 @@ import (
 	"github.com/BurntSushi/toml"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
+	"github.com/hotrow/hotrow/internal/deadpeer"
 	"github.com/hotrow/hotrow/merger"
 	"github.com/hotrow/hotrow/schema"
 )
@@ -47,6 +48,10 @@ type Config struct {
 	// after its login, like the server's connect_timeout: a client that has
 	// not authenticated by then is closed.
 	HandshakeTimeout duration `toml:"handshake_timeout"`
+	// BackendDeadAfter closes a backend connection (a session's or a
+	// merged batch's) once the server's host has acknowledged nothing for
+	// that long (a network cut): see package deadpeer. 0: the OS defaults.
+	BackendDeadAfter duration `toml:"backend_dead_after"`
 	// MaxConnections bounds the client connections, authenticated or not,
 	// like max_connections: beyond it a client gets ERROR 1040 (Too many
 	// connections) instead of a greeting.
@@ -120,6 +125,7 @@ func DefaultConfig() Config {
 		MaxPacketSize:     64 << 20,
 		ConnectTimeout:    duration{5 * time.Second},
 		HandshakeTimeout:  duration{10 * time.Second},
+		BackendDeadAfter:  duration{deadpeer.Default},
 		MaxConnections:    4096,
 		MaxHandshakes:     1024,
 		HandshakeBackends: 16,
@@ -205,6 +211,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ConnectTimeout.Duration <= 0 || c.HandshakeTimeout.Duration <= 0 {
 		errs = append(errs, fmt.Errorf("connect timeout %v, handshake timeout %v: want both positive", c.ConnectTimeout.Duration, c.HandshakeTimeout.Duration))
+	}
+	if d := c.BackendDeadAfter.Duration; d != 0 && d < time.Second {
+		errs = append(errs, fmt.Errorf("backend dead after %v: want 0 (the OS defaults) or at least 1s", d))
 	}
 	if c.MaxConnections < 1 || c.MaxHandshakes < 1 || c.HandshakeBackends < 1 {
 		errs = append(errs, fmt.Errorf("max connections %d, max handshakes %d, handshake backends %d: want each at least 1", c.MaxConnections, c.MaxHandshakes, c.HandshakeBackends))

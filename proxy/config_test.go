@@ -14,6 +14,7 @@ func TestConfigFile(t *testing.T) {
 backend = "127.0.0.1:3306"
 hot_rules = ["shop.inventory:sku_id:stock"]
 drain_timeout = "3s"
+backend_dead_after = "10s"
 instance_id = "shop-proxy-1"
 
 [[users]]
@@ -33,6 +34,7 @@ default_schema = "shop"
 	}
 	u, ok := cfg.MergeAccount()
 	if cfg.Listen != "127.0.0.1:7000" || cfg.DrainTimeout.Duration != 3*time.Second || cfg.InstanceID != "shop-proxy-1" || !ok ||
+		cfg.BackendDeadAfter.Duration != 10*time.Second ||
 		u != (User{Name: "app", Password: "p:w", DefaultSchema: "shop"}) || cfg.AuthPlugin != "mysql_native_password" {
 		t.Fatalf("config %+v, merge account %+v", cfg, u)
 	}
@@ -71,6 +73,8 @@ func TestConfigValidate(t *testing.T) {
 		{"tls cert without key", func(c *Config) { c.TLSCert = "c.pem" }, "certificate and a key"},
 		{"require tls without cert", func(c *Config) { c.RequireTLS = true }, "require tls"},
 		{"bad backend tls", func(c *Config) { c.BackendTLS = "always" }, "backend tls"},
+		{"dead after off", func(c *Config) { c.BackendDeadAfter.Duration = 0 }, ""},
+		{"dead after under a second", func(c *Config) { c.BackendDeadAfter.Duration = 500 * time.Millisecond }, "backend dead after"},
 		{"backend ca with tls off", func(c *Config) { c.BackendTLS, c.BackendCA = BackendTLSOff, "ca.pem" }, "backend ca"},
 	}
 	for _, tt := range tests {

@@ -415,7 +415,7 @@ func (s *Server) handshake(ctx context.Context, sess *session) error {
 func (s *Server) dialBackend(ctx context.Context) (net.Conn, greeting, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ConnectTimeout.Duration)
 	defer cancel()
-	return dialBackend(ctx, s.cfg.Backend)
+	return dialBackend(ctx, s.cfg.Backend, s.cfg.BackendDeadAfter.Duration)
 }
 
 // connectError is what a client hears when the backend connection of its

@@ -155,11 +155,20 @@ type sale struct {
 	think     time.Duration
 
 	granted atomic.Int64 // OKs told so far, over all clients
+
+	// onExec, when set, sees each deduction's start and error (buyers
+	// call it concurrently).
+	onExec func(start time.Time, err error)
 }
 
 func newSale(t *testing.T, stock int) *sale {
 	t.Helper()
-	db := testdb.New(t)
+	return newSaleIn(t, testdb.New(t), stock)
+}
+
+// newSaleIn is newSale on the database db.
+func newSaleIn(t *testing.T, db *testdb.DB, stock int) *sale {
+	t.Helper()
 	s := &sale{db: db, meta: db.Name + "_meta", root: db.Open(t), stock: stock}
 	t.Cleanup(func() { _, _ = s.root.Exec("DROP DATABASE IF EXISTS `" + s.meta + "`") })
 	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock BIGINT UNSIGNED NOT NULL)",
@@ -205,7 +214,11 @@ func (s *sale) buy(addr string, stop <-chan struct{}, started func()) saleResult
 			return r
 		default:
 		}
+		start := time.Now()
 		res, err := conn.ExecContext(ctx, "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1")
+		if s.onExec != nil {
+			s.onExec(start, err)
+		}
 		if err != nil {
 			r.failed, r.lastError = 1, err
 			return r

@@ -59,6 +59,7 @@ Flags given on the command line override the --config file.
 	maxPacket := fs.Int("max-packet-size", cfg.MaxPacketSize, "largest client packet in `bytes` (like max_allowed_packet)")
 	handshakeTimeout := fs.Duration("handshake-timeout", cfg.HandshakeTimeout.Duration, "close a client that has not authenticated within this `duration` (like connect_timeout)")
 	connectTimeout := fs.Duration("connect-timeout", cfg.ConnectTimeout.Duration, "bound on dialing and logging in to the backend, and on how long a client that has not\nanswered its greeting keeps the backend connection it was greeted for; keep it below the\nserver's connect_timeout")
+	deadAfter := fs.Duration("backend-dead-after", cfg.BackendDeadAfter.Duration, "close a connection to the server (a session's or a merged batch's) once the server's host\nhas answered nothing for this `duration` (network cut, host gone: packets dropped, not refused);\na statement waiting on it then fails with 2013 (a merged one is retried or resolved) instead\nof waiting. TCP keepalive probes from half of it on, and TCP_USER_TIMEOUT on Linux; a long\nstatement is not cut as long as the host answers. 0: the OS defaults (about 2.5 minutes, up\nto 15 for unacknowledged data)")
 	maxConns := fs.Int("max-connections", cfg.MaxConnections, "most client connections (authenticated or not); beyond it ERROR 1040 Too many connections")
 	maxHandshakes := fs.Int("max-handshakes", cfg.MaxHandshakes, "most clients in their handshake at once; beyond it the one waiting longest is closed")
 	handshakeBackends := fs.Int("handshake-backends", cfg.HandshakeBackends, "most backend connections held for clients that have not authenticated yet")
@@ -115,6 +116,8 @@ Flags given on the command line override the --config file.
 			cfg.HandshakeTimeout.Duration = *handshakeTimeout
 		case "connect-timeout":
 			cfg.ConnectTimeout.Duration = *connectTimeout
+		case "backend-dead-after":
+			cfg.BackendDeadAfter.Duration = *deadAfter
 		case "max-connections":
 			cfg.MaxConnections = *maxConns
 		case "max-handshakes":
@@ -404,6 +407,7 @@ func mergerConfig(cfg proxy.Config) merger.Config {
 	if cfg.ClaimSweepEvery.Duration > 0 {
 		mc.ClaimSweepEvery = cfg.ClaimSweepEvery.Duration
 	}
+	mc.DeadAfter = cfg.BackendDeadAfter.Duration
 	return mc
 }
 
