@@ -39,8 +39,12 @@ func TestMergerConfig(t *testing.T) {
 			func(merger.Config) bool { return true }, "InstanceID"},
 		{"batch and meta schema", base(func(c *proxy.Config) { c.MaxBatch, c.MetaSchema = 64, "meta" }),
 			func(mc merger.Config) bool { return mc.MaxBatch == 64 && mc.MetaSchema == "meta" }, ""},
-		{"claim sweep", base(func(c *proxy.Config) { c.ClaimSweepAge.Duration, c.ClaimSweepEvery.Duration = 2*time.Second, time.Minute }),
-			func(mc merger.Config) bool { return mc.ClaimSweepAge == 2*time.Second && mc.ClaimSweepEvery == time.Minute }, ""},
+		{"claim sweep", base(func(c *proxy.Config) {
+			c.ClaimSweepAge.Duration, c.ClaimSweepEvery.Duration = 2*time.Second, time.Minute
+		}),
+			func(mc merger.Config) bool {
+				return mc.ClaimSweepAge == 2*time.Second && mc.ClaimSweepEvery == time.Minute
+			}, ""},
 		{"default claim sweep", base(func(*proxy.Config) {}),
 			func(mc merger.Config) bool {
 				return mc.ClaimSweepAge == defaults.ClaimSweepAge && mc.ClaimSweepEvery == defaults.ClaimSweepEvery
