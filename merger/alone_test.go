@@ -35,7 +35,10 @@ func TestAloneMarksTableBusy(t *testing.T) {
 	go func() { _, err := f.m.Do(context.Background(), other); queued <- err }()
 	ctx, cancel := context.WithCancel(context.Background())
 	dropped := make(chan error, 1)
-	go func() { _, err := f.m.Do(ctx, f.text(t, "UPDATE inv SET stock = stock - 7 WHERE sku = 'b'", 3)); dropped <- err }()
+	go func() {
+		_, err := f.m.Do(ctx, f.text(t, "UPDATE inv SET stock = stock - 7 WHERE sku = 'b'", 3))
+		dropped <- err
+	}()
 	testdb.WaitFor(t, 5*time.Second, "requests queued behind the lone statement", func() bool { return f.m.Stats().Queued == 2 })
 	time.Sleep(50 * time.Millisecond)
 	if s := f.m.Stats(); s.Requests != 0 || len(s.Tables) != 1 {

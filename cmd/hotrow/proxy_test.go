@@ -38,6 +38,10 @@ func TestMergerConfig(t *testing.T) {
 			func(merger.Config) bool { return true }, "InstanceID"},
 		{"batch and meta schema", base(func(c *proxy.Config) { c.MaxBatch, c.MetaSchema = 64, "meta" }),
 			func(mc merger.Config) bool { return mc.MaxBatch == 64 && mc.MetaSchema == "meta" }, ""},
+		{"lone pass-through by default", base(func(*proxy.Config) {}),
+			func(mc merger.Config) bool { return mc.LonePassThrough }, ""},
+		{"lone pass-through off", base(func(c *proxy.Config) { c.LonePassThrough = false }),
+			func(mc merger.Config) bool { return !mc.LonePassThrough }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
