@@ -67,9 +67,10 @@ func (m *Merger) aloneDone(q *tableQueue, req Request, began time.Time, out Outc
 // client gets the server's error.
 const loneAttempts = 3
 
-// runLone runs one request on the merger's connection (a claim, or a
-// request of a failed batch run again alone) until it has a final
-// outcome: one round trip
+// runLone runs one request on the merger's connection (a batch of one
+// that did not run Alone: a claim, a request of a failed batch run again,
+// one taken from the queue alone, or any with LonePassThrough off) until
+// it has a final outcome: one round trip
 // of BEGIN, the statement, its ledger row (INSERT ... SELECT when
 // ROW_COUNT() > 0) and COMMIT. It writes no marker: the ledger row, which
 // exists exactly when the request matched, proves the commit of a request
