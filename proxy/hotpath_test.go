@@ -61,6 +61,13 @@ func mustRule(t *testing.T, s string) merger.Rule {
 	return r
 }
 
+// idle waits until m has no table busy: a statement run alone is counted
+// just after its client heard the answer.
+func idle(t *testing.T, m *merger.Merger) {
+	t.Helper()
+	testdb.WaitFor(t, 5*time.Second, "the merger to be idle", func() bool { return len(m.Stats().Tables) == 0 })
+}
+
 func ledgerRows(t *testing.T, conn *sql.DB, meta string) int {
 	t.Helper()
 	var n int
@@ -124,6 +131,7 @@ func TestHotRowMixedClients(t *testing.T) {
 	if total != 300 || stock != 0 {
 		t.Fatalf("granted %d, stock left %d; want 300 and 0", total, stock)
 	}
+	idle(t, m)
 	st := m.Stats()
 	if n := ledgerRows(t, direct, meta); n != 300-int(st.AloneGranted) {
 		t.Fatalf("ledger rows %d, want 300 - %d granted alone", n, st.AloneGranted)
@@ -179,6 +187,7 @@ func TestHotRowSerialOutcomes(t *testing.T) {
 				}
 				t.Logf("%s: %s", q, got)
 			}
+			idle(t, m)
 			if n, alone := m.Stats().Requests-before, m.Stats().Alone-aloneBefore; n != uint64(len(stmts)) || alone != n {
 				t.Errorf("merger ran %d of %d statements, %d alone", n, len(stmts), alone)
 			}
@@ -569,7 +578,7 @@ func TestHotRowAloneKilled(t *testing.T) {
 			if err := root.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock); err != nil || stock != 100 {
 				t.Fatalf("stock %d (%v), want 100: nothing applied", stock, err)
 			}
-			testdb.WaitFor(t, 5*time.Second, "the table to be free", func() bool { return len(m.Stats().Tables) == 0 })
+			idle(t, m)
 		})
 	}
 	if s := m.Stats(); s.Alone != 2 || s.AloneGranted != 0 {
@@ -578,6 +587,7 @@ func TestHotRowAloneKilled(t *testing.T) {
 	if _, err := open(t, db, p.addr).Exec(hot); err != nil {
 		t.Fatal(err)
 	}
+	idle(t, m)
 	if s := m.Stats(); s.Alone != 3 || s.AloneGranted != 1 {
 		t.Fatalf("stats %+v: want 3 alone, 1 granted", s)
 	}
@@ -634,6 +644,7 @@ func TestHotRowAloneAndMerged(t *testing.T) {
 	if stock+total != 400 || stock != 0 {
 		t.Fatalf("stock %d + granted %d, want 0 + 400", stock, total)
 	}
+	idle(t, m)
 	st := m.Stats()
 	if n := ledgerRows(t, direct, meta); int64(n) != total-int64(st.AloneGranted) {
 		t.Fatalf("ledger rows %d, want %d granted - %d granted alone", n, total, st.AloneGranted)
