@@ -106,8 +106,9 @@ func (q *tableQueue) removeLocked(w *waiter) {
 // waiter carries one request through its queue and batch.
 type waiter struct {
 	req Request
-	// ctx is the request's Do's: a request whose ctx ended before its
-	// batch formed is dropped then, whoever notices first.
+	// ctx is the ctx of the request's Do. When it ends while the request
+	// is queued, Do drops the request, or expire does when the batch
+	// forms first (e.g. at once, when the statement before ran Alone).
 	ctx  context.Context
 	enq  time.Time
 	done chan struct{} // receives once out and err are final

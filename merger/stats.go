@@ -30,7 +30,8 @@ type Stats struct {
 	// those of them that matched their row: deductions without a ledger
 	// row, whose order events come from the row change itself.
 	Alone, AloneGranted uint64
-	// Commits counts batch transactions committed with changes.
+	// Commits counts batch transactions committed with changes, and
+	// statements run alone that matched their row.
 	Commits uint64
 	// Requests counts requests that reached a final outcome or error in a
 	// batch.
