@@ -220,11 +220,18 @@ func (x *executor) runGeneral(ctx context.Context, batch []*waiter, r Rule) atte
 
 // statementOutcome reads an UPDATE's outcome from its OK packet.
 func statementOutcome(r *gomysql.Result) Outcome {
-	out := Outcome{Warnings: r.Warnings}
+	return UpdateOutcome(r.AffectedRows, r.StatusMessage, r.Warnings)
+}
+
+// UpdateOutcome is the Outcome of an UPDATE the server answered with an OK
+// packet: its affected rows, its info ("Rows matched: N  Changed: M
+// Warnings: W") and its warning count.
+func UpdateOutcome(affected uint64, info string, warnings uint16) Outcome {
+	out := Outcome{Warnings: warnings}
 	var ok bool
-	if out.Matched, out.Changed, ok = parseInfo(r.StatusMessage); !ok {
+	if out.Matched, out.Changed, ok = parseInfo(info); !ok {
 		// No info: affected rows are found rows (CLIENT_FOUND_ROWS).
-		out.Matched, out.Changed = r.AffectedRows, r.AffectedRows
+		out.Matched, out.Changed = affected, affected
 	}
 	return out
 }

@@ -64,6 +64,11 @@ type Config struct {
 	// start).
 	ClaimSweepAge   time.Duration
 	ClaimSweepEvery time.Duration
+	// LonePassThrough lets a request with nothing queued or running for
+	// its table run on its client's own connection (Merger.Alone) instead
+	// of as a batch of one with a ledger row. Off, every grant made
+	// through the merger has a ledger row (batch id, connection id).
+	LonePassThrough bool
 	// hooks are fault-injection and observation points for tests.
 	hooks hooks
 }
@@ -84,6 +89,7 @@ func DefaultConfig() Config {
 		MarkerRetention: 24 * time.Hour,
 		ClaimSweepAge:   5 * time.Second,
 		ClaimSweepEvery: 30 * time.Second,
+		LonePassThrough: true,
 	}
 }
 

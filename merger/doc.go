@@ -28,7 +28,8 @@
 //   - batchsql.go, sqltext.go: the SQL of every round trip (locking read,
 //     UPDATEs, ledger, marker, lookup); literal quoting.
 //   - batch.go, lone.go: the multi-request paths (locking read, fast
-//     commit, general) and the lone path.
+//     commit, general) and the lone paths (Alone on the client's
+//     connection, runLone on the merger's).
 //   - resolve.go: uncertain-commit resolution (resolve, lookupMarker).
 //   - conn.go: backend connections and their pool.
 //   - janitor.go: pruning old batch markers.
@@ -44,26 +45,49 @@
 // # Queues
 //
 // Requests queue per hot table (per Rule), whatever row they touch. A
-// table with no batch in flight starts a worker goroutine at once (a lone
-// request waits for nothing); while its batch runs, arrivals queue in an
-// explicit FIFO; when it ends, everything queued (up to MaxBatch) forms
-// the next batch, which may span many rows. The worker exits when its
-// queue is empty; one table never has two batches in flight in one
-// Merger. Queues are bounded per table (MaxQueue) and globally
+// request for a table with nothing in flight runs alone on its client's
+// connection (Alone), or, through Do, starts a worker goroutine at once (a
+// lone request waits for nothing); while either runs, arrivals queue in
+// an explicit FIFO; when it ends, everything queued (up to MaxBatch)
+// forms the next batch, which may span many rows. The worker exits when
+// its queue is empty; one table never has two batches (or a batch and a
+// statement run alone) in flight in one Merger. Queues are bounded per table (MaxQueue) and globally
 // (MaxQueueTotal): beyond, ErrQueueFull. A request
-// whose ctx ends while queued is dropped (Do returns ctx.Err()); one that
+// whose ctx ends while queued is dropped (Do returns ctx.Err(); when its
+// batch forms, at the latest); one that
 // waited longer than QueueTimeout fails with ErrLockWaitTimeout (checked
 // when its batch forms); one already in a batch is applied and recorded.
 //
 // # Execution paths
 //
-//   - Lone (batch of one): one multi-statement round trip: START
-//     TRANSACTION; the statement (the client's text verbatim, or the
-//     prepared statement with its arguments as literals); the ledger row as
-//     INSERT ... SELECT ... WHERE ROW_COUNT() > 0; COMMIT. No marker: the
-//     ledger row (batch id, seq 0) exists exactly when the request matched,
-//     so it proves the commit of a grant, and a request that matched
-//     nothing changed nothing, whether or not its COMMIT ran.
+//   - Alone (a request with nothing queued or running for its table, not a
+//     claim; Config.LonePassThrough, on by default): Merger.Alone tells the
+//     caller to run the statement itself, as the client sent it, on the
+//     client's own backend connection: a plain autocommit statement, which
+//     costs what it costs directly (no transaction of hotrow's, no ledger
+//     row, no marker). The client hears the server's own answer; a
+//     connection lost during it is the client's 2013, as directly, with no
+//     outcome to resolve. Its deduction is an ordinary row change, which
+//     the order feed (package binlog) turns into the deduction's event, as
+//     for a client that bypasses hotrow, so it carries no batch id or
+//     connection id. The table is busy while it runs: arrivals queue, and
+//     their batch starts when the caller reports the outcome (done), as
+//     after a batch of one; it could start at once and wait for the row
+//     lock in the server, but would hold a pooled connection and an open
+//     transaction on that wait, and split the arrivals into two batches.
+//     Serial equivalence holds because the statement is the server's own
+//     execution, ordered with the batches by the row lock. The statistics
+//     count it as a lone batch of one (Stats.Alone, AloneGranted).
+//   - Lone (batch of one on the merger's connection: a claim alone, a
+//     request of a failed batch run again, a batch of one formed from the
+//     queue, or every lone request with LonePassThrough off): one
+//     multi-statement round trip: START TRANSACTION; the statement (the
+//     client's text verbatim, or the prepared statement with its arguments
+//     as literals); the ledger row as INSERT ... SELECT ... WHERE
+//     ROW_COUNT() > 0; COMMIT. No marker: the ledger row (batch id, seq 0)
+//     exists exactly when the request matched, so it proves the commit of
+//     a grant, and a request that matched nothing changed nothing, whether
+//     or not its COMMIT ran.
 //   - Fast: START TRANSACTION + SELECT key, stock ... WHERE key IN (the
 //     batch's keys) ORDER BY key FOR UPDATE, which locks the rows in key
 //     order (so hotrow batches cannot deadlock one another); then
@@ -118,9 +142,11 @@
 //     outcome without a lookup). Never applied twice; success is reported
 //     only for durable changes. If the lookup fails until ResolveTimeout,
 //     ErrOutcomeUnknown.
-//   - One ledger row per request that matched its row (granted), in the
-//     batch's transaction; (batch id, seq) is its idempotency key. Batch
-//     ids embed the instance id and the process start time.
+//   - One ledger row per request that matched its row (granted) in a
+//     batch, in the batch's transaction; (batch id, seq) is its
+//     idempotency key. Batch ids embed the instance id and the process
+//     start time. A request run alone has none: its order event is its
+//     row change.
 //   - Concurrency: Merger.mu guards the queues; each table's worker owns
 //     its executor and backend; Close waits for every worker.
 //   - The hot path does not log and allocates little: batch SQL is built

@@ -184,11 +184,7 @@ func (x *executor) newBatchID() {
 // finish reports a batch with final outcomes and delivers them.
 func (x *executor) finish(p execPath, batch []*waiter, committed bool) {
 	m := x.m
-	m.stats.batch(p, len(batch))
-	m.obs.observe(x, p, batch, committed)
-	if committed {
-		m.stats.commits.Add(1)
-	}
+	m.record(p, x.id, x.began, batch, &x.res, committed)
 	x.claimIDs(batch)
 	if h := m.cfg.hooks.executed; h != nil {
 		h(executed{BatchID: string(x.id), Path: p, Requests: x.requests(batch), Outcomes: x.res.outs, Errs: x.res.errs})
@@ -198,6 +194,16 @@ func (x *executor) finish(p execPath, batch []*waiter, committed bool) {
 		deliver(w, x.res.outs[i], x.res.errs[i])
 	}
 	clear(x.res.errs)
+}
+
+// record counts a batch and its outcomes res in the statistics (see
+// observer.observe).
+func (m *Merger) record(p execPath, id []byte, began time.Time, batch []*waiter, res *results, committed bool) {
+	m.stats.batch(p, len(batch))
+	m.obs.observe(p, id, began, batch, res, committed)
+	if committed {
+		m.stats.commits.Add(1)
+	}
 }
 
 // reset starts an attempt of n requests: fresh results and batch id.

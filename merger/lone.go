@@ -7,12 +7,70 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
 
+// Alone reports whether req may run by itself, as the client sent it, on
+// its client's own backend connection instead of as a batch of one on the
+// merger's: when nothing of its table is queued or in a batch in this
+// Merger, and req is no claim. That costs what a direct statement costs:
+// no transaction of its own, no ledger row, no marker. Its deduction is
+// an ordinary row change, which the order feed (package binlog) turns
+// into its event; what the client hears is the server's own answer, and a
+// connection lost during the statement is the client's 2013, as direct.
+//
+// While it runs the table counts as busy, as while a batch runs: requests
+// that arrive queue, and the batch that serves them starts only when the
+// caller calls done with the statement's outcome (or the error it got).
+// It could start at once and wait for the row lock in the server; waiting
+// here instead keeps no pool connection and open transaction waiting on
+// that lock, lets everything that arrives meanwhile join one batch, as
+// behind a batch of one, and keeps one statement of this Merger per table
+// in flight. done must be called exactly once; Close waits for it.
+func (m *Merger) Alone(req Request) (done func(Outcome, error), ok bool) {
+	if !m.cfg.LonePassThrough || req.Claim != nil || req.Stmt == nil {
+		return nil, false
+	}
+	m.mu.Lock()
+	if m.closed || m.queues[req.Stmt.Rule] != nil {
+		m.mu.Unlock()
+		return nil, false
+	}
+	q := &tableQueue{rule: req.Stmt.Rule}
+	m.queues[q.rule] = q
+	m.workers.Add(1) // the statement stands for the table's worker
+	m.mu.Unlock()
+	began := time.Now()
+	return func(out Outcome, err error) { m.aloneDone(q, req, began, out, err) }, true
+}
+
+// aloneDone records a statement run alone (Alone) and ends the table's
+// busy mark: the requests queued meanwhile get a worker.
+func (m *Merger) aloneDone(q *tableQueue, req Request, began time.Time, out Outcome, err error) {
+	granted := err == nil && out.Matched > 0
+	m.stats.alone.Add(1)
+	if granted {
+		m.stats.aloneGranted.Add(1)
+	}
+	w := waiter{req: req, enq: began}
+	m.record(pathLone, nil, began, []*waiter{&w}, &results{outs: []Outcome{out}, errs: []error{err}}, granted)
+	m.mu.Lock()
+	if q.lenLocked() == 0 {
+		delete(m.queues, q.rule)
+		m.mu.Unlock()
+		m.workers.Done()
+		return
+	}
+	m.mu.Unlock()
+	go m.runTable(q) // takes over the worker count
+}
+
 // loneAttempts is how often a lone request is retried after errors that
 // belong to its transaction (deadlock, lock wait timeout ...) before the
 // client gets the server's error.
 const loneAttempts = 3
 
-// runLone runs one request until it has a final outcome: one round trip
+// runLone runs one request on the merger's connection (a batch of one
+// that did not run Alone: a claim, a request of a failed batch run again,
+// one taken from the queue alone, or any with LonePassThrough off) until
+// it has a final outcome: one round trip
 // of BEGIN, the statement, its ledger row (INSERT ... SELECT when
 // ROW_COUNT() > 0) and COMMIT. It writes no marker: the ledger row, which
 // exists exactly when the request matched, proves the commit of a request

@@ -106,7 +106,11 @@ func (q *tableQueue) removeLocked(w *waiter) {
 
 // waiter carries one request through its queue and batch.
 type waiter struct {
-	req  Request
+	req Request
+	// ctx is the ctx of the request's Do. When it ends while the request
+	// is queued, Do drops the request, or expire does when the batch
+	// forms first (e.g. at once, when the statement before ran Alone).
+	ctx  context.Context
 	enq  time.Time
 	done chan struct{} // receives once out and err are final
 	out  Outcome
@@ -211,7 +215,7 @@ func (m *Merger) Do(ctx context.Context, req Request) (Outcome, error) {
 		return Outcome{}, ErrBadRequest
 	}
 	w := waiterPool.Get().(*waiter)
-	w.req, w.enq = req, time.Now()
+	w.req, w.ctx, w.enq = req, ctx, time.Now()
 
 	m.mu.Lock()
 	if m.closed {
@@ -295,11 +299,16 @@ func (m *Merger) runTable(q *tableQueue) {
 
 // expire fails the requests that waited longer than QueueTimeout with
 // ErrLockWaitTimeout, as the server fails a lock wait that long, drops
-// those whose client is gone, and returns the others.
+// those whose ctx ended or whose client is gone, and returns the others.
 func (m *Merger) expire(batch []*waiter) []*waiter {
 	limit := time.Now().Add(-m.cfg.QueueTimeout)
 	kept := batch[:0]
 	for _, w := range batch {
+		if err := w.ctx.Err(); err != nil {
+			m.stats.dropped.Add(1)
+			deliver(w, Outcome{}, err)
+			continue
+		}
 		if w.req.Gone != nil && w.req.Gone() {
 			m.stats.dropped.Add(1)
 			deliver(w, Outcome{}, context.Canceled)

@@ -127,15 +127,16 @@ type observer struct {
 	inB    map[*KeyStats]int    // guarded by mu; scratch: a batch's requests per row
 }
 
-// observe records a batch whose outcomes x.res holds, about to be
-// delivered.
-func (o *observer) observe(x *executor, p execPath, batch []*waiter, committed bool) {
+// observe records a batch with batch id id (empty for a statement run
+// alone on its client's connection) that began at began and whose
+// outcomes res holds, about to be delivered.
+func (o *observer) observe(p execPath, id []byte, began time.Time, batch []*waiter, res *results, committed bool) {
 	if len(batch) == 0 {
 		return
 	}
 	now := time.Now()
 	info := BatchInfo{Rule: batch[0].req.Stmt.Rule, Path: p.String(), Size: len(batch),
-		Committed: committed, Commit: now.Sub(x.began), Finished: now}
+		Committed: committed, Commit: now.Sub(began), Finished: now}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.tables == nil {
@@ -157,7 +158,7 @@ func (o *observer) observe(x *executor, p execPath, batch []*waiter, committed b
 	}
 	for i, w := range batch {
 		t.Requests++
-		wait := x.began.Sub(w.enq)
+		wait := began.Sub(w.enq)
 		info.MaxWait = max(info.MaxWait, wait)
 		t.Wait.add(wait)
 		k := o.keyLocked(w.req)
@@ -165,8 +166,8 @@ func (o *observer) observe(x *executor, p execPath, batch []*waiter, committed b
 		k.Wait.add(wait)
 		o.inB[k]++
 		var err error
-		if i < len(x.res.errs) {
-			err = x.res.errs[i]
+		if i < len(res.errs) {
+			err = res.errs[i]
 		}
 		switch {
 		case err != nil:
@@ -178,7 +179,7 @@ func (o *observer) observe(x *executor, p execPath, batch []*waiter, committed b
 					o.codes[my.Code]++
 				}
 			}
-		case i < len(x.res.outs) && x.res.outs[i].Matched > 0:
+		case i < len(res.outs) && res.outs[i].Matched > 0:
 			t.Granted++
 			k.Granted++
 			info.Granted++
@@ -193,7 +194,7 @@ func (o *observer) observe(x *executor, p execPath, batch []*waiter, committed b
 		k.Commit.add(info.Commit)
 	}
 	clear(o.inB)
-	info.ID = string(x.id)
+	info.ID = string(id)
 	if len(o.recent) < recentBatches {
 		o.recent = append(o.recent, info)
 	} else {

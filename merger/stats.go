@@ -25,7 +25,13 @@ type Stats struct {
 	LonePath    uint64
 	FastPath    uint64
 	GeneralPath uint64
-	// Commits counts batch transactions committed with changes.
+	// Alone counts requests run alone on their client's connection
+	// (Merger.Alone; counted in LonePath and Batches too), AloneGranted
+	// those of them that matched their row: deductions without a ledger
+	// row, whose order events come from the row change itself.
+	Alone, AloneGranted uint64
+	// Commits counts batch transactions committed with changes, and
+	// statements run alone that matched their row.
 	Commits uint64
 	// Requests counts requests that reached a final outcome or error in a
 	// batch.
@@ -55,6 +61,7 @@ type TableDepth struct {
 type counters struct {
 	batches, lone, fast, general atomic.Uint64
 	commits, requests, retries   atomic.Uint64
+	alone, aloneGranted          atomic.Uint64
 	resolved                     atomic.Uint64
 	cancels, swept               atomic.Uint64
 	unmerged                     [NumUnmerged]atomic.Uint64
@@ -80,19 +87,21 @@ func (c *counters) batch(p execPath, n int) {
 // Stats returns a snapshot of the counters and queue depths.
 func (m *Merger) Stats() Stats {
 	s := Stats{
-		Batches:     m.stats.batches.Load(),
-		LonePath:    m.stats.lone.Load(),
-		FastPath:    m.stats.fast.Load(),
-		GeneralPath: m.stats.general.Load(),
-		Commits:     m.stats.commits.Load(),
-		Requests:    m.stats.requests.Load(),
-		Retries:     m.stats.retries.Load(),
-		Resolved:    m.stats.resolved.Load(),
-		Cancels:     m.stats.cancels.Load(),
-		Swept:       m.stats.swept.Load(),
-		Dropped:     m.stats.dropped.Load(),
-		TimedOut:    m.stats.timedOut.Load(),
-		QueueFull:   m.stats.queueFull.Load(),
+		Batches:      m.stats.batches.Load(),
+		LonePath:     m.stats.lone.Load(),
+		FastPath:     m.stats.fast.Load(),
+		GeneralPath:  m.stats.general.Load(),
+		Commits:      m.stats.commits.Load(),
+		Alone:        m.stats.alone.Load(),
+		AloneGranted: m.stats.aloneGranted.Load(),
+		Requests:     m.stats.requests.Load(),
+		Retries:      m.stats.retries.Load(),
+		Resolved:     m.stats.resolved.Load(),
+		Cancels:      m.stats.cancels.Load(),
+		Swept:        m.stats.swept.Load(),
+		Dropped:      m.stats.dropped.Load(),
+		TimedOut:     m.stats.timedOut.Load(),
+		QueueFull:    m.stats.queueFull.Load(),
 	}
 	for i := range s.BatchSizes {
 		s.BatchSizes[i] = m.stats.sizes[i].Load()

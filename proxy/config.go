@@ -84,6 +84,10 @@ type Config struct {
 	// MaxBatch and MetaSchema tune the merger (see package merger).
 	MaxBatch   int    `toml:"max_batch"`
 	MetaSchema string `toml:"meta_schema"`
+	// LonePassThrough runs a hot statement with nothing queued for its
+	// table on the session's own connection, without a ledger row
+	// (merger.Config.LonePassThrough); off, it runs as a batch of one.
+	LonePassThrough bool `toml:"lone_passthrough"`
 	// InstanceID names this proxy instance in the ids of its merged
 	// batches (merger.Config.InstanceID): stable across restarts of the
 	// same instance, whose recovery looks for its own batches, and unique
@@ -120,6 +124,7 @@ func DefaultConfig() Config {
 		MetaSchema:        m.MetaSchema,
 		ClaimSweepAge:     duration{m.ClaimSweepAge},
 		ClaimSweepEvery:   duration{m.ClaimSweepEvery},
+		LonePassThrough:   m.LonePassThrough,
 		Listen:            "127.0.0.1:6033",
 		AuthPlugin:        gomysql.AUTH_NATIVE_PASSWORD,
 		MaxPacketSize:     64 << 20,

@@ -20,7 +20,10 @@
 //   - stmt.go: prepared statements: what the proxy remembers of them and
 //     the decoding of mergeable executions' parameters.
 //   - merge.go: handing a hot statement to the merger and answering the
-//     client with the OK packet the server would have sent.
+//     client with the OK packet the server would have sent, or, when the
+//     merger has nothing queued for its table (merger.Merger.Alone),
+//     running it on the session's own connection, the server's answer
+//     relayed.
 //   - txmerge.go: a hot UPDATE inside a client's transaction as a claim:
 //     its confirmation written on the session's own connection before
 //     the OK, the claims settled when the transaction ends, and the

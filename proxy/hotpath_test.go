@@ -61,6 +61,13 @@ func mustRule(t *testing.T, s string) merger.Rule {
 	return r
 }
 
+// idle waits until m has no table busy: a statement run alone is counted
+// just after its client heard the answer.
+func idle(t *testing.T, m *merger.Merger) {
+	t.Helper()
+	testdb.WaitFor(t, 5*time.Second, "the merger to be idle", func() bool { return len(m.Stats().Tables) == 0 })
+}
+
 func ledgerRows(t *testing.T, conn *sql.DB, meta string) int {
 	t.Helper()
 	var n int
@@ -72,7 +79,8 @@ func ledgerRows(t *testing.T, conn *sql.DB, meta string) int {
 
 // TestHotRowMixedClients: text-mode and prepared-mode clients hammer one
 // row through the proxy; exactly the stock is granted, the ledger has a
-// row per grant, and the requests were merged into fewer batches.
+// row per grant but those of statements run alone on their client's
+// connection, and the requests were merged into fewer batches.
 func TestHotRowMixedClients(t *testing.T) {
 	db := testdb.New(t)
 	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
@@ -123,21 +131,23 @@ func TestHotRowMixedClients(t *testing.T) {
 	if total != 300 || stock != 0 {
 		t.Fatalf("granted %d, stock left %d; want 300 and 0", total, stock)
 	}
-	if n := ledgerRows(t, direct, meta); n != 300 {
-		t.Fatalf("ledger rows %d, want 300", n)
-	}
+	idle(t, m)
 	st := m.Stats()
+	if n := ledgerRows(t, direct, meta); n != 300-int(st.AloneGranted) {
+		t.Fatalf("ledger rows %d, want 300 - %d granted alone", n, st.AloneGranted)
+	}
 	if st.Requests != clients*each {
 		t.Fatalf("merger saw %d requests, want %d", st.Requests, clients*each)
 	}
 	if st.Batches >= st.Requests {
 		t.Fatalf("no merging: %d batches for %d requests", st.Batches, st.Requests)
 	}
-	t.Logf("%d requests in %d batches (fast %d, lone %d, general %d)", st.Requests, st.Batches, st.FastPath, st.LonePath, st.GeneralPath)
+	t.Logf("%d requests in %d batches (fast %d, lone %d of which %d alone, general %d)", st.Requests, st.Batches, st.FastPath, st.LonePath, st.Alone, st.GeneralPath)
 }
 
 // TestHotRowSerialOutcomes runs the same statements one by one through
-// the proxy (merged) and directly on a twin table, and compares every
+// the proxy (each alone: on the session's own connection) and directly on
+// a twin table, in text and prepared form, and compares every
 // client-visible outcome: affected rows with and without
 // CLIENT_FOUND_ROWS, errors and the final row.
 func TestHotRowSerialOutcomes(t *testing.T) {
@@ -160,24 +170,26 @@ func TestHotRowSerialOutcomes(t *testing.T) {
 		"UPDATE inventory SET stock = stock - 3, note = 'x' WHERE sku_id = 2 AND stock >= 3",
 		"UPDATE inventory SET stock = stock - 20 WHERE sku_id = 2 AND stock - 20 >= 0",
 	}
-	for _, foundRows := range []bool{false, true} {
-		t.Run(fmt.Sprintf("found_rows=%v", foundRows), func(t *testing.T) {
+	for _, c := range []struct{ foundRows, prepared bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		foundRows := c.foundRows
+		t.Run(fmt.Sprintf("found_rows=%v,prepared=%v", foundRows, c.prepared), func(t *testing.T) {
 			db.Exec(t, "UPDATE inventory SET stock = 5 WHERE sku_id = 1", "UPDATE inventory SET stock = 0, note = '' WHERE sku_id = 2",
 				"UPDATE twin SET stock = 5 WHERE sku_id = 1", "UPDATE twin SET stock = 0, note = '' WHERE sku_id = 2")
 			opt := func(c *mysql.Config) { c.ClientFoundRows = foundRows }
 			viaProxy := open(t, db, p.addr, opt)
 			direct := open(t, db, db.Addr, opt)
-			before := m.Stats().Requests
+			before, aloneBefore := m.Stats().Requests, m.Stats().Alone
 			for _, q := range stmts {
-				got := outcome(viaProxy, q)
-				want := outcome(direct, strings.Replace(q, "inventory", "twin", 1))
+				got := outcome(viaProxy, q, c.prepared)
+				want := outcome(direct, strings.Replace(q, "inventory", "twin", 1), c.prepared)
 				if got != want {
 					t.Errorf("%s\n proxy:  %s\n direct: %s", q, got, want)
 				}
 				t.Logf("%s: %s", q, got)
 			}
-			if n := m.Stats().Requests - before; n != uint64(len(stmts)) {
-				t.Errorf("merger ran %d of %d statements", n, len(stmts))
+			idle(t, m)
+			if n, alone := m.Stats().Requests-before, m.Stats().Alone-aloneBefore; n != uint64(len(stmts)) || alone != n {
+				t.Errorf("merger ran %d of %d statements, %d alone", n, len(stmts), alone)
 			}
 			var a, b string
 			_ = direct.QueryRow("SELECT GROUP_CONCAT(sku_id, ':', stock, ':', note ORDER BY sku_id) FROM inventory").Scan(&a)
@@ -189,9 +201,21 @@ func TestHotRowSerialOutcomes(t *testing.T) {
 	}
 }
 
-// outcome runs q and describes what the client saw.
-func outcome(conn *sql.DB, q string) string {
-	res, err := conn.Exec(q)
+// outcome runs q, as text or as a prepared statement, and describes what
+// the client saw.
+func outcome(conn *sql.DB, q string, prepared bool) string {
+	exec := conn.Exec
+	if prepared {
+		exec = func(q string, _ ...any) (sql.Result, error) {
+			st, err := conn.Prepare(q)
+			if err != nil {
+				return nil, err
+			}
+			defer st.Close()
+			return st.Exec()
+		}
+	}
+	res, err := exec(q)
 	if err != nil {
 		var me *mysql.MySQLError
 		if errors.As(err, &me) {
@@ -219,12 +243,13 @@ func TestHotRowNotMerged(t *testing.T) {
 		setup    []string // run on the session before the hot statement
 		prepared bool     // run setup as server-side prepared statements
 		merged   bool
-		stock    int // after the hot statement
+		claim    bool // merged as a claim (with a ledger row); else alone
+		stock    int  // after the hot statement
 		errCode  uint16
 	}{
 		{name: "autocommit", merged: true, stock: 99},
 		{name: "harmless settings", setup: []string{"SET NAMES utf8mb4", "SET autocommit = 1, @x = 5", "SELECT @@sql_mode, @@read_only"}, merged: true, stock: 99},
-		{name: "in transaction (a claim)", setup: []string{"BEGIN"}, merged: true, stock: 99},
+		{name: "in transaction (a claim)", setup: []string{"BEGIN"}, merged: true, claim: true, stock: 99},
 		{name: "in transaction after a locking read", setup: []string{"BEGIN", "SELECT stock FROM inventory WHERE sku_id = 1 FOR UPDATE"}, stock: 99},
 		{name: "in transaction after a locking read prepared", setup: []string{"BEGIN", "SELECT stock FROM inventory WHERE sku_id = 1 FOR UPDATE"}, prepared: true, stock: 99},
 		{name: "sql_mode", setup: []string{"SET SESSION sql_mode = 'NO_UNSIGNED_SUBTRACTION'"}, stock: 99},
@@ -260,7 +285,7 @@ func TestHotRowNotMerged(t *testing.T) {
 					t.Fatalf("%s: %v", q, err)
 				}
 			}
-			before, ledgerBefore := m.Stats().Requests, ledgerRows(t, direct, meta)
+			before, ledgerBefore, aloneBefore := m.Stats().Requests, ledgerRows(t, direct, meta), m.Stats().Alone
 			_, err = conn.ExecContext(ctx, hot)
 			var me *mysql.MySQLError
 			switch {
@@ -274,8 +299,11 @@ func TestHotRowNotMerged(t *testing.T) {
 			if merged := m.Stats().Requests != before; merged != tt.merged {
 				t.Fatalf("merged = %v, want %v", merged, tt.merged)
 			}
-			if grew := ledgerRows(t, direct, meta) != ledgerBefore; grew != tt.merged {
-				t.Fatalf("ledger grew = %v, want %v", grew, tt.merged)
+			if grew := ledgerRows(t, direct, meta) != ledgerBefore; grew != tt.claim {
+				t.Fatalf("ledger grew = %v, want %v", grew, tt.claim)
+			}
+			if alone := m.Stats().Alone != aloneBefore; alone != (tt.merged && !tt.claim) {
+				t.Fatalf("ran alone = %v, want %v", alone, tt.merged && !tt.claim)
 			}
 			var stock int
 			if err := direct.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock); err != nil {
@@ -358,19 +386,20 @@ func TestMergeableParams(t *testing.T) {
 
 // TestHotRowClientGoneWhileQueued: a client that disconnects while its
 // statement waits for a batch is dropped from the batch; the statement
-// of a client still there is applied.
+// of a client still there (run alone, so without a ledger row) is
+// applied.
 func TestHotRowClientGoneWhileQueued(t *testing.T) {
 	db := testdb.New(t)
 	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
 		"INSERT INTO inventory VALUES (1, 100)")
 	p, m, meta := startHotProxy(t, db)
 	ctx := context.Background()
-	// Hold the row so that the first merged statement's batch waits.
+	// Hold the row so that the first statement, run alone, waits.
 	holder := lockRow(t, db)
 	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
 	first := make(chan error, 1)
 	go func() { _, err := open(t, db, p.addr).Exec(hot); first <- err }()
-	testdb.WaitFor(t, 5*time.Second, "first batch in flight", func() bool { return m.Stats().Requests == 0 && m.Stats().Queued == 0 && len(m.Stats().Tables) == 1 })
+	testdb.WaitFor(t, 5*time.Second, "first statement running alone", func() bool { return m.Stats().Requests == 0 && m.Stats().Queued == 0 && len(m.Stats().Tables) == 1 })
 	leaving, cancel := context.WithCancel(ctx)
 	second := make(chan error, 1)
 	go func() { _, err := open(t, db, p.addr).ExecContext(leaving, hot); second <- err }()
@@ -391,17 +420,20 @@ func TestHotRowClientGoneWhileQueued(t *testing.T) {
 	if err := direct.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock); err != nil {
 		t.Fatal(err)
 	}
-	if stock != 99 || ledgerRows(t, direct, meta) != 1 {
-		t.Fatalf("stock %d, ledger %d rows; want 99 and 1", stock, ledgerRows(t, direct, meta))
+	if stock != 99 || ledgerRows(t, direct, meta) != 0 || m.Stats().AloneGranted != 1 {
+		t.Fatalf("stock %d, ledger %d rows, %d granted alone; want 99, 0 and 1", stock, ledgerRows(t, direct, meta), m.Stats().AloneGranted)
 	}
 }
 
 // TestShutdownCancelsQueuedMerges: at the drain deadline, a session whose
 // merged statement still waits in the merger's queue (its hot row locked
-// by a direct transaction, a batch in flight before it) is released with
-// an error and its statement never applied; the statement already in the
-// running batch is applied once the row is free, and Shutdown returns
-// within the drain timeout and a small margin.
+// by a direct transaction, a statement running alone before it) is
+// released with an error and its statement never applied, even though
+// the end of the statement before it frees the queue at the same moment;
+// the statement running alone, already on the server, is applied once
+// the row is free (as a direct client's would be after its connection
+// closed), and Shutdown returns within the drain timeout and a small
+// margin.
 func TestShutdownCancelsQueuedMerges(t *testing.T) {
 	db := testdb.New(t)
 	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
@@ -413,7 +445,7 @@ func TestShutdownCancelsQueuedMerges(t *testing.T) {
 	first, second := open(t, db, p.addr), open(t, db, p.addr)
 	inBatch, queued := make(chan error, 1), make(chan error, 1)
 	go func() { _, err := first.Exec(hot); inBatch <- err }()
-	testdb.WaitFor(t, 5*time.Second, "first batch in flight", func() bool {
+	testdb.WaitFor(t, 5*time.Second, "first statement running alone", func() bool {
 		s := m.Stats()
 		return s.Requests == 0 && s.Queued == 0 && len(s.Tables) == 1
 	})
@@ -442,7 +474,7 @@ func TestShutdownCancelsQueuedMerges(t *testing.T) {
 	}
 	// While the row is still locked, the merger has dropped it.
 	testdb.WaitFor(t, margin, "the queued request to be dropped", func() bool { return m.Stats().Dropped == 1 })
-	// The batch in flight cannot be abandoned: free its row.
+	// The statement running alone is the server's: free its row.
 	if _, err := holder.ExecContext(ctx, "ROLLBACK"); err != nil {
 		t.Fatal(err)
 	}
@@ -460,11 +492,11 @@ func TestShutdownCancelsQueuedMerges(t *testing.T) {
 	<-inBatch // its client connection was closed at the deadline
 	direct := db.Open(t)
 	var stock int
-	if err := direct.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock); err != nil {
-		t.Fatal(err)
-	}
-	if n := ledgerRows(t, direct, meta); stock != 99 || n != 1 {
-		t.Fatalf("stock %d, ledger %d rows; want 99 and 1 (only the statement in the batch applied)", stock, n)
+	testdb.WaitFor(t, 5*time.Second, "the statement running alone to be applied", func() bool {
+		return direct.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock) == nil && stock != 100
+	})
+	if n := ledgerRows(t, direct, meta); stock != 99 || n != 0 {
+		t.Fatalf("stock %d, ledger %d rows; want 99 and 0 (only the statement running alone applied)", stock, n)
 	}
 }
 
@@ -485,4 +517,140 @@ func lockRow(t *testing.T, db *testdb.DB) *sql.Conn {
 		}
 	}
 	return holder
+}
+
+// TestHotRowAloneKilled: a hot UPDATE running alone on its session's
+// connection, waiting for a row lock, is killed (KILL QUERY, KILL): the
+// client sees what a direct client sees (the server's 1317, a lost
+// connection), never a success; nothing is applied; the merger counts it
+// and frees the table for the next statement.
+func TestHotRowAloneKilled(t *testing.T) {
+	db := testdb.New(t)
+	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
+		"INSERT INTO inventory VALUES (1, 100)")
+	p, m, _ := startHotProxy(t, db)
+	root := db.Open(t)
+	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
+	for _, kill := range []string{"KILL QUERY", "KILL"} {
+		t.Run(kill, func(t *testing.T) {
+			var got [2]string
+			for i, addr := range []string{db.Addr, p.addr} {
+				holder := lockRow(t, db)
+				c, err := open(t, db, addr).Conn(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				var id int64
+				if err := c.QueryRowContext(context.Background(), "SELECT CONNECTION_ID()").Scan(&id); err != nil {
+					t.Fatal(err)
+				}
+				res := make(chan string, 1)
+				go func() {
+					_, err := c.ExecContext(context.Background(), hot)
+					var my *mysql.MySQLError
+					switch {
+					case errors.Is(err, mysql.ErrInvalidConn) || errors.As(err, &my) && my.Number == 2013:
+						res <- "lost connection" // the driver's words directly, the proxy's 2013
+					case err != nil:
+						res <- describeErr(err)
+					default:
+						res <- "success"
+					}
+				}()
+				testdb.WaitFor(t, 5*time.Second, "the UPDATE to wait for the row", func() bool {
+					var n int
+					_ = root.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ? AND INFO LIKE 'UPDATE%'", id).Scan(&n)
+					return n == 1
+				})
+				if _, err := root.Exec(fmt.Sprintf("%s %d", kill, id)); err != nil {
+					t.Fatal(err)
+				}
+				got[i] = <-res
+				_ = c.Close()
+				if _, err := holder.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got[0] != got[1] || got[1] == "success" {
+				t.Errorf("direct: %s\nproxy:  %s", got[0], got[1])
+			}
+			var stock int
+			if err := root.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock); err != nil || stock != 100 {
+				t.Fatalf("stock %d (%v), want 100: nothing applied", stock, err)
+			}
+			idle(t, m)
+		})
+	}
+	if s := m.Stats(); s.Alone != 2 || s.AloneGranted != 0 {
+		t.Fatalf("stats %+v: want 2 alone, none granted", s)
+	}
+	if _, err := open(t, db, p.addr).Exec(hot); err != nil {
+		t.Fatal(err)
+	}
+	idle(t, m)
+	if s := m.Stats(); s.Alone != 3 || s.AloneGranted != 1 {
+		t.Fatalf("stats %+v: want 3 alone, 1 granted", s)
+	}
+}
+
+// TestHotRowAloneAndMerged: a few clients, so that statements run alone
+// and in batches by turns, sell out a row: stock + granted = initial, the
+// ledger holds exactly the grants made in batches, and both paths ran.
+func TestHotRowAloneAndMerged(t *testing.T) {
+	db := testdb.New(t)
+	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
+		"INSERT INTO inventory VALUES (1, 400)")
+	p, m, meta := startHotProxy(t, db)
+	text := open(t, db, p.addr, func(c *mysql.Config) { c.InterpolateParams = true })
+	prepared := open(t, db, p.addr)
+	const clients, each = 4, 150 // demand 600 > stock 400
+	granted := make(chan int64, clients)
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		conn := text
+		if i%2 == 1 {
+			conn = prepared
+		}
+		wg.Go(func() {
+			var mine int64
+			for range each {
+				res, err := conn.Exec("UPDATE inventory SET stock = stock - ? WHERE sku_id = 1 AND stock >= ?", 1, 1)
+				if err != nil {
+					errs <- err
+					return
+				}
+				n, _ := res.RowsAffected()
+				mine += n
+			}
+			granted <- mine
+		})
+	}
+	wg.Wait()
+	close(granted)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var total int64
+	for g := range granted {
+		total += g
+	}
+	direct := db.Open(t)
+	var stock int64
+	if err := direct.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock); err != nil {
+		t.Fatal(err)
+	}
+	if stock+total != 400 || stock != 0 {
+		t.Fatalf("stock %d + granted %d, want 0 + 400", stock, total)
+	}
+	idle(t, m)
+	st := m.Stats()
+	if n := ledgerRows(t, direct, meta); int64(n) != total-int64(st.AloneGranted) {
+		t.Fatalf("ledger rows %d, want %d granted - %d granted alone", n, total, st.AloneGranted)
+	}
+	if st.Requests != clients*each || st.Alone == 0 || st.Alone == st.Requests {
+		t.Fatalf("stats %+v: want %d requests, some alone, some merged", st, clients*each)
+	}
+	t.Logf("%d requests: %d alone (%d granted), %d batches", st.Requests, st.Alone, st.AloneGranted, st.Batches-st.Alone)
 }

@@ -65,8 +65,13 @@ func (s *session) mergeText(ctx context.Context, query string) (handled bool, er
 // its batch forms (it applies requests already in a batch); the session
 // then ends.
 func (s *session) merge(ctx context.Context, req merger.Request) error {
-	req.Gone = s.clientGone
 	s.srv.counters.merged.Add(1)
+	if a, ok := s.srv.merger.(aloner); ok {
+		if done, ok := a.Alone(req); ok {
+			return s.runAlone(done)
+		}
+	}
+	req.Gone = s.clientGone
 	out, err := s.srv.merger.Do(ctx, req)
 	if err != nil {
 		if errors.Is(err, context.Canceled) && ctx.Err() == nil {
@@ -86,6 +91,74 @@ func (s *session) merge(ctx context.Context, req merger.Request) error {
 		return err
 	}
 	return s.flushClient()
+}
+
+// aloner runs a hot statement with nothing queued or running for its
+// table on the session's own connection (*merger.Merger).
+type aloner interface {
+	Alone(req merger.Request) (done func(merger.Outcome, error), ok bool)
+}
+
+// runAlone runs the client's hot statement as a pass-through statement on
+// the session's own connection (the command as the client sent it, with
+// the parameter types the backend must see) and relays the server's
+// answer unchanged; a lost backend gives the client 2013, as direct. The
+// merger hears the outcome through done (statistics, and the end of the
+// table's busy mark).
+func (s *session) runAlone(done func(merger.Outcome, error)) (err error) {
+	var out merger.Outcome
+	var refused error // the server's error for the statement
+	defer func() {
+		if err != nil {
+			refused = toMySQLError(err) // 2013 for a lost backend
+		}
+		done(out, refused)
+	}()
+	pkt := s.cmdBuf // the command being dispatched
+	if pkt[0] == gomysql.COM_STMT_EXECUTE {
+		pkt = s.stmt(pkt).withBackendTypes(pkt)
+	}
+	return s.forward(pkt, func() error {
+		r, err := s.relay()
+		switch {
+		case err != nil:
+			return err
+		case r.header == headerErr && !r.large:
+			refused = parseErr(r.payload)
+			return nil
+		case r.header != headerOK || r.large:
+			// Not an UPDATE's answer: the session cannot tell where it ends.
+			return fmt.Errorf("backend answered 0x%02x to a hot UPDATE: %w", r.header, gomysql.ErrMalformPacket)
+		}
+		ok, err := parseOK(r.payload)
+		if err != nil {
+			return fmt.Errorf("backend OK packet: %w", err)
+		}
+		s.status = ok.status
+		out = merger.UpdateOutcome(ok.affectedRows, okInfoText(r.payload), ok.warnings)
+		if ok.status&statusMoreResults != 0 {
+			return s.relayResult() // not expected of one UPDATE, but relayed whole
+		}
+		return nil
+	})
+}
+
+// okInfoText returns the info text of an OK packet: what follows its
+// status and warnings (the proxy never negotiates CLIENT_SESSION_TRACK,
+// so it runs to the packet's end), "" when malformed.
+func okInfoText(p []byte) string {
+	pos := 1
+	for range 2 { // affected rows, last insert id
+		_, n, ok := lenEncInt(p[min(pos, len(p)):])
+		if !ok {
+			return ""
+		}
+		pos += n
+	}
+	if pos+4 > len(p) {
+		return ""
+	}
+	return string(p[pos+4:])
 }
 
 // clientGone peeks at the client socket without blocking or consuming:

@@ -147,6 +147,9 @@ func flashSaleBehindHAProxy(t *testing.T, lbBin, bin string, n int) {
 	const stock, clients = 2000, 40
 	s := newSale(t, stock)
 	s.reconnect, s.perConn, s.think = true, 10, 50*time.Millisecond
+	// Every grant in a batch with a ledger row: the test attributes each
+	// one to its instance and batch (a lone statement has no ledger row).
+	s.flags = []string{"--lone-passthrough=false"}
 	s.db.Exec(t, "INSERT INTO inventory VALUES (2, 0)") // what the planted claims restore
 	ids := make([]string, n)
 	for i := range ids {

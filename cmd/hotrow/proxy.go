@@ -52,6 +52,7 @@ Flags given on the command line override the --config file.
 	mergeUser := fs.String("merge-user", "", "user whose sessions are merged and whose credentials run merged batches (default: the first --user)")
 	maxBatch := fs.Int("max-batch", cfg.MaxBatch, "most requests merged into one transaction")
 	metaSchema := fs.String("meta-schema", cfg.MetaSchema, "database for hotrow's ledger and batch markers")
+	lonePassThrough := fs.Bool("lone-passthrough", cfg.LonePassThrough, "run a hot UPDATE with nothing queued for its table on the client's own connection, as a plain\nstatement (its order event comes from the row change); false: as a merged batch of one with a\nledger row, slower, but every grant made through hotrow has a ledger row")
 	instanceID := fs.String("instance-id", "", "`id` of this proxy instance in its batch ids, 1-48 of [A-Za-z0-9._-]: keep it stable across\nrestarts of the same instance (recovery after a crash resolves only its own batches) and unique\nacross instances in front of the same server (default: host name, process id and a random suffix)")
 	sweepAge := fs.Duration("claim-sweep-age", cfg.ClaimSweepAge.Duration, "the sweep cancels claims of merged transactions older than this whose owner connection is gone")
 	sweepEvery := fs.Duration("claim-sweep-every", cfg.ClaimSweepEvery.Duration, "how often the sweep of claims runs (also at start)")
@@ -102,6 +103,8 @@ Flags given on the command line override the --config file.
 			cfg.MaxBatch = *maxBatch
 		case "meta-schema":
 			cfg.MetaSchema = *metaSchema
+		case "lone-passthrough":
+			cfg.LonePassThrough = *lonePassThrough
 		case "instance-id":
 			cfg.InstanceID = *instanceID
 		case "claim-sweep-age":
@@ -408,6 +411,7 @@ func mergerConfig(cfg proxy.Config) merger.Config {
 		mc.ClaimSweepEvery = cfg.ClaimSweepEvery.Duration
 	}
 	mc.DeadAfter = cfg.BackendDeadAfter.Duration
+	mc.LonePassThrough = cfg.LonePassThrough
 	return mc
 }
 

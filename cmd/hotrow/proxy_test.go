@@ -49,6 +49,10 @@ func TestMergerConfig(t *testing.T) {
 			func(mc merger.Config) bool {
 				return mc.ClaimSweepAge == defaults.ClaimSweepAge && mc.ClaimSweepEvery == defaults.ClaimSweepEvery
 			}, ""},
+		{"lone pass-through by default", base(func(*proxy.Config) {}),
+			func(mc merger.Config) bool { return mc.LonePassThrough }, ""},
+		{"lone pass-through off", base(func(c *proxy.Config) { c.LonePassThrough = false }),
+			func(mc merger.Config) bool { return !mc.LonePassThrough }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

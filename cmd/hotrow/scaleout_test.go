@@ -101,8 +101,9 @@ func (lb *roundRobin) close() {
 // TestScaleOutCrash: two proxy instances behind a round-robin TCP balancer
 // sell from the same hot row, their batches serialising on the row lock;
 // one is killed with SIGKILL mid-sale. Its clients get errors, the other's
-// go on; the ledger has every OK of both, stock deducted equals ledger rows,
-// and the killed instance, restarted with its id, sells on.
+// go on; every OK of both is a deduction and every deduction was told OK
+// or in flight (sale.check), and the killed instance, restarted with its
+// id, sells on.
 func TestScaleOutCrash(t *testing.T) {
 	const clients = 24
 	s := newSale(t, 1_000_000)
