@@ -160,9 +160,10 @@ func runTimed(fn func() error) <-chan timedErr {
 //     hang;
 //   - every merged statement in flight at the cut ends with a success that
 //     happened or an error, once the network is back; the sale's
-//     invariants hold (sale.check: stock deducted between the OKs and OKs
-//   - errors, per client at most OKs + errors ledger rows: no oversell,
-//     no double apply, no success without its deduction);
+//     invariants hold (sale.check: stock deducted at least the OKs and at
+//     most the OKs plus errors, and per client no more ledger rows than
+//     that: no oversell, no double apply, no success without its
+//     deduction);
 //   - sales resume by themselves: a new client's sale succeeds soon after
 //     the reconnect, and 10 more follow.
 func TestNetworkCut(t *testing.T) {
