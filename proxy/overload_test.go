@@ -1,0 +1,645 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/hotrow/hotrow/internal/localdb"
+	"github.com/hotrow/hotrow/internal/testdb"
+	"github.com/hotrow/hotrow/merger"
+)
+
+// Overload (issue 12): 10,000 client connections, full queues (1637,
+// 1205) and a soak, with the process's goroutines, file descriptors and
+// heap measured before, during and after. The proxy, its clients
+// (go-sql-driver) and the merger share this test process, so every
+// figure counts both ends of a client connection.
+
+// usage is what a leak would make grow.
+type usage struct {
+	goroutines int
+	fds        int    // entries of /proc/self/fd
+	heap       uint64 // HeapInuse right after a GC
+}
+
+func (u usage) String() string {
+	return fmt.Sprintf("%d goroutines, %d fds, heap %.1f MiB", u.goroutines, u.fds, float64(u.heap)/(1<<20))
+}
+
+// measure collects garbage and reads the process's usage.
+func measure(t testing.TB) usage {
+	t.Helper()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("count fds: %v", err)
+	}
+	return usage{goroutines: runtime.NumGoroutine(), fds: len(fds), heap: ms.HeapInuse}
+}
+
+// slack is how far above a baseline usage may stay and still be flat.
+type slack struct {
+	goroutines, fds int
+	heap            uint64
+}
+
+// waitFlat polls until usage is back within slack of base, and fails the
+// test with the goroutines still running when it is not within limit.
+func waitFlat(t testing.TB, base usage, s slack, limit time.Duration) usage {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		u := measure(t)
+		if u.goroutines <= base.goroutines+s.goroutines && u.fds <= base.fds+s.fds && u.heap <= base.heap+s.heap {
+			return u
+		}
+		if time.Now().After(deadline) {
+			var b bytes.Buffer
+			_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+			t.Fatalf("not flat %v after closing: %v, baseline %v (slack %d goroutines, %d fds, %d KiB)\n%s",
+				limit, u, base, s.goroutines, s.fds, s.heap>>10, firstLines(b.String(), 60))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	return strings.Join(lines[:min(n, len(lines))], "\n")
+}
+
+// raiseNoFile raises this process's RLIMIT_NOFILE to at least want (the
+// hard limit too when that is lower and the process may raise it) and
+// restores it at cleanup; it skips the test when the limit stays short.
+func raiseNoFile(t testing.TB, want uint64) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Skipf("getrlimit: %v", err)
+	}
+	if old.Cur >= want {
+		return
+	}
+	lim := syscall.Rlimit{Cur: want, Max: max(old.Max, want)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		if old.Max < want {
+			t.Skipf("RLIMIT_NOFILE: hard limit %d < %d file descriptors needed (three per connection: "+
+				"the client's, the proxy's client side and its backend connection) and it cannot be raised (%v); "+
+				"run as root or with `ulimit -Hn %d`", old.Max, want, err, want)
+		}
+		t.Fatalf("setrlimit: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
+	t.Logf("RLIMIT_NOFILE raised from %d/%d to %d/%d", old.Cur, old.Max, lim.Cur, lim.Max)
+}
+
+// manyConnServer starts a mariadbd of its own for conns client sessions
+// (the shared one allows 3,000): max_connections and open_files_limit
+// raised, and the thread pool, so that idle sessions hold no server
+// thread. It inherits this process's RLIMIT_NOFILE.
+func manyConnServer(t *testing.T, conns int) *testdb.DB {
+	t.Helper()
+	testdb.Shared(t) // skips without any server, as the others
+	if !localdb.Installed() {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("mariadbd not installed: cannot start a server for many connections")
+		}
+		t.Skip("mariadbd not installed: cannot start a server for many connections (HOTROW_TEST_DSN's allows too few)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	in, err := localdb.Start(ctx, localdb.Options{ExtraArgs: []string{
+		fmt.Sprintf("--max-connections=%d", conns+200),
+		fmt.Sprintf("--open-files-limit=%d", 2*conns+4096),
+		"--thread-handling=pool-of-threads",
+		"--innodb-buffer-pool-size=64M",
+	}})
+	if err != nil {
+		t.Fatalf("start a server for %d connections: %v", conns, err)
+	}
+	t.Cleanup(in.Stop)
+	srv := &testdb.Server{Addr: in.Addr, User: localdb.User, Password: localdb.Password}
+	db := &testdb.DB{Server: srv, Name: "overload"}
+	if _, err := srv.Root(t).Exec("CREATE DATABASE overload"); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// TestTenThousandConnections: 10,000 go-sql-driver clients log in through
+// the proxy (each with its own server session) and stay connected at
+// once; every one answers; after they all close, the process's
+// goroutines, file descriptors and heap are back at their baseline and
+// the server's sessions are gone. The memory per connection is logged.
+func TestTenThousandConnections(t *testing.T) {
+	n := 10000
+	if testing.Short() {
+		n = 1000
+	}
+	const logins = 32 // concurrent logins
+	raiseNoFile(t, uint64(3*n+4096))
+	db := manyConnServer(t, n)
+	p := startProxy(t, db, func(c *Config) {
+		c.MaxConnections = n + 100
+		c.HandshakeBackends = logins
+	})
+	root := db.Open(t)
+	root.SetMaxOpenConns(1)
+	threadsBefore := globalStatus(t, root, "Threads_connected")
+
+	pool := open(t, db, p.addr)
+	pool.SetMaxIdleConns(0) // a closed *sql.Conn closes its connection
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// One login first, so that what every process has once (the pool's
+	// opener, the driver's and TLS's lazily built state) is in the baseline.
+	if err := pool.PingContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	base := measure(t)
+
+	conns := make([]*sql.Conn, n)
+	ids := make([]int64, n)
+	parallel := func(what string, f func(i int) error) time.Duration {
+		t.Helper()
+		start := time.Now()
+		var next atomic.Int64
+		var failed atomic.Pointer[error]
+		var wg sync.WaitGroup
+		for range logins {
+			wg.Go(func() {
+				for i := int(next.Add(1) - 1); i < n && failed.Load() == nil; i = int(next.Add(1) - 1) {
+					if err := f(i); err != nil {
+						err = fmt.Errorf("%s %d: %w", what, i, err)
+						failed.CompareAndSwap(nil, &err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if err := failed.Load(); err != nil {
+			t.Fatal(*err)
+		}
+		return time.Since(start)
+	}
+	t.Cleanup(func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	})
+	loginTime := parallel("login", func(i int) error {
+		c, err := pool.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		conns[i] = c
+		return c.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&ids[i])
+	})
+	// All n are open now: every one still answers.
+	pingTime := parallel("ping", func(i int) error { return conns[i].PingContext(ctx) })
+	peak := measure(t)
+	threadsPeak := globalStatus(t, root, "Threads_connected")
+	seen := make(map[int64]bool, n)
+	for _, id := range ids {
+		if seen[id] {
+			t.Fatalf("two clients share the server thread %d", id)
+		}
+		seen[id] = true
+	}
+	if threadsPeak < threadsBefore+n {
+		t.Fatalf("server Threads_connected %d with %d clients connected, want at least %d", threadsPeak, n, threadsBefore+n)
+	}
+	if peak.fds < base.fds+3*n {
+		t.Fatalf("%d fds open with %d clients, want at least %d (three per connection)", peak.fds, n, base.fds+3*n)
+	}
+	if s := p.Sessions(); len(s) < n {
+		t.Fatalf("proxy lists %d sessions, want %d", len(s), n)
+	}
+
+	closeTime := parallel("close", func(i int) error {
+		err := conns[i].Close()
+		conns[i] = nil
+		return err
+	})
+	pool.Close()
+	grown := peak.heap - min(peak.heap, base.heap)
+	after := waitFlat(t, base, slack{goroutines: 5, fds: 5, heap: 4<<20 + grown/50}, 30*time.Second)
+	testdb.WaitFor(t, 10*time.Second, "the server's sessions to end", func() bool {
+		return globalStatus(t, root, "Threads_connected") <= threadsBefore
+	})
+	t.Logf("%d clients: logins %v (%.0f/s, %d at a time), pings %v, closes %v", n, loginTime.Round(time.Millisecond),
+		float64(n)/loginTime.Seconds(), logins, pingTime.Round(time.Millisecond), closeTime.Round(time.Millisecond))
+	t.Logf("before: %v; server Threads_connected %d", base, threadsBefore)
+	t.Logf("at %d: %v; server Threads_connected %d", n, peak, threadsPeak)
+	t.Logf("after:  %v", after)
+	t.Logf("per connection (client and proxy sides together): %.1f goroutines, %.2f fds, %.1f KiB heap in use",
+		float64(peak.goroutines-base.goroutines)/float64(n), float64(peak.fds-base.fds)/float64(n),
+		float64(grown)/float64(n)/1024)
+}
+
+// TestQueueFullThroughProxy: with the hot table's queue bounded at 8 and
+// its row held by a direct transaction, one merged statement runs, 8
+// queue, and the clients beyond get ERROR 1637 at once with the server's
+// wording; when the row is free the 9 are served exactly as serially
+// (stock 5: 5 granted, 4 refused), nothing oversold, and the proxy goes
+// on serving.
+func TestQueueFullThroughProxy(t *testing.T) {
+	db := testdb.New(t)
+	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
+		"INSERT INTO inventory VALUES (1, 5)")
+	p, m, meta := startHotProxy(t, db)
+	const queue, beyond = 8, 12
+	if err := m.SetLimits(merger.Limits{MaxBatch: 256, MaxQueue: queue, MaxQueueTotal: queue}); err != nil {
+		t.Fatal(err)
+	}
+	holder := lockRow(t, db)
+	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
+	pool := open(t, db, p.addr, func(c *mysql.Config) { c.InterpolateParams = true })
+	served := make(chan int64, queue+1)
+	exec := func() {
+		res, err := pool.Exec(hot)
+		if err != nil {
+			t.Errorf("served client: %v", err)
+			served <- -1
+			return
+		}
+		n, _ := res.RowsAffected()
+		served <- n
+	}
+	go exec()
+	testdb.WaitFor(t, 5*time.Second, "first batch in flight", func() bool {
+		s := m.Stats()
+		return s.Requests == 0 && s.Queued == 0 && len(s.Tables) == 1
+	})
+	for range queue {
+		go exec()
+	}
+	testdb.WaitFor(t, 5*time.Second, "queue full", func() bool { return m.Stats().Queued == queue })
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, beyond)
+	for range beyond {
+		wg.Go(func() {
+			_, err := pool.Exec(hot)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		var my *mysql.MySQLError
+		if !errors.As(err, &my) || my.Number != 1637 || string(my.SQLState[:]) != "HY000" ||
+			my.Message != "Too many active concurrent transactions" {
+			t.Fatalf("client beyond the queue: %v, want Error 1637 (HY000): Too many active concurrent transactions", describeErr(err))
+		}
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("clients beyond the queue were refused after %v, want at once", d)
+	}
+	if s := m.Stats(); s.QueueFull != beyond || s.Queued != queue {
+		t.Fatalf("merger: %d refused as queue full, %d queued; want %d and %d", s.QueueFull, s.Queued, beyond, queue)
+	}
+	if _, err := holder.ExecContext(context.Background(), "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	var granted, refused int
+	for range queue + 1 {
+		switch <-served {
+		case 1:
+			granted++
+		case 0:
+			refused++
+		}
+	}
+	direct := db.Open(t)
+	if stock := stockOf(t, direct); granted != 5 || refused != 4 || stock != 0 {
+		t.Fatalf("granted %d, refused %d, stock %d; want 5, 4 and 0", granted, refused, stock)
+	}
+	if n := ledgerRows(t, direct, meta); n != 5 {
+		t.Fatalf("ledger rows %d, want 5", n)
+	}
+	// The proxy goes on serving, merged and not.
+	if _, err := pool.Exec("UPDATE inventory SET stock = stock + 3 WHERE sku_id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := pool.Exec(hot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 || stockOf(t, direct) != 2 {
+		t.Fatalf("after the overflow: %d rows, stock %d; want 1 and 2", n, stockOf(t, direct))
+	}
+	t.Logf("%d served (%d granted, %d refused), %d got 1637 within %v", queue+1, granted, refused, beyond, time.Since(start).Round(time.Millisecond))
+}
+
+// TestLockWaitTimeoutThroughProxy: while a direct transaction holds the
+// hot row longer than innodb_lock_wait_timeout (1 s, set globally for
+// the test: the merger's batch sessions take the server's value), every
+// merged client gets the server's own 1205 after about that long: the
+// batch in flight from the server, the queued ones from the queue
+// timeout. Nothing is applied, and once the row is free the proxy serves
+// again.
+func TestLockWaitTimeoutThroughProxy(t *testing.T) {
+	db := testdb.New(t)
+	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
+		"INSERT INTO inventory VALUES (1, 100)")
+	root := db.Server.Root(t)
+	var old int
+	if err := root.QueryRow("SELECT @@GLOBAL.innodb_lock_wait_timeout").Scan(&old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Exec("SET GLOBAL innodb_lock_wait_timeout = 1"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = root.Exec(fmt.Sprintf("SET GLOBAL innodb_lock_wait_timeout = %d", old)) })
+	p, m, meta := startHotProxy(t, db)
+	holder := lockRow(t, db)
+	const hot = "UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1"
+	// The server's own error, from a direct client.
+	_, err := db.Open(t).Exec(hot)
+	want := describeErr(err)
+	if !strings.HasPrefix(want, "ERR 1205 ") {
+		t.Fatalf("direct UPDATE of the held row: %s, want 1205", want)
+	}
+
+	const clients = 8
+	pool := open(t, db, p.addr)
+	start := time.Now()
+	errs := make(chan error, clients)
+	for range clients {
+		go func() { _, err := pool.Exec(hot); errs <- err }()
+	}
+	for range clients {
+		if got := describeErr(<-errs); got != want {
+			t.Fatalf("merged client on a held row: %s, want the server's %s", got, want)
+		}
+	}
+	took := time.Since(start)
+	if took > 5*time.Second {
+		t.Errorf("1205 after %v, want about innodb_lock_wait_timeout (1 s)", took)
+	}
+	if _, err := holder.ExecContext(context.Background(), "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	check := db.Open(t)
+	if stock, n := stockOf(t, check), ledgerRows(t, check, meta); stock != 100 || n != 0 {
+		t.Fatalf("stock %d, ledger %d rows after the timeouts; want 100 and 0", stock, n)
+	}
+	res, err := pool.Exec(hot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 || stockOf(t, check) != 99 {
+		t.Fatalf("after the timeouts: %d rows, stock %d; want 1 and 99", n, stockOf(t, check))
+	}
+	s := m.Stats()
+	t.Logf("%d clients got %s within %v (merger: %d timed out in the queue, %d requests ran)", clients, want, took.Round(time.Millisecond), s.TimedOut, s.Requests)
+}
+
+// TestSoak: a few hundred clients run a mixed workload through the proxy
+// for a CI-sized while (12 s; -short 4 s): merged hot decrements on four
+// rows (one that sells out), point SELECTs, and reconnects (every client
+// logs out and in again about every 20 statements), half in text and
+// half in binary protocol. Every answer is checked; stock + granted =
+// initial per row, a ledger row per grant. Goroutines, fds and heap are
+// sampled every second: the last third's highest may not exceed the
+// first third's by more than a small slack, and after the clients close
+// the process is back at its baseline.
+func TestSoak(t *testing.T) {
+	dur := 12 * time.Second
+	if testing.Short() {
+		dur = 4 * time.Second
+	}
+	const (
+		clients    = 200
+		items      = 100
+		plentyRows = 3 // sku 1..3 never sell out
+		scarce     = 4 // sku 4 does
+		scarceLeft = 300
+		plentyLeft = 1_000_000
+		churnEvery = 20
+	)
+	initial := [scarce + 1]int64{0, plentyLeft, plentyLeft, plentyLeft, scarceLeft}
+	db := testdb.New(t)
+	var ins strings.Builder
+	ins.WriteString("INSERT INTO items VALUES ")
+	for i := 1; i <= items; i++ {
+		if i > 1 {
+			ins.WriteByte(',')
+		}
+		fmt.Fprintf(&ins, "(%d, %d)", i, itemVal(i))
+	}
+	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)",
+		fmt.Sprintf("INSERT INTO inventory VALUES (1, %d), (2, %d), (3, %d), (4, %d)", initial[1], initial[2], initial[3], initial[4]),
+		"CREATE TABLE items (id INT PRIMARY KEY, val BIGINT NOT NULL)", ins.String())
+	p, m, meta := startHotProxy(t, db)
+	text := open(t, db, p.addr, func(c *mysql.Config) { c.InterpolateParams = true })
+	prepared := open(t, db, p.addr)
+	for _, pool := range []*sql.DB{text, prepared} {
+		pool.SetMaxIdleConns(0) // a closed *sql.Conn logs out
+	}
+	// Warm up the merger's backend connections, then take the baseline.
+	if _, err := text.Exec("UPDATE inventory SET stock = stock - 0 WHERE sku_id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	base := measure(t)
+
+	var (
+		granted   [scarce + 1]atomic.Int64 // units per sku
+		grants    atomic.Int64             // granted statements
+		updates   atomic.Int64
+		selects   atomic.Int64
+		logins    atomic.Int64
+		mu        sync.Mutex
+		refusedAt = int64(1 << 62) // smallest quantity refused on the scarce sku
+		failures  []string
+	)
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(failures) < 10 {
+			failures = append(failures, fmt.Sprintf(format, args...))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), dur+60*time.Second)
+	defer cancel()
+	end := time.Now().Add(dur)
+
+	samples := []usage{}
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+				samples = append(samples, measure(t))
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	for i := range clients {
+		pool, mode := text, "text"
+		if i%2 == 1 {
+			pool, mode = prepared, "prepared"
+		}
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(i), 12))
+			var c *sql.Conn
+			defer func() {
+				if c != nil {
+					c.Close()
+				}
+			}()
+			for time.Now().Before(end) {
+				if c == nil || r.IntN(churnEvery) == 0 {
+					if c != nil {
+						if err := c.Close(); err != nil {
+							fail("client %d (%s): logout: %v", i, mode, err)
+							return
+						}
+					}
+					var err error
+					if c, err = pool.Conn(ctx); err != nil {
+						fail("client %d (%s): login: %v", i, mode, err)
+						return
+					}
+					logins.Add(1)
+				}
+				switch x := r.IntN(100); {
+				case x < 50:
+					sku, qty := 1+r.IntN(scarce), int64(1+r.IntN(3))
+					res, err := c.ExecContext(ctx, "UPDATE inventory SET stock = stock - ? WHERE sku_id = ? AND stock >= ?", qty, sku, qty)
+					if err != nil {
+						fail("client %d (%s): hot UPDATE: %v", i, mode, err)
+						return
+					}
+					updates.Add(1)
+					switch n, _ := res.RowsAffected(); {
+					case n == 1:
+						granted[sku].Add(qty)
+						grants.Add(1)
+					case n == 0 && sku == scarce:
+						mu.Lock()
+						refusedAt = min(refusedAt, qty)
+						mu.Unlock()
+					default:
+						fail("client %d (%s): UPDATE of sku %d by %d: %d rows affected", i, mode, sku, qty, n)
+					}
+				case x < 80:
+					id := 1 + r.IntN(items)
+					var v int64
+					if err := c.QueryRowContext(ctx, "SELECT val FROM items WHERE id = ?", id).Scan(&v); err != nil || v != itemVal(id) {
+						fail("client %d (%s): item %d: %d, %v; want %d", i, mode, id, v, err, itemVal(id))
+						return
+					}
+					selects.Add(1)
+				default:
+					sku := 1 + r.IntN(scarce)
+					var v int64
+					if err := c.QueryRowContext(ctx, "SELECT stock FROM inventory WHERE sku_id = ?", sku).Scan(&v); err != nil || v < 0 || v > initial[sku] {
+						fail("client %d (%s): stock of sku %d: %d, %v", i, mode, sku, v, err)
+						return
+					}
+					selects.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stopSampling)
+	<-sampled
+	for _, f := range failures {
+		t.Error(f)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Answers: stock + granted = initial, a ledger row per grant, no
+	// refusal with enough stock left.
+	direct := db.Open(t)
+	for sku := 1; sku <= scarce; sku++ {
+		var stock int64
+		if err := direct.QueryRow("SELECT stock FROM inventory WHERE sku_id = ?", sku).Scan(&stock); err != nil {
+			t.Fatal(err)
+		}
+		if stock+granted[sku].Load() != initial[sku] || stock < 0 {
+			t.Errorf("sku %d: stock %d + granted %d != initial %d", sku, stock, granted[sku].Load(), initial[sku])
+		}
+		if sku == scarce && stock >= refusedAt {
+			t.Errorf("sku %d: a deduction of %d was refused, yet %d are left", sku, refusedAt, stock)
+		}
+	}
+	if n := ledgerRows(t, direct, meta); int64(n) != grants.Load() {
+		t.Errorf("ledger rows %d, granted statements %d", n, grants.Load())
+	}
+	st := m.Stats()
+	if st.Batches >= st.Requests {
+		t.Errorf("no merging: %d batches for %d requests", st.Batches, st.Requests)
+	}
+
+	// Flat while running: the last third's highest against the first's.
+	if len(samples) < 3 {
+		t.Fatalf("only %d samples", len(samples))
+	}
+	third := len(samples) / 3
+	highest := func(s []usage) usage {
+		var u usage
+		for _, x := range s {
+			u.goroutines, u.fds, u.heap = max(u.goroutines, x.goroutines), max(u.fds, x.fds), max(u.heap, x.heap)
+		}
+		return u
+	}
+	first, last := highest(samples[:third]), highest(samples[len(samples)-third:])
+	if last.goroutines > first.goroutines+first.goroutines/10+20 ||
+		last.fds > first.fds+first.fds/10+20 ||
+		last.heap > first.heap+first.heap/4+(4<<20) {
+		t.Errorf("usage grows: first third at most %v, last third at most %v", first, last)
+	}
+	for _, pool := range []*sql.DB{text, prepared} {
+		pool.Close()
+	}
+	after := waitFlat(t, base, slack{goroutines: 5, fds: 5, heap: 4 << 20}, 20*time.Second)
+
+	t.Logf("%d clients for %v: %d hot UPDATEs (%d granted) in %d batches, %d SELECTs, %d logins; sku %d sold out: %v",
+		clients, dur, updates.Load(), grants.Load(), st.Batches, selects.Load(), logins.Load(), scarce, granted[scarce].Load() == initial[scarce])
+	t.Logf("before: %v", base)
+	t.Logf("first third at most: %v", first)
+	t.Logf("last third at most:  %v", last)
+	t.Logf("after:  %v", after)
+	var trace []string
+	for _, s := range samples {
+		trace = append(trace, fmt.Sprintf("%d/%d/%.0f", s.goroutines, s.fds, float64(s.heap)/(1<<20)))
+	}
+	t.Logf("samples (goroutines/fds/heap MiB): %s", strings.Join(trace, " "))
+}
+
+func itemVal(id int) int64 { return int64(id)*int64(id) + 7 }
