@@ -32,9 +32,10 @@ import (
 
 // Overload (issue 12): 10,000 client connections, full queues (1637,
 // 1205) and a soak, with the process's goroutines, file descriptors and
-// heap measured before, during and after. The proxy, its clients
-// (go-sql-driver) and the merger share this test process, so every
-// figure counts both ends of a client connection.
+// heap measured before, during and after. The proxy, the merger and,
+// except in TestTenThousandConnections (whose clients run in a child
+// process), the clients (go-sql-driver) share this test process: the
+// figures count everything in it.
 
 // usage is what a leak would make grow.
 type usage struct {
