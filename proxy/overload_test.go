@@ -730,6 +730,9 @@ func TestSoak(t *testing.T) {
 	}
 
 	// Flat while running: the last third's highest against the first's.
+	// Goroutines swing with the sessions idle long enough to watch their
+	// backend (idlewatch.go); a leak of one per login would still add
+	// hundreds.
 	if len(samples) < 3 {
 		t.Fatalf("only %d samples", len(samples))
 	}
@@ -742,7 +745,7 @@ func TestSoak(t *testing.T) {
 		return u
 	}
 	first, last := highest(samples[:third]), highest(samples[len(samples)-third:])
-	if last.goroutines > first.goroutines+first.goroutines/10+20 ||
+	if last.goroutines > first.goroutines+first.goroutines*15/100+20 ||
 		last.fds > first.fds+first.fds/10+20 ||
 		last.heap > first.heap+first.heap/4+(4<<20) {
 		t.Errorf("usage grows: first third at most %v, last third at most %v", first, last)
