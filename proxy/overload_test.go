@@ -272,6 +272,7 @@ func TestTenThousandConnections(t *testing.T) {
 			}
 		}
 		stdin.Close()
+		pr.Close() // unblocks the copy of the child's stdout
 		<-exited
 		t.Fatalf("client process (%v): no %q\n%s\n%s", waitErr, what, strings.Join(transcript, "\n"), stderr.String())
 		return nil
@@ -284,7 +285,14 @@ func TestTenThousandConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed := expect("closed")
-	<-exited
+	// The child still prints (PASS): read it, or its copy into pw blocks
+	// and Wait never returns.
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("client process did not exit")
+	}
 	if waitErr != nil {
 		t.Fatalf("client process: %v\n%s\n%s", waitErr, strings.Join(transcript, "\n"), stderr.String())
 	}
