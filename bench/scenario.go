@@ -47,6 +47,9 @@ type Scenario struct {
 	// requires that exactly Stock units were granted. Warm-up then runs on
 	// SKU 0, a separate row, so that the sale starts with full stock.
 	SellOut bool
+	// ChurnPct is the percentage of steps that first log one of the side's
+	// connections out, so that the statement logs in on a new one.
+	ChurnPct int
 }
 
 // plenty is the stock of rows that must not run out during a run.
@@ -68,6 +71,7 @@ func Scenarios() []Scenario {
 		{Name: "select", Summary: "point SELECT of one SKU by primary key (pass-through)", SKUs: 1, Stock: plenty, ReadPct: 100},
 		{Name: "flash-sale", Summary: "one SKU, demand far above stock: exactly the stock sold", SKUs: 1, Stock: DefaultFlashStock, SellOut: true},
 		{Name: "restock", Summary: "one SKU near empty, 50% decrements, 50% increments", SKUs: 1, Stock: 100, RestockPct: 50},
+		{Name: "soak", Summary: "long run (--duration 1h): zipf, 50% SELECT, 10% restock, 2% of steps log in anew", SKUs: 1000, Stock: plenty, Keys: ZipfKeys, ZipfS: 1.1, ReadPct: 50, RestockPct: 10, ChurnPct: 2},
 	}
 }
 

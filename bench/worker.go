@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"math/rand/v2"
 	"strconv"
@@ -93,6 +94,11 @@ func (c *worker) sku() int {
 func (c *worker) step(ctx context.Context) error {
 	sc, sku := c.s.sc, c.sku()
 	const qty = 1
+	if sc.ChurnPct > 0 && c.r.IntN(100) < sc.ChurnPct {
+		if err := c.logout(ctx); err != nil {
+			return err
+		}
+	}
 	switch p := c.r.IntN(100); {
 	case p < sc.ReadPct:
 		var stock int64
@@ -106,6 +112,18 @@ func (c *worker) step(ctx context.Context) error {
 		res, err := c.exec(ctx, decrementSQL, qty, sku, qty)
 		return c.settle(sku, -qty, res, err)
 	}
+}
+
+// logout closes one of the side's connections (COM_QUIT): the statement
+// that follows logs in on a new one.
+func (c *worker) logout(ctx context.Context) error {
+	conn, err := c.s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	// database/sql closes a connection whose Raw returns ErrBadConn.
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	return nil
 }
 
 func (c *worker) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
