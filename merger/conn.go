@@ -3,6 +3,8 @@ package merger
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -168,6 +170,12 @@ func (p *connPool) dial(ctx context.Context) (*backend, error) {
 		_ = c.Close()
 		return nil, fmt.Errorf("merger: SET NAMES utf8mb4: %w", err)
 	}
+	if set := sessionSettings(p.dsn.Params); set != "" {
+		if _, err := c.Execute(set); err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("merger: %s (settings of the DSN): %w", set, err)
+		}
+	}
 	r, err := c.Execute("SELECT @@SESSION.sql_mode")
 	if err != nil {
 		_ = c.Close()
@@ -175,6 +183,26 @@ func (p *connPool) dial(ctx context.Context) (*backend, error) {
 	}
 	mode, _ := r.GetString(0, 0)
 	return &backend{c: c, id: c.GetConnectionID(), nbe: strings.Contains(mode, "NO_BACKSLASH_ESCAPES")}, nil
+}
+
+// sessionSettings is the SET of a DSN's system variables (its parameters
+// go-sql-driver does not interpret, e.g. innodb_lock_wait_timeout=1), as
+// go-sql-driver runs it on every connection it opens; "" when there are
+// none. Batch connections get the same session as the merger's own pool
+// (whose innodb_lock_wait_timeout sets the queue and read timeouts).
+func sessionSettings(params map[string]string) string {
+	if len(params) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("SET ")
+	for i, k := range slices.Sorted(maps.Keys(params)) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(k + "=" + params[k])
+	}
+	return b.String()
 }
 
 // run sends b.sql as one multi-statement round trip and calls fn with the

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/hotrow/hotrow/internal/testdb"
 	"github.com/hotrow/hotrow/schema"
@@ -384,20 +385,18 @@ func TestQueueFullAndTimeout(t *testing.T) {
 }
 
 // TestRowHeldElsewhere: while another transaction holds the row longer
-// than innodb_lock_wait_timeout, every request fails with 1205 after about
-// that long, as it would directly, with no retry storm.
+// than innodb_lock_wait_timeout (1 s, a setting of the merger's DSN, which
+// its batch connections get too), every request fails with 1205 after
+// about that long, as it would directly, with no retry storm.
 func TestRowHeldElsewhere(t *testing.T) {
-	srv := testdb.Shared(t)
-	root := srv.Root(t)
-	var old int
-	if err := root.QueryRow("SELECT @@GLOBAL.innodb_lock_wait_timeout").Scan(&old); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := root.Exec("SET GLOBAL innodb_lock_wait_timeout = 1"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = root.Exec(fmt.Sprintf("SET GLOBAL innodb_lock_wait_timeout = %d", old)) })
-	f := newFixture(t, "INT", map[string]int64{"a": 100}, nil)
+	f := newFixture(t, "INT", map[string]int64{"a": 100}, func(c *Config) {
+		dsn, err := mysql.ParseDSN(c.DSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dsn.Params = map[string]string{"innodb_lock_wait_timeout": "1"}
+		c.DSN = dsn.FormatDSN()
+	})
 	if f.m.cfg.QueueTimeout != time.Second {
 		t.Fatalf("QueueTimeout = %v, want the server's 1s", f.m.cfg.QueueTimeout)
 	}
