@@ -93,7 +93,7 @@ func TestKill9(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(time.Duration(100+rand.IntN(600)) * time.Millisecond):
+			case <-time.After(time.Duration(50+rand.IntN(300)) * time.Millisecond):
 			}
 			c.kill()
 			kills++

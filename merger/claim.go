@@ -185,6 +185,9 @@ const (
 	// UnmergedParams: prepared parameters the proxy does not decode
 	// exactly, or data sent with COM_STMT_SEND_LONG_DATA.
 	UnmergedParams
+	// UnmergedUncontended: inside a transaction, on a row nothing else
+	// used (HoldIfIdle): it runs in the client's own transaction.
+	UnmergedUncontended
 	// NumUnmerged is the number of reasons.
 	NumUnmerged
 )
@@ -199,6 +202,8 @@ func (u Unmerged) String() string {
 		return "tx_indirect_references"
 	case UnmergedParams:
 		return "params_not_decoded"
+	case UnmergedUncontended:
+		return "tx_uncontended"
 	}
 	return "unmerged(" + strconv.Itoa(int(u)) + ")"
 }

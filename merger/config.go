@@ -69,6 +69,10 @@ type Config struct {
 	// of as a batch of one with a ledger row. Off, every grant made
 	// through the merger has a ledger row (batch id, connection id).
 	LonePassThrough bool
+	// ClaimUncontended makes every claimable UPDATE of a client's
+	// transaction a claim, even when nothing else uses its row (see
+	// HoldIfIdle; off, such an UPDATE runs in the client's transaction).
+	ClaimUncontended bool
 	// hooks are fault-injection and observation points for tests.
 	hooks hooks
 }

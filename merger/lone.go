@@ -37,8 +37,13 @@ func (m *Merger) Alone(req Request) (done func(Outcome, error), ok bool) {
 	m.queues[q.rule] = q
 	m.workers.Add(1) // the statement stands for the table's worker
 	m.mu.Unlock()
+	row := rowOf(req.Stmt, req.Args)
+	m.rows.add(row)
 	began := time.Now()
-	return func(out Outcome, err error) { m.aloneDone(q, req, began, out, err) }, true
+	return func(out Outcome, err error) {
+		m.rows.done(row)
+		m.aloneDone(q, req, began, out, err)
+	}, true
 }
 
 // aloneDone records a statement run alone (Alone) and ends the table's

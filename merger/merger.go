@@ -41,6 +41,7 @@ type Merger struct {
 	digests     sync.Map  // *Statement -> string, the ledger's digest
 	stats       counters
 	obs         observer // per-table statistics, recent batches (observe.go)
+	rows        rowUsers // who uses which row now (HoldIfIdle)
 
 	mu     sync.Mutex
 	queues map[Rule]*tableQueue // guarded by mu; an entry while its worker runs
@@ -214,6 +215,9 @@ func (m *Merger) Do(ctx context.Context, req Request) (Outcome, error) {
 	if req.Stmt == nil || len(req.Args) < req.Stmt.NumParams || req.Claim != nil && !ClaimAllowed(req.Stmt, req.Args) {
 		return Outcome{}, ErrBadRequest
 	}
+	row := rowOf(req.Stmt, req.Args)
+	m.rows.add(row)
+	defer m.rows.done(row)
 	w := waiterPool.Get().(*waiter)
 	w.req, w.ctx, w.enq = req, ctx, time.Now()
 

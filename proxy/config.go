@@ -88,6 +88,9 @@ type Config struct {
 	// table on the session's own connection, without a ledger row
 	// (merger.Config.LonePassThrough); off, it runs as a batch of one.
 	LonePassThrough bool `toml:"lone_passthrough"`
+	// ClaimUncontended makes every claimable UPDATE of a transaction a
+	// claim, even on a row nothing else uses (merger.Config).
+	ClaimUncontended bool `toml:"claim_uncontended"`
 	// InstanceID names this proxy instance in the ids of its merged
 	// batches (merger.Config.InstanceID): stable across restarts of the
 	// same instance, whose recovery looks for its own batches, and unique

@@ -164,12 +164,8 @@ func (s *session) hintedUpdate(ctx context.Context, stripped string) (out merger
 			}
 			return out, 0, toMySQLError(err), nil
 		}
-		if st, args, ok := s.srv.matcher.MatchText(db, stripped); ok {
-			if can, why := c.CanClaim(ctx, st, args); can {
-				return s.runClaim(ctx, merger.Request{Stmt: st, Args: args, Text: stripped, ConnID: s.connID}, c)
-			} else {
-				s.unmergedBy(c, why)
-			}
+		if st, args, ok := s.srv.matcher.MatchText(db, stripped); ok && s.claimable(ctx, c, st, args) {
+			return s.runClaim(ctx, merger.Request{Stmt: st, Args: args, Text: stripped, ConnID: s.connID}, c)
 		}
 	}
 	s.noteQuery([]byte(stripped))

@@ -24,8 +24,15 @@ import (
 
 // startHotProxy starts a proxy whose hot rule covers db.inventory, with a
 // real merger on the test server writing its ledger to a per-test meta
-// schema. It returns the proxy and the merger.
+// schema. It returns the proxy and the merger. Every claimable UPDATE of
+// a transaction is a claim (merger.Config.ClaimUncontended), as the tests
+// of claims want; startHotProxyWith takes the merger's configuration.
 func startHotProxy(t *testing.T, db *testdb.DB) (*testProxy, *merger.Merger, string) {
+	t.Helper()
+	return startHotProxyWith(t, db, func(mc *merger.Config) { mc.ClaimUncontended = true })
+}
+
+func startHotProxyWith(t *testing.T, db *testdb.DB, tune func(*merger.Config)) (*testProxy, *merger.Merger, string) {
 	t.Helper()
 	meta := db.Name + "_meta"
 	t.Cleanup(func() {
@@ -37,6 +44,7 @@ func startHotProxy(t *testing.T, db *testdb.DB) (*testProxy, *merger.Merger, str
 	})
 	mc := merger.DefaultConfig()
 	mc.DSN, mc.MetaSchema = db.Server.DSN(""), meta
+	tune(&mc)
 	m, err := merger.New(context.Background(), mc, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,9 @@ type stateTracker struct {
 	// txClaims are the claims the open transaction confirmed, or may
 	// have: settled when it ends.
 	txClaims []string
+	// txHolds release the rows the open transaction updated on its own
+	// connection, uncontended (claimable): called when it ends.
+	txHolds []func()
 	// unmerged says why the current command's hot UPDATE passed through
 	// when the merger declined it (unmergedBy); "" otherwise. Reset per
 	// command.

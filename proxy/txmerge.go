@@ -23,6 +23,10 @@ type claimer interface {
 	SettleLater(ids []string)
 	// CanClaim tells whether an execution may be a claim, else why not.
 	CanClaim(ctx context.Context, st *merger.Statement, args []any) (bool, merger.Unmerged)
+	// HoldIfIdle holds the execution's row for the transaction when
+	// nothing else uses it (it then runs in the transaction, not as a
+	// claim); release once the transaction ends.
+	HoldIfIdle(st *merger.Statement, args []any) (release func(), ok bool)
 	CountUnmerged(merger.Unmerged)
 }
 
@@ -61,17 +65,23 @@ func (s *session) noteTx(q []byte) {
 // claims the transaction confirmed are settled (cancelled unless their
 // confirmation committed).
 func (s *session) afterCommand() {
-	if s.status&statusInTrans != 0 || !s.txTouched && len(s.txClaims) == 0 {
+	if s.status&statusInTrans != 0 || !s.txTouched && len(s.txClaims) == 0 && len(s.txHolds) == 0 {
 		return
 	}
 	s.txTouched = false
 	s.settleClaims()
 }
 
-// settleClaims hands the session's claims to the merger to be settled.
-// The transaction that could confirm them has ended (or, at the session's
-// end, ends with its connection: the cancel waits for its row lock).
+// settleClaims releases the rows the session's transaction held and hands
+// its claims to the merger to be settled. The transaction that could
+// confirm them has ended (or, at the session's end, ends with its
+// connection: the cancel waits for its row lock).
 func (s *session) settleClaims() {
+	for _, release := range s.txHolds {
+		release()
+	}
+	clear(s.txHolds)
+	s.txHolds = s.txHolds[:0]
 	if len(s.txClaims) == 0 {
 		return
 	}
@@ -103,11 +113,28 @@ func (s *session) mergeRequest(ctx context.Context, req merger.Request) (handled
 		s.unmergedBy(c, merger.UnmergedTouched)
 		return false, nil
 	}
-	if ok, why := c.CanClaim(ctx, req.Stmt, req.Args); !ok {
-		s.unmergedBy(c, why)
+	if !s.claimable(ctx, c, req.Stmt, req.Args) {
 		return false, nil
 	}
 	return true, s.claim(ctx, req, c)
+}
+
+// claimable tells whether a hot UPDATE of the open transaction runs as a
+// claim; if not, the reason is counted and it passes through. One whose
+// row nothing else uses runs in the client's own transaction, as
+// directly (a claim would add a batch commit before the client's own),
+// and the transaction holds the row until it ends (HoldIfIdle).
+func (s *session) claimable(ctx context.Context, c claimer, st *merger.Statement, args []any) bool {
+	if ok, why := c.CanClaim(ctx, st, args); !ok {
+		s.unmergedBy(c, why)
+		return false
+	}
+	if release, idle := c.HoldIfIdle(st, args); idle {
+		s.txHolds = append(s.txHolds, release)
+		s.unmergedBy(c, merger.UnmergedUncontended)
+		return false
+	}
+	return true
 }
 
 // claim runs a hot UPDATE of an open transaction as a claim: merged into

@@ -204,14 +204,22 @@ func TestTxClaims(t *testing.T) {
 // transactions (an order, a guarded hot UPDATE, COMMIT or ROLLBACK at
 // random, sometimes a disconnect) and autocommit deductions against a
 // small stock. Never oversold; once every claim is settled, every claim
-// has a verdict, confirmed claims match the committed orders one for one,
-// and stock + confirmed + autocommit grants = initial.
+// has a verdict, and stock + committed orders + autocommit grants =
+// initial. With every UPDATE a claim, confirmed claims match the
+// committed orders one for one; by default, an UPDATE on a row nothing
+// else uses runs in its client's transaction, so the confirmed claims are
+// some of the orders.
 func TestTxClaimsConcurrent(t *testing.T) {
+	t.Run("every UPDATE a claim", func(t *testing.T) { txClaimsConcurrent(t, true) })
+	t.Run("uncontended in the transaction", func(t *testing.T) { txClaimsConcurrent(t, false) })
+}
+
+func txClaimsConcurrent(t *testing.T, claimAll bool) {
 	db := testdb.New(t)
 	const initial = 300
 	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT UNSIGNED NOT NULL)", txSchema,
 		fmt.Sprintf("INSERT INTO inventory VALUES (1, %d)", initial))
-	p, _, meta := startHotProxy(t, db)
+	p, m, meta := startHotProxyWith(t, db, func(mc *merger.Config) { mc.ClaimUncontended = claimAll })
 	direct := db.Open(t)
 	text := open(t, db, p.addr, func(c *mysql.Config) { c.InterpolateParams = true })
 	prep := open(t, db, p.addr)
@@ -307,12 +315,110 @@ func TestTxClaimsConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	stock := stockOf(t, direct)
-	t.Logf("stock %d, %d orders (%d units), %d confirmed claims (%d units), %d units autocommit", stock, orders, orderQty, confirmed, confirmedQty, autoGranted)
-	if orders != confirmed || orderQty != confirmedQty {
-		t.Errorf("%d orders of %d units, %d confirmed claims of %d units", orders, orderQty, confirmed, confirmedQty)
+	uncontended := m.Stats().Unmerged[merger.UnmergedUncontended]
+	t.Logf("stock %d, %d orders (%d units), %d confirmed claims (%d units), %d units autocommit; %d UPDATEs in their transaction, uncontended",
+		stock, orders, orderQty, confirmed, confirmedQty, autoGranted, uncontended)
+	if claimAll && (orders != confirmed || orderQty != confirmedQty || uncontended != 0) ||
+		!claimAll && (confirmed > orders || confirmedQty > orderQty) {
+		t.Errorf("%d orders of %d units, %d confirmed claims of %d units, %d uncontended", orders, orderQty, confirmed, confirmedQty, uncontended)
 	}
-	if stock+confirmedQty+autoGranted != initial {
-		t.Errorf("stock %d + confirmed %d + autocommit %d != initial %d", stock, confirmedQty, autoGranted, initial)
+	if stock+orderQty+autoGranted != initial {
+		t.Errorf("stock %d + orders %d + autocommit %d != initial %d", stock, orderQty, autoGranted, initial)
+	}
+}
+
+// TestTxUncontended: by default, a hot UPDATE of a transaction whose row
+// nothing else uses runs in the client's own transaction (no claim, no
+// ledger row; counted as tx_uncontended) and the transaction holds the
+// row until it ends: a second transaction's UPDATE of the row meanwhile is
+// a claim, whose batch waits for the first to commit; once both ended, the
+// row is uncontended again. Rolled back, the uncontended UPDATE is undone
+// as directly.
+func TestTxUncontended(t *testing.T) {
+	db := testdb.New(t)
+	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT UNSIGNED NOT NULL)", txSchema,
+		"INSERT INTO inventory VALUES (1, 100)")
+	p, m, meta := startHotProxyWith(t, db, func(*merger.Config) {})
+	direct := db.Open(t)
+	pool := open(t, db, p.addr)
+	ctx := context.Background()
+	const hot = "UPDATE inventory SET stock = stock - ? WHERE sku_id = 1 AND stock >= ?"
+	uncontended := func() uint64 { return m.Stats().Unmerged[merger.UnmergedUncontended] }
+	claims := func() (n int) {
+		t.Helper()
+		if err := direct.QueryRow("SELECT COUNT(*) FROM `" + meta + "`.verdicts WHERE verdict = 'confirm'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	deduct := func(tx *sql.Tx, qty int) {
+		t.Helper()
+		if _, err := tx.Exec("INSERT INTO orders (sku_id, qty) VALUES (1, ?)", qty); err != nil {
+			t.Fatal(err)
+		}
+		r, err := tx.Exec(hot, qty, qty)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := r.RowsAffected(); n != 1 {
+			t.Fatalf("%d rows affected", n)
+		}
+	}
+	a, err := pool.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deduct(a, 3)
+	if n := uncontended(); n != 1 {
+		t.Fatalf("tx_uncontended = %d after the first transaction's UPDATE, want 1", n)
+	}
+	// b's UPDATE is a claim: its batch waits for a's row lock.
+	b, err := pool.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bDone := make(chan struct{})
+	go func() {
+		defer close(bDone)
+		deduct(b, 2)
+	}()
+	testdb.WaitFor(t, 10*time.Second, "the claim's batch to wait for the row", func() bool {
+		var n int
+		_ = direct.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'UPDATE inventory%'").Scan(&n)
+		return n > 0
+	})
+	if err := a.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	<-bDone
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	testdb.WaitFor(t, 10*time.Second, "the claim confirmed", func() bool { return claims() == 1 })
+	if n := uncontended(); n != 1 {
+		t.Fatalf("tx_uncontended = %d, want still 1 (the second UPDATE was a claim)", n)
+	}
+	if s := stockOf(t, direct); s != 95 {
+		t.Fatalf("stock %d after 3 + 2, want 95", s)
+	}
+	// Both ended: the row is free again; a rollback undoes the deduction.
+	c, err := pool.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deduct(c, 4)
+	if n := uncontended(); n != 2 {
+		t.Fatalf("tx_uncontended = %d after a third transaction, want 2", n)
+	}
+	if err := c.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if s := stockOf(t, direct); s != 95 {
+		t.Fatalf("stock %d after the rollback, want 95", s)
+	}
+	var orders int
+	if err := direct.QueryRow("SELECT COUNT(*) FROM orders").Scan(&orders); err != nil || orders != 2 || claims() != 1 {
+		t.Fatalf("%d orders (%v), %d confirmed claims; want 2 and 1", orders, err, claims())
 	}
 }
 

@@ -53,6 +53,10 @@ func TestMergerConfig(t *testing.T) {
 			func(mc merger.Config) bool { return mc.LonePassThrough }, ""},
 		{"lone pass-through off", base(func(c *proxy.Config) { c.LonePassThrough = false }),
 			func(mc merger.Config) bool { return !mc.LonePassThrough }, ""},
+		{"uncontended UPDATEs of transactions in them by default", base(func(*proxy.Config) {}),
+			func(mc merger.Config) bool { return !mc.ClaimUncontended }, ""},
+		{"claim uncontended", base(func(c *proxy.Config) { c.ClaimUncontended = true }),
+			func(mc merger.Config) bool { return mc.ClaimUncontended }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
