@@ -73,6 +73,10 @@ type Config struct {
 	// transaction a claim, even when nothing else uses its row (see
 	// HoldIfIdle; off, such an UPDATE runs in the client's transaction).
 	ClaimUncontended bool
+	// TxHotThreshold is how many client transactions updating one row at
+	// once (holding or waiting for its lock) make it hot: their later
+	// UPDATEs of it are claims (HoldIfIdle). At least 2.
+	TxHotThreshold int
 	// hooks are fault-injection and observation points for tests.
 	hooks hooks
 }
@@ -94,6 +98,7 @@ func DefaultConfig() Config {
 		ClaimSweepAge:   5 * time.Second,
 		ClaimSweepEvery: 30 * time.Second,
 		LonePassThrough: true,
+		TxHotThreshold:  4,
 	}
 }
 
@@ -159,6 +164,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("merger: PoolSize %d < 1", c.PoolSize)
 	case c.ResolveTimeout <= 0:
 		return fmt.Errorf("merger: ResolveTimeout %v <= 0", c.ResolveTimeout)
+	case c.TxHotThreshold < 2:
+		return fmt.Errorf("merger: TxHotThreshold %d: want at least 2", c.TxHotThreshold)
 	case c.ClaimSweepAge < 0 || c.ClaimSweepEvery <= 0:
 		return fmt.Errorf("merger: ClaimSweepAge %v, ClaimSweepEvery %v: want >= 0 and > 0", c.ClaimSweepAge, c.ClaimSweepEvery)
 	case c.MarkerRetention < 10*c.ResolveTimeout || c.MarkerRetention < time.Minute:

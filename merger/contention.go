@@ -1,6 +1,13 @@
 package merger
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
+
+// txHotWindow is how long a row stays hot for transactions after its last
+// sign of contention (HoldIfIdle).
+const txHotWindow = time.Second
 
 // rowKey names one row of a hot table: its rule and normalized key value
 // (normKey).
@@ -13,70 +20,99 @@ func rowOf(st *Statement, args []any) rowKey {
 	return rowKey{st.Rule, normKey(st.Key.Value(args))}
 }
 
-// rowUsers counts, per row, what is using it now: requests between the
-// start and the end of Do or Alone, and client transactions holding it
-// (HoldIfIdle). A row nobody uses is uncontended.
-type rowUsers struct {
-	mu sync.Mutex
-	n  map[rowKey]int
+// rowUse is what uses one row now: requests between the start and the
+// end of Do or Alone, and client transactions that updated it on their
+// own connection (HoldIfIdle) until they end; and until when the row
+// counts as hot for transactions.
+type rowUse struct {
+	users    int
+	hotUntil time.Time
 }
 
-// add counts one more user of k.
+// rowUsers tracks the rows in use (rowUse), for HoldIfIdle.
+type rowUsers struct {
+	mu   sync.Mutex
+	rows map[rowKey]*rowUse
+}
+
+// use counts one more user of k; with concurrent users, k is hot for
+// txHotWindow.
+func (u *rowUsers) use(k rowKey, now time.Time) *rowUse {
+	if u.rows == nil {
+		u.rows = make(map[rowKey]*rowUse)
+	}
+	r := u.rows[k]
+	if r == nil {
+		r = &rowUse{}
+		u.rows[k] = r
+	}
+	r.users++
+	if r.users > 1 {
+		r.hotUntil = now.Add(txHotWindow)
+	}
+	return r
+}
+
+// add counts a request of Do or Alone on k until done.
 func (u *rowUsers) add(k rowKey) {
 	u.mu.Lock()
-	if u.n == nil {
-		u.n = make(map[rowKey]int)
-	}
-	u.n[k]++
+	u.use(k, time.Now())
 	u.mu.Unlock()
 }
 
-// done counts one user of k fewer.
+// done counts one user of k fewer; a row without users that is no longer
+// hot is forgotten.
 func (u *rowUsers) done(k rowKey) {
 	u.mu.Lock()
-	if u.n[k] <= 1 {
-		delete(u.n, k)
-	} else {
-		u.n[k]--
+	if r := u.rows[k]; r != nil {
+		r.users--
+		if r.users <= 0 && time.Now().After(r.hotUntil) {
+			delete(u.rows, k)
+		}
 	}
 	u.mu.Unlock()
 }
 
-// addIfIdle counts a user of k when k has none, and reports whether it did.
-func (u *rowUsers) addIfIdle(k rowKey) bool {
+// holdIfCold counts a transaction's hold on k and reports true when k is
+// not hot and fewer than threshold users, the newcomer included, use it;
+// otherwise k is hot from now on (for txHotWindow) and nothing is counted.
+func (u *rowUsers) holdIfCold(k rowKey, threshold int) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.n[k] > 0 {
+	now := time.Now()
+	r := u.rows[k]
+	switch {
+	case r != nil && now.Before(r.hotUntil):
+		return false
+	case r != nil && r.users+1 >= threshold:
+		r.hotUntil = now.Add(txHotWindow)
 		return false
 	}
-	if u.n == nil {
-		u.n = make(map[rowKey]int)
-	}
-	u.n[k] = 1
+	u.use(k, now)
 	return true
 }
 
 // HoldIfIdle decides how a claimable UPDATE of a client's transaction
-// runs when nothing else uses its row: no request of this Merger is in Do
-// or Alone for it and no other client transaction holds it. Then the
-// UPDATE runs in the client's own transaction, as directly: it costs one
-// round trip, where a claim waits for a batch to commit before the
-// client's own COMMIT (two commits in a row). HoldIfIdle registers the
-// transaction as the row's holder, so that the row's later requests
-// inside transactions are claims (its row lock, held until the client
-// commits, is then waited for once, by their batch, not by each client);
-// release must be called once when the transaction has ended. When the
-// row is in use, or Config.ClaimUncontended is set, it returns ok false:
-// the UPDATE is a claim.
+// runs. A row that is not hot runs it in the client's own transaction, as
+// directly: one round trip, where a claim waits for a batch to commit
+// before the client's own COMMIT (two commits in a row), and the
+// transaction holds the row until it ends (release, to be called once).
+// A row is hot, and the UPDATE a claim (ok false), for a second after
+// this Merger saw two of its requests on it at once (merged ones, in Do
+// or Alone), or after Config.TxHotThreshold transactions held or waited
+// for it at once: a transaction's UPDATE of a row in steady demand never
+// holds its lock across the client's round trips, and the claims of a row
+// turning hot wait, in their batch, only for the holders that made it
+// hot. With Config.ClaimUncontended every such UPDATE is a claim.
 //
-// Only this Merger's users are seen: another instance's claims on the row
-// are not, nor are autocommit statements of other clients passed through.
+// Only this Merger's users are seen: another instance's, or autocommit
+// statements of other clients passed through, are not.
 func (m *Merger) HoldIfIdle(st *Statement, args []any) (release func(), ok bool) {
 	if m.cfg.ClaimUncontended {
 		return nil, false
 	}
 	k := rowOf(st, args)
-	if !m.rows.addIfIdle(k) {
+	if !m.rows.holdIfCold(k, m.cfg.TxHotThreshold) {
 		return nil, false
 	}
 	return sync.OnceFunc(func() { m.rows.done(k) }), true

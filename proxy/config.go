@@ -91,6 +91,9 @@ type Config struct {
 	// ClaimUncontended makes every claimable UPDATE of a transaction a
 	// claim, even on a row nothing else uses (merger.Config).
 	ClaimUncontended bool `toml:"claim_uncontended"`
+	// TxHotThreshold is how many transactions updating one row at once
+	// make its later UPDATEs inside transactions claims (merger.Config).
+	TxHotThreshold int `toml:"tx_hot_threshold"`
 	// InstanceID names this proxy instance in the ids of its merged
 	// batches (merger.Config.InstanceID): stable across restarts of the
 	// same instance, whose recovery looks for its own batches, and unique
@@ -128,6 +131,7 @@ func DefaultConfig() Config {
 		ClaimSweepAge:     duration{m.ClaimSweepAge},
 		ClaimSweepEvery:   duration{m.ClaimSweepEvery},
 		LonePassThrough:   m.LonePassThrough,
+		TxHotThreshold:    m.TxHotThreshold,
 		Listen:            "127.0.0.1:6033",
 		AuthPlugin:        gomysql.AUTH_NATIVE_PASSWORD,
 		MaxPacketSize:     64 << 20,

@@ -327,18 +327,19 @@ func txClaimsConcurrent(t *testing.T, claimAll bool) {
 	}
 }
 
-// TestTxUncontended: by default, a hot UPDATE of a transaction whose row
-// nothing else uses runs in the client's own transaction (no claim, no
-// ledger row; counted as tx_uncontended) and the transaction holds the
-// row until it ends: a second transaction's UPDATE of the row meanwhile is
-// a claim, whose batch waits for the first to commit; once both ended, the
-// row is uncontended again. Rolled back, the uncontended UPDATE is undone
-// as directly.
+// TestTxUncontended: by default, a hot UPDATE of a transaction on a row
+// that is not hot runs in the client's own transaction (no claim, no
+// ledger row; counted as tx_uncontended), and the transaction holds the
+// row until it ends. With TxHotThreshold 2, a second transaction updating
+// the row meanwhile makes it hot: its UPDATE is a claim, whose batch waits
+// for the first to commit, and so is the next one's while the row stays
+// hot (a second); after that the row is cold again. Rolled back, an
+// UPDATE run in the transaction is undone as directly.
 func TestTxUncontended(t *testing.T) {
 	db := testdb.New(t)
 	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT UNSIGNED NOT NULL)", txSchema,
 		"INSERT INTO inventory VALUES (1, 100)")
-	p, m, meta := startHotProxyWith(t, db, func(*merger.Config) {})
+	p, m, meta := startHotProxyWith(t, db, func(mc *merger.Config) { mc.TxHotThreshold = 2 })
 	direct := db.Open(t)
 	pool := open(t, db, p.addr)
 	ctx := context.Background()
@@ -401,24 +402,38 @@ func TestTxUncontended(t *testing.T) {
 	if s := stockOf(t, direct); s != 95 {
 		t.Fatalf("stock %d after 3 + 2, want 95", s)
 	}
-	// Both ended: the row is free again; a rollback undoes the deduction.
+	// Hot for a second: the next transaction's UPDATE is a claim too.
 	c, err := pool.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	deduct(c, 4)
-	if n := uncontended(); n != 2 {
-		t.Fatalf("tx_uncontended = %d after a third transaction, want 2", n)
-	}
-	if err := c.Rollback(); err != nil {
+	deduct(c, 1)
+	if err := c.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if s := stockOf(t, direct); s != 95 {
-		t.Fatalf("stock %d after the rollback, want 95", s)
+	testdb.WaitFor(t, 10*time.Second, "the claim confirmed", func() bool { return claims() == 2 })
+	if n := uncontended(); n != 1 {
+		t.Fatalf("tx_uncontended = %d while the row is hot, want still 1", n)
+	}
+	// Cold again: in the transaction, and a rollback undoes it.
+	time.Sleep(1100 * time.Millisecond)
+	d, err := pool.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deduct(d, 4)
+	if n := uncontended(); n != 2 {
+		t.Fatalf("tx_uncontended = %d once the row cooled down, want 2", n)
+	}
+	if err := d.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if s := stockOf(t, direct); s != 94 {
+		t.Fatalf("stock %d after 3 + 2 + 1 and a rollback, want 94", s)
 	}
 	var orders int
-	if err := direct.QueryRow("SELECT COUNT(*) FROM orders").Scan(&orders); err != nil || orders != 2 || claims() != 1 {
-		t.Fatalf("%d orders (%v), %d confirmed claims; want 2 and 1", orders, err, claims())
+	if err := direct.QueryRow("SELECT COUNT(*) FROM orders").Scan(&orders); err != nil || orders != 3 || claims() != 2 {
+		t.Fatalf("%d orders (%v), %d confirmed claims; want 3 and 2", orders, err, claims())
 	}
 }
 

@@ -54,7 +54,8 @@ Flags given on the command line override the --config file.
 	metaSchema := fs.String("meta-schema", cfg.MetaSchema, "database for hotrow's ledger and batch markers")
 	lonePassThrough := fs.Bool("lone-passthrough", cfg.LonePassThrough, "run a hot UPDATE with nothing queued for its table on the client's own connection, as a plain\nstatement (its order event comes from the row change); false: as a merged batch of one with a\nledger row, slower, but every grant made through hotrow has a ledger row")
 	instanceID := fs.String("instance-id", "", "`id` of this proxy instance in its batch ids, 1-48 of [A-Za-z0-9._-]: keep it stable across\nrestarts of the same instance (recovery after a crash resolves only its own batches) and unique\nacross instances in front of the same server (default: host name, process id and a random suffix)")
-	claimUncontended := fs.Bool("claim-uncontended", false, "merge a hot UPDATE inside a transaction as a claim even when nothing else uses its row\n(default: such an UPDATE runs in the client's own transaction, as directly, which is faster\nthan a claim's extra batch commit)")
+	claimUncontended := fs.Bool("claim-uncontended", false, "merge every hot UPDATE inside a transaction as a claim (default: on a row that is not hot,\nsee --tx-hot-threshold, it runs in the client's own transaction, as directly, which is faster\nthan a claim's extra batch commit)")
+	txHotThreshold := fs.Int("tx-hot-threshold", cfg.TxHotThreshold, "transactions updating one row at once that make it hot: while it is (and for a second\nafter), UPDATEs of it inside transactions are claims; below, they run in the transaction")
 	sweepAge := fs.Duration("claim-sweep-age", cfg.ClaimSweepAge.Duration, "the sweep cancels claims of merged transactions older than this whose owner connection is gone")
 	sweepEvery := fs.Duration("claim-sweep-every", cfg.ClaimSweepEvery.Duration, "how often the sweep of claims runs (also at start)")
 	authPlugin := fs.String("auth-plugin", cfg.AuthPlugin, "auth plugin offered to clients: mysql_native_password or caching_sha2_password")
@@ -110,6 +111,8 @@ Flags given on the command line override the --config file.
 			cfg.InstanceID = *instanceID
 		case "claim-uncontended":
 			cfg.ClaimUncontended = *claimUncontended
+		case "tx-hot-threshold":
+			cfg.TxHotThreshold = *txHotThreshold
 		case "claim-sweep-age":
 			cfg.ClaimSweepAge.Duration = *sweepAge
 		case "claim-sweep-every":
@@ -416,6 +419,9 @@ func mergerConfig(cfg proxy.Config) merger.Config {
 	mc.DeadAfter = cfg.BackendDeadAfter.Duration
 	mc.LonePassThrough = cfg.LonePassThrough
 	mc.ClaimUncontended = cfg.ClaimUncontended
+	if cfg.TxHotThreshold > 0 {
+		mc.TxHotThreshold = cfg.TxHotThreshold
+	}
 	return mc
 }
 

@@ -57,6 +57,10 @@ func TestMergerConfig(t *testing.T) {
 			func(mc merger.Config) bool { return !mc.ClaimUncontended }, ""},
 		{"claim uncontended", base(func(c *proxy.Config) { c.ClaimUncontended = true }),
 			func(mc merger.Config) bool { return mc.ClaimUncontended }, ""},
+		{"tx hot threshold", base(func(c *proxy.Config) { c.TxHotThreshold = 16 }),
+			func(mc merger.Config) bool { return mc.TxHotThreshold == 16 }, ""},
+		{"tx hot threshold too low", base(func(c *proxy.Config) { c.TxHotThreshold = 1 }),
+			func(mc merger.Config) bool { return mc.TxHotThreshold == 1 }, "TxHotThreshold"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
