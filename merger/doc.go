@@ -35,6 +35,7 @@
 //   - janitor.go: pruning old batch markers.
 //   - claim.go, cancel.go: claims (requests made inside a client's
 //     transaction), their cancel, settle and sweep (see Claims).
+//   - contention.go: which rows are hot for transactions (HoldIfIdle).
 //   - errors.go, stats.go: the error sentinels; counters.
 //   - rules.go: RuleSet, the rules in force, swapped at run time (a new
 //     Matcher per change), and paused tables.
@@ -194,6 +195,13 @@
 // writes it as INSERT ... SELECT of its ledger row, so it exists exactly
 // when the ledger row does. Outcome.ClaimID names it (also on
 // ErrOutcomeUnknown, when it may exist).
+//
+// Claims are for hot rows: HoldIfIdle tells the caller to run a
+// transaction's UPDATE of a row that is not hot in the transaction itself
+// (one commit instead of a batch commit and the client's), holding the
+// row until the transaction ends; a row is hot for a second after two
+// requests of Do/Alone on it at once or Config.TxHotThreshold holding
+// transactions.
 //
 // The caller (the proxy) confirms a granted claim inside the client's
 // transaction (ConfirmSQL: the verdict 'confirm' under the claim id, a
