@@ -53,6 +53,9 @@ type ruleStore struct {
 	mu     sync.Mutex
 	memory []ruleRow // guarded by mu
 	disk   []ruleRow // guarded by mu; disk as last read or written
+	// diskGen counts the updates of disk (guarded by mu): a poll whose
+	// read began before one of them is stale and discarded.
+	diskGen uint64
 }
 
 // ensure creates the hot_rules table and, when it is empty, seeds it with
@@ -206,6 +209,7 @@ func (s *ruleStore) saveToDisk(ctx context.Context) error {
 		return gomysql.NewError(gomysql.ER_UNKNOWN_ERROR, err.Error())
 	}
 	s.disk = slices.Clone(s.memory)
+	s.diskGen++
 	s.log.Info("hot rules saved to disk", "rules", len(s.memory))
 	return nil
 }
@@ -219,6 +223,7 @@ func (s *ruleStore) loadFromDisk(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.memory, s.disk = slices.Clone(disk), disk
+	s.diskGen++
 	return nil
 }
 
@@ -226,13 +231,17 @@ func (s *ruleStore) loadFromDisk(ctx context.Context) error {
 // it since this one last read or wrote it. Invalid rules are left out of
 // runtime, with a warning.
 func (s *ruleStore) poll(ctx context.Context) error {
+	s.mu.Lock()
+	gen := s.diskGen
+	s.mu.Unlock()
 	disk, err := s.readDisk(ctx)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if slices.Equal(disk, s.disk) {
+	// A SAVE or LOAD since the read began: what was read may predate it.
+	if gen != s.diskGen || slices.Equal(disk, s.disk) {
 		return nil
 	}
 	var rules []merger.Rule
@@ -244,6 +253,7 @@ func (s *ruleStore) poll(ctx context.Context) error {
 		rules = append(rules, r)
 	}
 	s.memory, s.disk = slices.Clone(disk), disk
+	s.diskGen++
 	s.runtime.Set(rules)
 	s.log.Info("hot rules changed on disk: loaded to runtime", "rules", len(rules))
 	return nil
