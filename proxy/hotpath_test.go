@@ -85,6 +85,44 @@ func ledgerRows(t *testing.T, conn *sql.DB, meta string) int {
 	return n
 }
 
+// sellConcurrently runs clients buyers, text and prepared by turns, each
+// deducting one unit of sku 1 each times, and returns the units granted.
+func sellConcurrently(t *testing.T, text, prepared *sql.DB, clients, each int) (total int64) {
+	t.Helper()
+	granted := make(chan int64, clients)
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		conn := text
+		if i%2 == 1 {
+			conn = prepared
+		}
+		wg.Go(func() {
+			var mine int64
+			for range each {
+				res, err := conn.Exec("UPDATE inventory SET stock = stock - ? WHERE sku_id = ? AND stock >= ?", 1, 1, 1)
+				if err != nil {
+					errs <- err
+					return
+				}
+				n, _ := res.RowsAffected()
+				mine += n
+			}
+			granted <- mine
+		})
+	}
+	wg.Wait()
+	close(granted)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for g := range granted {
+		total += g
+	}
+	return total
+}
+
 // TestHotRowMixedClients: text-mode and prepared-mode clients hammer one
 // row through the proxy; exactly the stock is granted, the ledger has a
 // row per grant but those of statements run alone on their client's
@@ -97,40 +135,7 @@ func TestHotRowMixedClients(t *testing.T) {
 	text := open(t, db, p.addr, func(c *mysql.Config) { c.InterpolateParams = true })
 	prepared := open(t, db, p.addr)
 	const clients, each = 32, 20 // demand 640 > stock 300
-	var wg sync.WaitGroup
-	granted := make(chan int64, clients)
-	errs := make(chan error, clients)
-	for i := range clients {
-		conn := text
-		if i%2 == 1 {
-			conn = prepared
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine int64
-			for range each {
-				res, err := conn.Exec("UPDATE inventory SET stock = stock - ? WHERE sku_id = ? AND stock >= ?", 1, 1, 1)
-				if err != nil {
-					errs <- err
-					return
-				}
-				n, _ := res.RowsAffected()
-				mine += n
-			}
-			granted <- mine
-		}()
-	}
-	wg.Wait()
-	close(granted)
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	var total int64
-	for g := range granted {
-		total += g
-	}
+	total := sellConcurrently(t, text, prepared, clients, each)
 	direct := db.Open(t)
 	var stock int64
 	if err := direct.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock); err != nil {
@@ -612,38 +617,7 @@ func TestHotRowAloneAndMerged(t *testing.T) {
 	text := open(t, db, p.addr, func(c *mysql.Config) { c.InterpolateParams = true })
 	prepared := open(t, db, p.addr)
 	const clients, each = 4, 150 // demand 600 > stock 400
-	granted := make(chan int64, clients)
-	errs := make(chan error, clients)
-	var wg sync.WaitGroup
-	for i := range clients {
-		conn := text
-		if i%2 == 1 {
-			conn = prepared
-		}
-		wg.Go(func() {
-			var mine int64
-			for range each {
-				res, err := conn.Exec("UPDATE inventory SET stock = stock - ? WHERE sku_id = 1 AND stock >= ?", 1, 1)
-				if err != nil {
-					errs <- err
-					return
-				}
-				n, _ := res.RowsAffected()
-				mine += n
-			}
-			granted <- mine
-		})
-	}
-	wg.Wait()
-	close(granted)
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	var total int64
-	for g := range granted {
-		total += g
-	}
+	total := sellConcurrently(t, text, prepared, clients, each)
 	direct := db.Open(t)
 	var stock int64
 	if err := direct.QueryRow("SELECT stock FROM inventory WHERE sku_id = 1").Scan(&stock); err != nil {
