@@ -33,11 +33,19 @@ type packetIO struct {
 }
 
 func newPacketIO(conn net.Conn, s side) *packetIO {
+	// A plain TCP connection's socket is read and written directly
+	// (sockIO); TLS and other connections through their own methods.
+	var rw io.ReadWriter = conn
+	if tc, ok := conn.(*net.TCPConn); ok {
+		if sio, err := newSockIO(tc); err == nil {
+			rw = sio
+		}
+	}
 	return &packetIO{
 		conn: conn,
 		side: s,
-		r:    bufio.NewReaderSize(conn, 16<<10),
-		w:    bufio.NewWriterSize(conn, 16<<10),
+		r:    bufio.NewReaderSize(rw, 16<<10),
+		w:    bufio.NewWriterSize(rw, 16<<10),
 	}
 }
 
