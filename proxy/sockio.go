@@ -25,12 +25,18 @@ import (
 type sockIO struct {
 	conn *net.TCPConn
 	rc   syscall.RawConn
-	// The current call's buffer and outcome, for read and write, which
+	// The current call's buffer and outcome, apart for reads and writes,
+	// which may run at the same time as on a net.Conn. readFD and writeFD
 	// are bound once: a closure per call would be an allocation.
-	buf         []byte
-	n           int
-	errno       syscall.Errno
+	r, w        sockCall
 	read, write func(fd uintptr) bool
+}
+
+// sockCall is one Read or Write in progress.
+type sockCall struct {
+	buf   []byte
+	n     int
+	errno syscall.Errno
 }
 
 func newSockIO(c *net.TCPConn) (*sockIO, error) {
@@ -47,35 +53,36 @@ func (s *sockIO) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	s.buf, s.n, s.errno = b, 0, 0
+	s.r = sockCall{buf: b}
 	err := s.rc.Read(s.read)
-	s.buf = nil
+	c := s.r
+	s.r.buf = nil
 	switch {
 	case err != nil:
 		return 0, s.opError("read", err)
-	case s.errno != 0:
-		return 0, s.opError("read", os.NewSyscallError("read", s.errno))
-	case s.n == 0:
+	case c.errno != 0:
+		return 0, s.opError("read", os.NewSyscallError("read", c.errno))
+	case c.n == 0:
 		return 0, io.EOF
 	}
-	return s.n, nil
+	return c.n, nil
 }
 
 // readFD makes one read(2); false asks the poller to wait until the socket
 // is readable.
 func (s *sockIO) readFD(fd uintptr) bool {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.buf[0])), uintptr(len(s.buf)))
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.r.buf[0])), uintptr(len(s.r.buf)))
 		switch e {
 		case 0:
-			s.n = int(n)
+			s.r.n = int(n)
 			return true
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			return false
 		}
-		s.errno = e
+		s.r.errno = e
 		return true
 	}
 }
@@ -84,32 +91,33 @@ func (s *sockIO) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	s.buf, s.n, s.errno = b, 0, 0
+	s.w = sockCall{buf: b}
 	err := s.rc.Write(s.write)
-	s.buf = nil
+	c := s.w
+	s.w.buf = nil
 	switch {
 	case err != nil:
-		return s.n, s.opError("write", err)
-	case s.errno != 0:
-		return s.n, s.opError("write", os.NewSyscallError("write", s.errno))
+		return c.n, s.opError("write", err)
+	case c.errno != 0:
+		return c.n, s.opError("write", os.NewSyscallError("write", c.errno))
 	}
-	return s.n, nil
+	return c.n, nil
 }
 
 // writeFD writes the rest of the buffer; false asks the poller to wait
 // until the socket is writable.
 func (s *sockIO) writeFD(fd uintptr) bool {
-	for s.n < len(s.buf) {
-		rest := s.buf[s.n:]
+	for s.w.n < len(s.w.buf) {
+		rest := s.w.buf[s.w.n:]
 		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
 		switch e {
 		case 0:
-			s.n += int(n)
+			s.w.n += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
 		default:
-			s.errno = e
+			s.w.errno = e
 			return true
 		}
 	}

@@ -77,3 +77,46 @@ func TestSockIO(t *testing.T) {
 		}
 	}
 }
+
+// TestSockIOConcurrent: a read and a write may run at the same time, as
+// on a net.Conn (the peer echoes what it reads).
+func TestSockIOConcurrent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(c, c)
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := newSockIO(c.(*net.TCPConn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB: more than the socket buffers
+	written := make(chan error, 1)
+	go func() {
+		_, err := s.Write(big)
+		written <- err
+	}()
+	got := make([]byte, len(big))
+	if _, err := io.ReadFull(s, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, big) {
+		t.Fatal("read back something else than was written")
+	}
+}
