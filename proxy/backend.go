@@ -104,9 +104,14 @@ func authBackend(ctx context.Context, conn net.Conn, g greeting, tlsCfg *tls.Con
 		status |= statusAutocommit
 	}
 	// After a TLS upgrade, go-mysql's connection is the *tls.Conn over rc.
+	// Without one, rc has replayed the greeting and rewritten its one
+	// write: the session uses conn itself.
 	var stream net.Conn = rc
-	if tlsCfg != nil {
+	switch {
+	case tlsCfg != nil:
 		stream = c.Conn.Conn
+	case len(rc.pending) == 0:
+		stream = conn
 	}
 	return &backendConn{packetIO: newPacketIO(stream, backendSide), connID: g.connID, status: status}, nil
 }

@@ -29,13 +29,21 @@ var errBackendClosedIdle = errors.New("server closed the idle connection")
 // the backend connection, where nothing may arrive between commands: any
 // byte, EOF or error means the connection is lost. Disarming interrupts
 // that read with a deadline in the past and waits for the goroutine.
+//
+// A busy session arms and disarms it for every command, so neither
+// touches the timer when it is set already: disarming leaves it running,
+// and when it fires it sets itself again for the rest of the delay if the
+// session went idle since (the timer fires at most once per delay, instead
+// of a Reset and a Stop per command).
 type idleWatch struct {
 	be     net.Conn // the backend connection, read below its buffer
 	onLost func()   // closes the client connection
 
 	mu       sync.Mutex // guards the fields below
 	timer    *time.Timer
-	armed    bool
+	pending  bool          // the timer is set
+	armed    bool          // the session waits for a command
+	since    time.Time     // when it started waiting
 	running  bool          // the watcher goroutine is reading
 	stopping bool          // disarm is interrupting it
 	done     chan struct{} // closed when the watcher goroutine ends
@@ -47,18 +55,29 @@ type idleWatch struct {
 func (w *idleWatch) arm() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.armed = true
+	w.armed, w.since = true, time.Now()
+	if w.pending {
+		return
+	}
+	w.pending = true
 	if w.timer == nil {
-		w.timer = time.AfterFunc(idleWatchDelay, w.start)
+		w.timer = time.AfterFunc(idleWatchDelay, w.fire)
 	} else {
 		w.timer.Reset(idleWatchDelay)
 	}
 }
 
-func (w *idleWatch) start() {
+// fire starts the watcher once the session has waited idleWatchDelay.
+func (w *idleWatch) fire() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.pending = false
 	if !w.armed || w.running || w.lost {
+		return
+	}
+	if rest := idleWatchDelay - time.Since(w.since); rest > 0 {
+		w.pending = true
+		w.timer.Reset(rest)
 		return
 	}
 	w.running, w.done = true, make(chan struct{})
@@ -85,9 +104,6 @@ func (w *idleWatch) watch(done chan struct{}) {
 func (w *idleWatch) disarm() (lost bool) {
 	w.mu.Lock()
 	w.armed = false
-	if w.timer != nil {
-		w.timer.Stop()
-	}
 	if !w.running {
 		defer w.mu.Unlock()
 		return w.lost

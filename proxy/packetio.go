@@ -33,11 +33,19 @@ type packetIO struct {
 }
 
 func newPacketIO(conn net.Conn, s side) *packetIO {
+	// A plain TCP connection's socket is read and written directly
+	// (sockIO); TLS and other connections through their own methods.
+	var rw io.ReadWriter = conn
+	if tc, ok := conn.(*net.TCPConn); ok {
+		if sio, err := newSockIO(tc); err == nil {
+			rw = sio
+		}
+	}
 	return &packetIO{
 		conn: conn,
 		side: s,
-		r:    bufio.NewReaderSize(conn, 16<<10),
-		w:    bufio.NewWriterSize(conn, 16<<10),
+		r:    bufio.NewReaderSize(rw, 16<<10),
+		w:    bufio.NewWriterSize(rw, 16<<10),
 	}
 }
 
@@ -48,7 +56,7 @@ func newPacketIO(conn net.Conn, s side) *packetIO {
 func (p *packetIO) readPacket(buf []byte, limit int) ([]byte, error) {
 	buf = buf[:0]
 	for {
-		if _, err := io.ReadFull(p.r, p.hdr[:]); err != nil {
+		if err := p.readFull(p.hdr[:]); err != nil {
 			return nil, p.side.tag(err)
 		}
 		n := int(p.hdr[0]) | int(p.hdr[1])<<8 | int(p.hdr[2])<<16
@@ -61,13 +69,28 @@ func (p *packetIO) readPacket(buf []byte, limit int) ([]byte, error) {
 		}
 		start := len(buf)
 		buf = slices.Grow(buf, n)[:start+n]
-		if _, err := io.ReadFull(p.r, buf[start:]); err != nil {
+		if err := p.readFull(buf[start:]); err != nil {
 			return nil, p.side.tag(err)
 		}
 		if n < maxPayloadChunk {
 			return buf, nil
 		}
 	}
+}
+
+// readFull fills b from the reader. When the reader holds b's bytes
+// already, as it does for all but the first of a response's packets, they
+// are copied out directly: cheaper than io.ReadFull's calls, which remain
+// for the rest.
+func (p *packetIO) readFull(b []byte) error {
+	if p.r.Buffered() >= len(b) {
+		buffered, _ := p.r.Peek(len(b))
+		copy(b, buffered)
+		_, _ = p.r.Discard(len(b))
+		return nil
+	}
+	_, err := io.ReadFull(p.r, b)
+	return err
 }
 
 // writePacket buffers payload as one logical packet, splitting it into
@@ -109,7 +132,7 @@ func (p *packetIO) readRaw(buf []byte) (rawPacket, error) {
 		buf = make([]byte, 4, 1024)
 	}
 	buf = buf[:4]
-	if _, err := io.ReadFull(p.r, buf); err != nil {
+	if err := p.readFull(buf); err != nil {
 		return rawPacket{}, p.side.tag(err)
 	}
 	n := int(buf[0]) | int(buf[1])<<8 | int(buf[2])<<16
@@ -123,7 +146,7 @@ func (p *packetIO) readRaw(buf []byte) (rawPacket, error) {
 		buf = nb
 	}
 	buf = buf[:4+n]
-	if _, err := io.ReadFull(p.r, buf[4:]); err != nil {
+	if err := p.readFull(buf[4:]); err != nil {
 		return rawPacket{}, p.side.tag(err)
 	}
 	return rawPacket{buf: buf, more: n == maxPayloadChunk}, nil

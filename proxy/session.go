@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -166,12 +167,18 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 		s.quitBackend()
 		return errQuit
 	case gomysql.COM_QUERY:
-		if hasOptimizerHint(pkt[1:]) {
+		// A single SELECT, the most common pass-through, is neither hinted
+		// nor merged and changes no state the session follows: it skips
+		// the scans of the query's text. Only inside a transaction may it
+		// mark the transaction as touching a hot table (noteTx); outside
+		// one the mark would be cleared when it ends.
+		sel := isSingleSelect(pkt[1:])
+		if !sel && hasOptimizerHint(pkt[1:]) {
 			if handled, err := s.hinted(ctx, string(pkt[1:])); handled || err != nil {
 				return err
 			}
 		}
-		if s.canMerge() { // spares pass-through queries the string copy
+		if !sel && s.canMerge() && startsWithKeyword(pkt[1:], "update") { // spares other queries the string copy
 			if handled, err := s.mergeText(ctx, string(pkt[1:])); handled || err != nil {
 				return err
 			}
@@ -180,9 +187,13 @@ func (s *session) dispatch(ctx context.Context, pkt []byte) error {
 			defer s.srv.obs.PassThrough(s.knownDB(), pkt[1:], s.notMergedReason())()
 		}
 		// Before forwarding: a LOCAL INFILE exchange reuses pkt's buffer.
-		s.noteQuery(pkt[1:])
+		if !sel {
+			s.noteQuery(pkt[1:])
+		}
 		s.infileQuery = pkt[1:]
-		s.noteTx(pkt[1:])
+		if !sel || s.inTx() {
+			s.noteTx(pkt[1:])
+		}
 		return s.forward(pkt, s.relayResult)
 	case gomysql.COM_INIT_DB:
 		return s.forward(pkt, func() error {
@@ -279,6 +290,20 @@ func (s *session) writeErr(e *gomysql.MyError) error {
 		return err
 	}
 	return s.flushClient()
+}
+
+// startsWithKeyword reports whether q's first word, after white space,
+// starts with kw (lower-case ASCII), ignoring case.
+func startsWithKeyword(q []byte, kw string) bool {
+	q = bytes.TrimLeft(q, " \t\r\n")
+	return len(q) > len(kw) && containsFold(q[:len(kw)], kw)
+}
+
+// isSingleSelect reports whether q is one SELECT statement (no ';', so no
+// second statement): it reads, and cannot change the default database or
+// the session state stateTracker follows.
+func isSingleSelect(q []byte) bool {
+	return startsWithKeyword(q, "select") && bytes.IndexByte(q, ';') < 0
 }
 
 // containsFold reports whether s contains sub (lower-case ASCII), ignoring

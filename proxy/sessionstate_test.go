@@ -84,3 +84,24 @@ func TestStateTrackerReset(t *testing.T) {
 		})
 	}
 }
+
+// TestIsSingleSelect: the queries dispatch lets skip the state checks are
+// single SELECTs only; a second statement, or another first one, goes
+// through them.
+func TestIsSingleSelect(t *testing.T) {
+	for q, want := range map[string]bool{
+		"SELECT stock FROM inventory WHERE sku_id = 1": true,
+		" \n\tselect * FROM users":                     true,
+		"SELECT 1; SET sql_mode = ''":                  false,
+		"SELECT 1;":                                    false,
+		"/* app */ SELECT 1":                           false,
+		"SET sql_mode = ''":                            false,
+		"UPDATE inventory SET stock = 0":               false,
+		"SELECT":                                       false,
+		"USE shop":                                     false,
+	} {
+		if got := isSingleSelect([]byte(q)); got != want {
+			t.Errorf("isSingleSelect(%q) = %v, want %v", q, got, want)
+		}
+	}
+}

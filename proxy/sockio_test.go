@@ -1,0 +1,122 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestSockIO: raw socket calls read and write like net.Conn: data, writes
+// larger than the socket buffers (waiting until writable), a deadline,
+// the peer's close, and the connection's own close, with net.Conn's errors.
+func TestSockIO(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
+	echoed := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			echoed <- nil
+			return
+		}
+		defer c.Close()
+		got := make([]byte, len(big))
+		_, err = io.ReadFull(c, got)
+		if err == nil {
+			_, err = c.Write([]byte("ok"))
+		}
+		if err != nil {
+			got = nil
+		}
+		echoed <- got
+		time.Sleep(100 * time.Millisecond) // past the client's deadline below
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := newSockIO(c.(*net.TCPConn))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if n, err := s.Write(big); n != len(big) || err != nil {
+		t.Fatalf("Write of %d bytes = %d, %v", len(big), n, err)
+	}
+	if !bytes.Equal(<-echoed, big) {
+		t.Fatal("the peer did not read what was written")
+	}
+	b := make([]byte, 10)
+	if n, err := io.ReadFull(s, b[:2]); err != nil || string(b[:n]) != "ok" {
+		t.Fatalf("Read = %q, %v", b[:n], err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	if _, err := s.Read(b); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past the deadline: %v, want a timeout", err)
+	}
+	_ = c.SetReadDeadline(noDeadline)
+	if _, err := s.Read(b); err != io.EOF {
+		t.Fatalf("Read after the peer's close: %v, want io.EOF", err)
+	}
+	c.Close()
+	_, rerr := s.Read(b)
+	_, werr := s.Write(b)
+	for _, err := range []error{rerr, werr} {
+		var oe *net.OpError
+		if !errors.Is(err, net.ErrClosed) || !errors.As(err, &oe) || oe.Addr == nil {
+			t.Errorf("after Close: %v, want net.Conn's error for a closed connection", err)
+		}
+	}
+}
+
+// TestSockIOConcurrent: a read and a write may run at the same time, as
+// on a net.Conn (the peer echoes what it reads).
+func TestSockIOConcurrent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(c, c)
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := newSockIO(c.(*net.TCPConn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB: more than the socket buffers
+	written := make(chan error, 1)
+	go func() {
+		_, err := s.Write(big)
+		written <- err
+	}()
+	got := make([]byte, len(big))
+	if _, err := io.ReadFull(s, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, big) {
+		t.Fatal("read back something else than was written")
+	}
+}
