@@ -161,6 +161,15 @@ func TestHotRulesLifecycle(t *testing.T) {
 		t.Fatalf("stats_hot_tables = %v", got)
 	}
 
+	// The statement ran alone on its client's connection (nothing else
+	// queued), counted just after its client heard the answer.
+	testdb.WaitFor(t, 5*time.Second, "the lone statement counted in SHOW HOTROW STATUS", func() bool {
+		status := map[string]string{}
+		for _, r := range rows(t, a, "SHOW HOTROW STATUS") {
+			status[r[0]] = r[1]
+		}
+		return status["lone_on_client_connection"] == "1" && status["lone_on_client_connection_granted"] == "1"
+	})
 	res := mustExec(t, a, "UPDATE hot_rules SET enabled = 0 WHERE table_name = 'inventory'")
 	if n, _ := res.RowsAffected(); n != 1 {
 		t.Fatalf("UPDATE affected %d, want 1", n)

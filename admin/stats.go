@@ -138,6 +138,8 @@ func (s *Server) statusTable() *table {
 	add("queued", st.Queued)
 	add("batches", st.Batches)
 	add("batches_lone", st.LonePath)
+	add("lone_on_client_connection", st.Alone)
+	add("lone_on_client_connection_granted", st.AloneGranted)
 	add("batches_fast", st.FastPath)
 	add("batches_general", st.GeneralPath)
 	add("commits", st.Commits)
