@@ -33,7 +33,13 @@ type rowUse struct {
 type rowUsers struct {
 	mu   sync.Mutex
 	rows map[rowKey]*rowUse
+	// sweepAt is the size of rows at which forgotten rows (no users, no
+	// longer hot, but not removed by done because hot then) are swept.
+	sweepAt int
 }
+
+// rowsSweepMin is the least sweepAt.
+const rowsSweepMin = 1024
 
 // use counts one more user of k; with concurrent users, k is hot for
 // txHotWindow.
@@ -43,6 +49,14 @@ func (u *rowUsers) use(k rowKey, now time.Time) *rowUse {
 	}
 	r := u.rows[k]
 	if r == nil {
+		if len(u.rows) >= max(u.sweepAt, rowsSweepMin) {
+			for k, r := range u.rows {
+				if r.users <= 0 && now.After(r.hotUntil) {
+					delete(u.rows, k)
+				}
+			}
+			u.sweepAt = 2 * len(u.rows)
+		}
 		r = &rowUse{}
 		u.rows[k] = r
 	}
