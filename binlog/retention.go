@@ -60,8 +60,13 @@ func prune(ctx context.Context, db *sql.DB, meta string, retention time.Duration
 		return 0, err
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SET SESSION innodb_lock_wait_timeout = 1"); err != nil {
-		return 0, err
+	// READ COMMITTED: the subqueries of the claims' DELETEs read verdicts
+	// and claims without locking them (no gap locks in the way of the
+	// confirmations clients are writing).
+	for _, set := range []string{"SET SESSION innodb_lock_wait_timeout = 1", "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"} {
+		if _, err := conn.ExecContext(ctx, set); err != nil {
+			return 0, err
+		}
 	}
 	q := schema.QuoteIdent(meta)
 	// The horizon stays in the session, so no time zone comes between.
