@@ -60,9 +60,9 @@ func prune(ctx context.Context, db *sql.DB, meta string, retention time.Duration
 		return 0, err
 	}
 	defer conn.Close()
-	// READ COMMITTED: the subqueries of the claims' DELETEs read verdicts
-	// and claims without locking them (no gap locks in the way of the
-	// confirmations clients are writing).
+	// READ COMMITTED: no gap locks, so the claims' DELETEs (whose
+	// subqueries may still lock the old rows they read) never stand in
+	// the way of the confirmations clients are inserting.
 	for _, set := range []string{"SET SESSION innodb_lock_wait_timeout = 1", "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"} {
 		if _, err := conn.ExecContext(ctx, set); err != nil {
 			return 0, err

@@ -69,9 +69,14 @@ type Config struct {
 	// of as a batch of one with a ledger row. Off, every grant made
 	// through the merger has a ledger row (batch id, connection id).
 	LonePassThrough bool
-	// ClaimUncontended makes every claimable UPDATE of a client's
-	// transaction a claim, even when nothing else uses its row (see
-	// HoldIfIdle; off, such an UPDATE runs in the client's transaction).
+	// ClaimUncontended (the default) makes every claimable UPDATE of a
+	// client's transaction a claim, even on a row that is not hot. Off,
+	// such an UPDATE runs in the client's own transaction (HoldIfIdle):
+	// faster for rows nobody waits for, but the transaction then holds
+	// the row's lock across its client's round trips, like a direct one:
+	// a batch of the table that includes the row waits for it (so do the
+	// other rows of that batch), and the transaction's later hot UPDATEs
+	// pass through (it touched the hot table).
 	ClaimUncontended bool
 	// TxHotThreshold is how many client transactions updating one row at
 	// once (holding or waiting for its lock) make it hot: their later
@@ -94,11 +99,12 @@ func DefaultConfig() Config {
 		ResolveTimeout: 60 * time.Second,
 		DeadAfter:      deadpeer.Default,
 
-		MarkerRetention: 24 * time.Hour,
-		ClaimSweepAge:   5 * time.Second,
-		ClaimSweepEvery: 30 * time.Second,
-		LonePassThrough: true,
-		TxHotThreshold:  4,
+		MarkerRetention:  24 * time.Hour,
+		ClaimSweepAge:    5 * time.Second,
+		ClaimSweepEvery:  30 * time.Second,
+		LonePassThrough:  true,
+		TxHotThreshold:   4,
+		ClaimUncontended: true,
 	}
 }
 

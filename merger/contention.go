@@ -41,9 +41,10 @@ type rowUsers struct {
 // rowsSweepMin is the least sweepAt.
 const rowsSweepMin = 1024
 
-// use counts one more user of k; with concurrent users, k is hot for
-// txHotWindow.
-func (u *rowUsers) use(k rowKey, now time.Time) *rowUse {
+// use counts one more user of k; a merged request (merged) joining
+// another user makes k hot for txHotWindow (holders alone count against
+// the threshold of holdIfCold instead).
+func (u *rowUsers) use(k rowKey, now time.Time, merged bool) *rowUse {
 	if u.rows == nil {
 		u.rows = make(map[rowKey]*rowUse)
 	}
@@ -61,7 +62,7 @@ func (u *rowUsers) use(k rowKey, now time.Time) *rowUse {
 		u.rows[k] = r
 	}
 	r.users++
-	if r.users > 1 {
+	if merged && r.users > 1 {
 		r.hotUntil = now.Add(txHotWindow)
 	}
 	return r
@@ -70,7 +71,7 @@ func (u *rowUsers) use(k rowKey, now time.Time) *rowUse {
 // add counts a request of Do or Alone on k until done.
 func (u *rowUsers) add(k rowKey) {
 	u.mu.Lock()
-	u.use(k, time.Now())
+	u.use(k, time.Now(), true)
 	u.mu.Unlock()
 }
 
@@ -102,7 +103,7 @@ func (u *rowUsers) holdIfCold(k rowKey, threshold int) bool {
 		r.hotUntil = now.Add(txHotWindow)
 		return false
 	}
-	u.use(k, now)
+	u.use(k, now, false)
 	return true
 }
 

@@ -11,19 +11,22 @@ import (
 func TestRowUsers(t *testing.T) {
 	var u rowUsers
 	k := rowKey{Rule{Schema: "s", Table: "t"}, int64(1)}
-	if !u.holdIfCold(k, 3) || !u.holdIfCold(k, 3) {
-		t.Fatal("a cold row with fewer than 3 holders refused a hold")
+	for i := range 3 {
+		if !u.holdIfCold(k, 4) {
+			t.Fatalf("holder %d of a cold row refused at threshold 4", i+1)
+		}
 	}
-	if u.holdIfCold(k, 3) {
-		t.Fatal("the third holder was let in at threshold 3")
+	if u.holdIfCold(k, 4) {
+		t.Fatal("the fourth holder was let in at threshold 4")
 	}
-	u.done(k)
-	u.done(k)
-	if u.holdIfCold(k, 3) {
+	for range 3 {
+		u.done(k)
+	}
+	if u.holdIfCold(k, 4) {
 		t.Fatal("the row was cold again right after it turned hot")
 	}
 	u.rows[k].hotUntil = time.Now().Add(-time.Millisecond) // the window passed
-	if !u.holdIfCold(k, 3) {
+	if !u.holdIfCold(k, 4) {
 		t.Fatal("the row stayed hot after its window")
 	}
 	u.done(k)
@@ -36,7 +39,7 @@ func TestRowUsers(t *testing.T) {
 	u.add(k)
 	u.done(k)
 	u.done(k)
-	if u.holdIfCold(k, 3) {
+	if u.holdIfCold(k, 4) {
 		t.Fatal("a row with two merged requests at once is not hot")
 	}
 	u.rows[k].hotUntil = time.Now().Add(-time.Millisecond)

@@ -138,10 +138,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Merger, error) {
 	metaDSN := dsn.Clone()
 	metaDSN.DBName = ""
 	metaDSN.DialFunc = deadpeer.Dialer(0, cfg.DeadAfter).DialContext // go-sql-driver applies its Timeout
-	meta, err := sql.Open("mysql", metaDSN.FormatDSN())
+	// A connector keeps DialFunc (a DSN string cannot carry it).
+	connector, err := mysql.NewConnector(metaDSN)
 	if err != nil {
 		return nil, fmt.Errorf("merger: %w", err)
 	}
+	meta := sql.OpenDB(connector)
 	meta.SetMaxOpenConns(4)
 	if err := schema.Ensure(ctx, meta, cfg.MetaSchema); err != nil {
 		meta.Close()

@@ -88,8 +88,8 @@ type Config struct {
 	// table on the session's own connection, without a ledger row
 	// (merger.Config.LonePassThrough); off, it runs as a batch of one.
 	LonePassThrough bool `toml:"lone_passthrough"`
-	// ClaimUncontended makes every claimable UPDATE of a transaction a
-	// claim, even on a row nothing else uses (merger.Config).
+	// ClaimUncontended (default true) makes every claimable UPDATE of a
+	// transaction a claim, even on a row that is not hot (merger.Config).
 	ClaimUncontended bool `toml:"claim_uncontended"`
 	// TxHotThreshold is how many transactions updating one row at once
 	// make its later UPDATEs inside transactions claims (merger.Config).
@@ -132,6 +132,7 @@ func DefaultConfig() Config {
 		ClaimSweepEvery:   duration{m.ClaimSweepEvery},
 		LonePassThrough:   m.LonePassThrough,
 		TxHotThreshold:    m.TxHotThreshold,
+		ClaimUncontended:  m.ClaimUncontended,
 		Listen:            "127.0.0.1:6033",
 		AuthPlugin:        gomysql.AUTH_NATIVE_PASSWORD,
 		MaxPacketSize:     64 << 20,

@@ -25,8 +25,9 @@ import (
 // startHotProxy starts a proxy whose hot rule covers db.inventory, with a
 // real merger on the test server writing its ledger to a per-test meta
 // schema. It returns the proxy and the merger. Every claimable UPDATE of
-// a transaction is a claim (merger.Config.ClaimUncontended), as the tests
-// of claims want; startHotProxyWith takes the merger's configuration.
+// a transaction is a claim (merger.Config.ClaimUncontended, the default),
+// as the tests of claims want; startHotProxyWith tunes the merger's
+// configuration.
 func startHotProxy(t *testing.T, db *testdb.DB) (*testProxy, *merger.Merger, string) {
 	t.Helper()
 	return startHotProxyWith(t, db, func(mc *merger.Config) { mc.ClaimUncontended = true })

@@ -327,7 +327,7 @@ func txClaimsConcurrent(t *testing.T, claimAll bool) {
 	}
 }
 
-// TestTxUncontended: by default, a hot UPDATE of a transaction on a row
+// TestTxUncontended: with ClaimUncontended off, a hot UPDATE of a transaction on a row
 // that is not hot runs in the client's own transaction (no claim, no
 // ledger row; counted as tx_uncontended), and the transaction holds the
 // row until it ends. With TxHotThreshold 2, a second transaction updating
@@ -339,7 +339,7 @@ func TestTxUncontended(t *testing.T) {
 	db := testdb.New(t)
 	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT UNSIGNED NOT NULL)", txSchema,
 		"INSERT INTO inventory VALUES (1, 100)")
-	p, m, meta := startHotProxyWith(t, db, func(mc *merger.Config) { mc.TxHotThreshold = 2 })
+	p, m, meta := startHotProxyWith(t, db, func(mc *merger.Config) { mc.ClaimUncontended, mc.TxHotThreshold = false, 2 })
 	direct := db.Open(t)
 	pool := open(t, db, p.addr)
 	ctx := context.Background()

@@ -1,6 +1,7 @@
 package deadpeer
 
 import (
+	"strings"
 	"syscall"
 	"time"
 )
@@ -15,7 +16,10 @@ const tcpUserTimeout = 0x12
 // probes).
 func userTimeout(after time.Duration) func(network, address string, c syscall.RawConn) error {
 	ms := int(after / time.Millisecond)
-	return func(_, _ string, c syscall.RawConn) error {
+	return func(network, _ string, c syscall.RawConn) error {
+		if !strings.HasPrefix(network, "tcp") {
+			return nil // a Unix socket has no TCP options
+		}
 		var serr error
 		if err := c.Control(func(fd uintptr) {
 			serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpUserTimeout, ms)
