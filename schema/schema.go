@@ -124,12 +124,33 @@ var migrations = [][]string{
 	},
 }
 
+// ddlLockWait is how long, in seconds, a migration statement of Ensure
+// waits for its table's metadata lock.
+const ddlLockWait = 10
+
 // Ensure creates or migrates hotrow's tables in database meta. It is
 // idempotent and safe to run from several instances at once.
 func Ensure(ctx context.Context, db *sql.DB, meta string) error {
 	q := QuoteIdent(meta)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return privilegeError(meta, err)
+	}
+	defer conn.Close()
+	// A migration's ALTER waits for the metadata lock behind open
+	// transactions on the table (clients' confirmations), and new ones
+	// wait behind it: give up after ddlLockWait rather than stall them
+	// for the server's lock_wait_timeout (a day by default).
+	if _, err := conn.ExecContext(ctx, "SET SESSION lock_wait_timeout = "+strconv.Itoa(ddlLockWait)); err != nil {
+		return privilegeError(meta, err)
+	}
 	exec := func(stmt string) error {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			var my *mysql.MySQLError
+			if errors.As(err, &my) && my.Number == 1205 {
+				return fmt.Errorf("schema %s: open transactions held %s's tables for %d s (a sale running?); start again when it is quieter: %w",
+					QuoteIdent(meta), meta, ddlLockWait, err)
+			}
 			return privilegeError(meta, err)
 		}
 		return nil
@@ -144,7 +165,7 @@ func Ensure(ctx context.Context, db *sql.DB, meta string) error {
 		return err
 	}
 	var have int
-	err := db.QueryRowContext(ctx, "SELECT version FROM "+q+"."+VersionTable+" WHERE id = 1").Scan(&have)
+	err = conn.QueryRowContext(ctx, "SELECT version FROM "+q+"."+VersionTable+" WHERE id = 1").Scan(&have)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		have = 0

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hotrow/hotrow/internal/testdb"
 	"github.com/hotrow/hotrow/schema"
@@ -135,5 +136,51 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := cache.Get(ctx, db.Name, "a", "sku", "nope"); !errors.Is(err, schema.ErrNoColumn) {
 		t.Fatalf("missing column: %v", err)
+	}
+}
+
+// TestEnsureGivesUpBehindOpenTransactions: a migration (v4's indexes on
+// verdicts) behind an open transaction that wrote a confirmation gives up
+// after its metadata lock wait with an error that says why, instead of
+// waiting for the server's lock_wait_timeout and stalling every new
+// confirmation behind it; once the transaction ended, it succeeds.
+func TestEnsureGivesUpBehindOpenTransactions(t *testing.T) {
+	db := testdb.New(t)
+	conn := db.Open(t)
+	meta := db.Name + "_meta"
+	q := schema.QuoteIdent(meta)
+	t.Cleanup(func() { _, _ = conn.Exec("DROP DATABASE IF EXISTS " + q) })
+	ctx := context.Background()
+	if err := schema.Ensure(ctx, conn, meta); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"ALTER TABLE " + q + ".verdicts DROP KEY created", "ALTER TABLE " + q + ".claims DROP KEY created",
+		"UPDATE " + q + ".schema_version SET version = 3"} {
+		if _, err := conn.Exec(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx, err := conn.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO " + q + ".verdicts (claim_id, verdict) VALUES ('c1', 'confirm')"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	bounded, cancel := context.WithTimeout(ctx, 60*time.Second) // without the fix, it waits a day
+	defer cancel()
+	err = schema.Ensure(bounded, conn, meta)
+	if err == nil || !strings.Contains(err.Error(), "open transactions") {
+		t.Fatalf("Ensure behind an open transaction = %v, want it to give up", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("gave up after %v", d)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.Ensure(ctx, conn, meta); err != nil {
+		t.Fatalf("Ensure once the transaction ended: %v", err)
 	}
 }
