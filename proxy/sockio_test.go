@@ -39,15 +39,7 @@ func TestSockIO(t *testing.T) {
 		echoed <- got
 		time.Sleep(100 * time.Millisecond) // past the client's deadline below
 	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := newSockIO(c.(*net.TCPConn))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s := dialSockIO(t, ln.Addr().String())
 
 	if n, err := s.Write(big); n != len(big) || err != nil {
 		t.Fatalf("Write of %d bytes = %d, %v", len(big), n, err)
@@ -94,15 +86,7 @@ func TestSockIOConcurrent(t *testing.T) {
 		defer c.Close()
 		_, _ = io.Copy(c, c)
 	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := newSockIO(c.(*net.TCPConn))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s := dialSockIO(t, ln.Addr().String())
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB: more than the socket buffers
 	written := make(chan error, 1)
 	go func() {
@@ -119,4 +103,20 @@ func TestSockIOConcurrent(t *testing.T) {
 	if !bytes.Equal(got, big) {
 		t.Fatal("read back something else than was written")
 	}
+}
+
+// dialSockIO dials addr and returns the connection (closed at cleanup)
+// and its sockIO.
+func dialSockIO(t *testing.T, addr string) (net.Conn, *sockIO) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, err := newSockIO(c.(*net.TCPConn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, s
 }
