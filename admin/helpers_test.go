@@ -58,14 +58,7 @@ func newFixture(t *testing.T, seed ...string) *fixture {
 		"INSERT INTO inventory VALUES (1, 1000, NULL), (2, 1000, NULL)",
 		"CREATE TABLE nokey (sku_id BIGINT, stock INT NOT NULL)",
 		"CREATE TABLE textstock (sku_id BIGINT PRIMARY KEY, stock VARCHAR(10))")
-	f := &fixture{db: db, conn: db.Open(t), meta: db.Name + "_meta"}
-	t.Cleanup(func() {
-		root, err := sql.Open("mysql", db.Server.DSN(""))
-		if err == nil {
-			_, _ = root.Exec("DROP DATABASE IF EXISTS `" + f.meta + "`")
-			root.Close()
-		}
-	})
+	f := &fixture{db: db, conn: db.Open(t), meta: db.Sibling(t, "_meta")}
 	mc := merger.DefaultConfig()
 	mc.DSN, mc.MetaSchema = db.Server.DSN(""), f.meta
 	m, err := merger.New(context.Background(), mc, testLogger(t))

@@ -35,14 +35,7 @@ func startHotProxy(t *testing.T, db *testdb.DB) (*testProxy, *merger.Merger, str
 
 func startHotProxyWith(t *testing.T, db *testdb.DB, tune func(*merger.Config)) (*testProxy, *merger.Merger, string) {
 	t.Helper()
-	meta := db.Name + "_meta"
-	t.Cleanup(func() {
-		root, err := sql.Open("mysql", db.Server.DSN(""))
-		if err == nil {
-			_, _ = root.Exec("DROP DATABASE IF EXISTS `" + meta + "`")
-			root.Close()
-		}
-	})
+	meta := db.Sibling(t, "_meta")
 	mc := merger.DefaultConfig()
 	mc.DSN, mc.MetaSchema = db.Server.DSN(""), meta
 	tune(&mc)

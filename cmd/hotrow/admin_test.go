@@ -66,14 +66,7 @@ func TestProxyWithAdminAndMetrics(t *testing.T) {
 	db := testdb.New(t)
 	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)", "INSERT INTO inventory VALUES (1, 10)",
 		"CREATE TABLE flash (id BIGINT PRIMARY KEY, qty INT NOT NULL)", "INSERT INTO flash VALUES (1, 10)")
-	meta := db.Name + "_meta"
-	t.Cleanup(func() {
-		root, err := sql.Open("mysql", db.Server.DSN(""))
-		if err == nil {
-			_, _ = root.Exec("DROP DATABASE IF EXISTS `" + meta + "`")
-			root.Close()
-		}
-	})
+	meta := db.Sibling(t, "_meta")
 	listen, adminAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	common := []string{"--listen", listen, "--backend", db.Addr, "--user", db.User + ":" + db.Password,
 		"--meta-schema", meta, "--log-level", "warn", "--admin-listen", adminAddr, "--admin-user", "admin:secret"}
@@ -138,14 +131,7 @@ func TestProxyWithAdminAndMetrics(t *testing.T) {
 func TestAutoHotWithoutAdminPort(t *testing.T) {
 	db := testdb.New(t)
 	db.Exec(t, "CREATE TABLE inventory (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)", "INSERT INTO inventory VALUES (1, 100)")
-	meta := db.Name + "_meta"
-	t.Cleanup(func() {
-		root, err := sql.Open("mysql", db.Server.DSN(""))
-		if err == nil {
-			_, _ = root.Exec("DROP DATABASE IF EXISTS `" + meta + "`")
-			root.Close()
-		}
-	})
+	meta := db.Sibling(t, "_meta")
 	listen, metricsAddr := freeAddr(t), freeAddr(t)
 	stop := runProxy(t, "--listen", listen, "--backend", db.Addr, "--user", db.User+":"+db.Password,
 		"--meta-schema", meta, "--log-level", "warn", "--auto-hot", "--hot-threshold", "4", "--metrics-listen", metricsAddr)

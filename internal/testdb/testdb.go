@@ -133,15 +133,29 @@ func New(t testing.TB) *DB {
 	if _, err := root.Exec("CREATE DATABASE `" + name + "`"); err != nil {
 		t.Fatalf("testdb: create database: %v", err)
 	}
+	d := &DB{Server: s, Name: name}
+	d.dropAtCleanup(t, name)
+	return d
+}
+
+// Sibling returns the name of this database with suffix appended (e.g. a
+// meta schema for hotrow's tables), dropped at cleanup if it was created.
+func (d *DB) Sibling(t testing.TB, suffix string) string {
+	name := d.Name + suffix
+	d.dropAtCleanup(t, name)
+	return name
+}
+
+// dropAtCleanup drops database name, if it exists, when t ends.
+func (d *DB) dropAtCleanup(t testing.TB, name string) {
 	t.Cleanup(func() {
-		db, err := sql.Open("mysql", s.DSN(""))
+		db, err := sql.Open("mysql", d.Server.DSN(""))
 		if err != nil {
 			return
 		}
 		defer db.Close()
 		_, _ = db.Exec("DROP DATABASE IF EXISTS `" + name + "`")
 	})
-	return &DB{Server: s, Name: name}
 }
 
 // DSN returns a superuser DSN whose default database is this one.
