@@ -234,20 +234,21 @@ func (o *observer) keyLocked(req Request) *KeyStats {
 func (m *Merger) KeyStats() []KeyStats {
 	m.obs.mu.Lock()
 	defer m.obs.mu.Unlock()
-	out := make([]KeyStats, 0, len(m.obs.keys))
-	for _, k := range m.obs.keys {
-		out = append(out, *k)
-	}
-	return out
+	return copyValues(m.obs.keys)
 }
 
 // TableStats returns the statistics of every table that ran a batch.
 func (m *Merger) TableStats() []TableStats {
 	m.obs.mu.Lock()
 	defer m.obs.mu.Unlock()
-	out := make([]TableStats, 0, len(m.obs.tables))
-	for _, t := range m.obs.tables {
-		out = append(out, *t)
+	return copyValues(m.obs.tables)
+}
+
+// copyValues returns copies of the values m points to, in map order.
+func copyValues[K comparable, V any](m map[K]*V) []V {
+	out := make([]V, 0, len(m))
+	for _, v := range m {
+		out = append(out, *v)
 	}
 	return out
 }
