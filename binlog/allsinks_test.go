@@ -62,11 +62,7 @@ func natsStreamEvents(t *testing.T, js jetstream.JetStream) []Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, "ORDERS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
+	st, msgs, err := natsStream(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,9 +71,9 @@ func natsStreamEvents(t *testing.T, js jetstream.JetStream) []Event {
 		t.Fatal(err)
 	}
 	var out []Event
-	for uint64(len(out)) < info.State.Msgs {
+	for uint64(len(out)) < msgs {
 		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d messages of the stream", len(out), info.State.Msgs)
+			t.Fatalf("read %d of %d messages of the stream", len(out), msgs)
 		}
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
@@ -100,19 +96,25 @@ func natsStreamEvents(t *testing.T, js jetstream.JetStream) []Event {
 	return out
 }
 
+// natsStream is stream ORDERS and the number of messages it holds.
+func natsStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, uint64, error) {
+	st, err := js.Stream(ctx, "ORDERS")
+	if err != nil {
+		return nil, 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	return st, info.State.Msgs, nil
+}
+
 // natsStoredMsgs is the number of messages in stream ORDERS, 0 on error.
 func natsStoredMsgs(js jetstream.JetStream) uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, "ORDERS")
-	if err != nil {
-		return 0
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0
-	}
-	return info.State.Msgs
+	_, n, _ := natsStream(ctx, js)
+	return n
 }
 
 func distinctIDs(evs []Event) map[string]bool {

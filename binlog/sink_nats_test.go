@@ -88,19 +88,16 @@ func natsTestStream(t *testing.T, srv *natsserver.Server) jetstream.JetStream {
 	return js
 }
 
+// natsStreamMsgs is the number of messages in stream ORDERS.
 func natsStreamMsgs(t *testing.T, js jetstream.JetStream) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, "ORDERS")
+	_, n, err := natsStream(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return n
 }
 
 // natsStreamIDs returns the ids of the stream's messages in order
