@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/hotrow/hotrow/internal/ctxsleep"
 	"github.com/hotrow/hotrow/schema"
 )
 
@@ -226,7 +227,7 @@ func (c *Consumer) deliver(ctx context.Context, w *window, i int, s Sink) {
 			}
 			c.log.Warn("sink delivery failed, retrying", "sink", s.Name(), "err", err.Error(),
 				"events", len(msgs), "first_id", msgs[0].ID, "attempt", attempt, "retry_in", backoff)
-			if !sleepCtx(ctx, jittered(backoff)) {
+			if !ctxsleep.Sleep(ctx, jittered(backoff)) {
 				return
 			}
 			backoff = min(2*backoff, c.cfg.RetryMax)
@@ -300,18 +301,6 @@ func (c *Consumer) statsLoop(ctx context.Context, w *window, st *stream) {
 				"in_flight_bytes", bytes, "last_commit", time.UnixMicro(st.lastCommit.Load()).UTC())
 			last, lastAt = n, now
 		}
-	}
-}
-
-// sleepCtx waits d or until ctx ends; false when ctx ended.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

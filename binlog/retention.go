@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/hotrow/hotrow/internal/ctxsleep"
 	"github.com/hotrow/hotrow/schema"
 )
 
@@ -19,7 +20,7 @@ const pruneChunk = 500
 // retention (between a second and a minute).
 func (c *Consumer) retentionLoop(ctx context.Context, db *sql.DB) {
 	interval := min(max(c.cfg.LedgerRetention/10, time.Second), time.Minute)
-	for sleepCtx(ctx, interval) {
+	for ctxsleep.Sleep(ctx, interval) {
 		n, err := prune(ctx, db, c.cfg.MetaSchema, c.cfg.LedgerRetention)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -94,7 +95,7 @@ func prune(ctx context.Context, db *sql.DB, meta string, retention time.Duration
 			}
 			n, _ := res.RowsAffected()
 			total += n
-			if n < pruneChunk || !sleepCtx(ctx, 5*time.Millisecond) {
+			if n < pruneChunk || !ctxsleep.Sleep(ctx, 5*time.Millisecond) {
 				break
 			}
 		}

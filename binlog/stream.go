@@ -15,6 +15,8 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/go-sql-driver/mysql"
 	"github.com/google/uuid"
+
+	"github.com/hotrow/hotrow/internal/ctxsleep"
 )
 
 // stream reads the binlog from a transaction boundary, turns each
@@ -72,7 +74,7 @@ func (s *stream) run(ctx context.Context) error {
 		}
 		s.log.Warn("binlog stream lost, reconnecting", "err", err.Error(), "gtid", s.pos.GTID,
 			"file", s.pos.File, "pos", s.pos.Pos, "retry_in", backoff)
-		if !sleepCtx(ctx, jittered(backoff)) {
+		if !ctxsleep.Sleep(ctx, jittered(backoff)) {
 			return nil
 		}
 		backoff = min(2*backoff, s.cfg.RetryMax)

@@ -11,6 +11,7 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/hotrow/hotrow/internal/ctxsleep"
 	"github.com/hotrow/hotrow/schema"
 )
 
@@ -171,7 +172,7 @@ func (m *Merger) settle(ctx context.Context, ids []string) {
 		if open, err = m.withoutVerdict(ctx, ids); err == nil {
 			break
 		}
-		if time.Now().After(deadline) || !sleep(ctx, backoff) {
+		if time.Now().After(deadline) || !ctxsleep.Sleep(ctx, backoff) {
 			m.log.Warn("reading verdicts failed: claims left to the sweep", "claims", len(ids), "err", err)
 			return
 		}
@@ -255,7 +256,7 @@ func (m *Merger) cancelRetrying(ctx context.Context, ids []string) {
 			if err == nil {
 				break
 			}
-			if time.Now().After(deadline) || !sleep(ctx, backoff) {
+			if time.Now().After(deadline) || !ctxsleep.Sleep(ctx, backoff) {
 				m.log.Warn("cancel failed: claim left to the sweep", "claim_id", id, "err", err)
 				break
 			}

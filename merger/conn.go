@@ -15,6 +15,7 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/hotrow/hotrow/internal/ctxsleep"
 	"github.com/hotrow/hotrow/internal/deadpeer"
 )
 
@@ -279,21 +280,9 @@ func (x *executor) conn(ctx context.Context, deadline time.Time) (*backend, erro
 			x.b = b
 			return b, nil
 		}
-		if time.Now().Add(backoff).After(deadline) || !sleep(ctx, backoff) {
+		if time.Now().Add(backoff).After(deadline) || !ctxsleep.Sleep(ctx, backoff) {
 			return nil, err
 		}
-	}
-}
-
-// sleep waits for d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

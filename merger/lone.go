@@ -5,6 +5,8 @@ import (
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/hotrow/hotrow/internal/ctxsleep"
 )
 
 // Alone reports whether req may run by itself, as the client sent it, on
@@ -105,7 +107,7 @@ func (x *executor) runLone(ctx context.Context, w *waiter, deadline time.Time) {
 			x.failLone(batch, se)
 			return
 		}
-		if !sleep(ctx, time.Duration(n)*20*time.Millisecond) {
+		if !ctxsleep.Sleep(ctx, time.Duration(n)*20*time.Millisecond) {
 			x.failLone(batch, ErrNotApplied)
 			return
 		}

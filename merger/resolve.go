@@ -6,6 +6,8 @@ import (
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/hotrow/hotrow/internal/ctxsleep"
 )
 
 // resolve decides whether the batch x.id committed after its connection
@@ -23,7 +25,7 @@ func (x *executor) resolve(ctx context.Context, oldID uint32, ledger bool) (comm
 	lctx := context.WithoutCancel(ctx)
 	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
 		committed, err = x.lookupMarker(lctx, oldID, deadline, ledger)
-		if err == nil || time.Now().After(deadline) || !sleep(ctx, backoff) {
+		if err == nil || time.Now().After(deadline) || !ctxsleep.Sleep(ctx, backoff) {
 			return committed, err
 		}
 		lctx = ctx
