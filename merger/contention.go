@@ -29,7 +29,9 @@ type rowUse struct {
 	hotUntil time.Time
 }
 
-// rowUsers tracks the rows in use (rowUse), for HoldIfIdle.
+// rowUsers tracks the rows in use (rowUse), for HoldIfIdle; Do and Alone
+// count their requests only when Config.ClaimUncontended is off (the
+// default never asks).
 type rowUsers struct {
 	mu   sync.Mutex
 	rows map[rowKey]*rowUse

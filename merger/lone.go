@@ -39,11 +39,17 @@ func (m *Merger) Alone(req Request) (done func(Outcome, error), ok bool) {
 	m.queues[q.rule] = q
 	m.workers.Add(1) // the statement stands for the table's worker
 	m.mu.Unlock()
-	row := rowOf(req.Stmt, req.Args)
-	m.rows.add(row)
+	track := !m.cfg.ClaimUncontended // rows in use matter to HoldIfIdle only
+	var row rowKey
+	if track {
+		row = rowOf(req.Stmt, req.Args)
+		m.rows.add(row)
+	}
 	began := time.Now()
 	return func(out Outcome, err error) {
-		m.rows.done(row)
+		if track {
+			m.rows.done(row)
+		}
 		m.aloneDone(q, req, began, out, err)
 	}, true
 }

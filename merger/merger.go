@@ -217,9 +217,11 @@ func (m *Merger) Do(ctx context.Context, req Request) (Outcome, error) {
 	if req.Stmt == nil || len(req.Args) < req.Stmt.NumParams || req.Claim != nil && !ClaimAllowed(req.Stmt, req.Args) {
 		return Outcome{}, ErrBadRequest
 	}
-	row := rowOf(req.Stmt, req.Args)
-	m.rows.add(row)
-	defer m.rows.done(row)
+	if !m.cfg.ClaimUncontended { // rows in use matter to HoldIfIdle only
+		row := rowOf(req.Stmt, req.Args)
+		m.rows.add(row)
+		defer m.rows.done(row)
+	}
 	w := waiterPool.Get().(*waiter)
 	w.req, w.ctx, w.enq = req, ctx, time.Now()
 
