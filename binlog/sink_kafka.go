@@ -28,7 +28,8 @@ import (
 // kafkaChunkRecords records and kafkaChunkBytes bytes, small enough that a
 // chunk's records for one partition make one record batch (the client
 // flushes by hand, ProducerBatchMaxBytes being 1 MB); it produces a chunk,
-// flushes it and waits for every record's ack before the next, and returns
+// flushes it once every record is buffered in its partition (see
+// deliverChunk) and waits for every record's ack before the next, and returns
 // nil only once every record has been acknowledged so, i.e. written to the
 // partition's in-sync replicas (as many as the topic's min.insync.replicas
 // demands). Any record's failure, the context's end, or a chunk not being
@@ -130,6 +131,7 @@ func newKafkaSink(ctx context.Context, arg string, opts SinkOptions, deliveryTim
 		kgo.ProduceRequestTimeout(min(deliveryTimeout, 10*time.Second)),
 		kgo.ManualFlushing(),
 		kgo.MaxBufferedRecords(2 * kafkaChunkRecords),
+		kgo.WithHooks(kafkaPartitionedHook{}),
 	}
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
@@ -217,15 +219,47 @@ func (s *kafkaSink) deliverChunk(ctx context.Context, cl *kgo.Client, msgs []Mes
 		i   int
 		err error
 	}
-	results := make(chan result, len(msgs)) // promises never block
+	recs := make([]*kgo.Record, len(msgs))
+	chunk := &kafkaChunk{pending: make(map[*kgo.Record]struct{}, len(msgs)), settled: make(chan struct{})}
 	for i, m := range msgs {
-		rec := &kgo.Record{
+		recs[i] = &kgo.Record{
 			Topic:   s.topic,
 			Key:     []byte(m.Key),
 			Value:   m.Data,
 			Headers: []kgo.RecordHeader{{Key: "id", Value: []byte(m.ID)}},
 		}
-		cl.Produce(pctx, rec, func(_ *kgo.Record, err error) { results <- result{i, err} })
+		chunk.pending[recs[i]] = struct{}{}
+	}
+	results := make(chan result, len(msgs)) // promises never block
+	cctx := context.WithValue(pctx, kafkaChunkKey{}, chunk)
+	for i, rec := range recs {
+		cl.Produce(cctx, rec, func(r *kgo.Record, err error) {
+			chunk.settle(r) // failed without being buffered, perhaps
+			results <- result{i, err}
+		})
+	}
+	timedOut := func(state string) error {
+		err := pctx.Err()
+		if ctx.Err() == nil {
+			err = fmt.Errorf("within %v: %w", s.timeout, err)
+		} else {
+			err = fmt.Errorf("when the context ended: %w", err)
+		}
+		s.renew(cl, err)
+		return fmt.Errorf("a chunk of %d records: %s %w", len(msgs), state, err)
+	}
+	// A client that does not know the topic's partitions yet (a new sink,
+	// or the client made after a failure) holds the records until it
+	// learns them, then moves them to their partitions one by one; a
+	// flush meanwhile would send a partition's records in several
+	// batches. If the broker then refused the first one, franz-go would
+	// fail only the records it held at that moment and write the rest
+	// under a bumped producer epoch: a key's later events ahead of its
+	// earlier ones. So flush only once every record is buffered (or failed).
+	select {
+	case <-chunk.settled:
+	case <-pctx.Done():
+		return timedOut("not all buffered in their partitions")
 	}
 	// Flush sends the chunk: per partition one batch. Its error can only
 	// be the context's, which the loop below reports.
@@ -237,12 +271,7 @@ func (s *kafkaSink) deliverChunk(ctx context.Context, cl *kgo.Client, msgs []Mes
 		select {
 		case r = <-results:
 		case <-pctx.Done():
-			err := pctx.Err()
-			if ctx.Err() == nil {
-				err = fmt.Errorf("not acknowledged within %v: %w", s.timeout, err)
-			}
-			s.renew(cl, err)
-			return fmt.Errorf("a chunk of %d records: %d acknowledged, %d failed, the rest %w", len(msgs), n-failed, failed, err)
+			return timedOut(fmt.Sprintf("%d acknowledged, %d failed, the rest not acknowledged", n-failed, failed))
 		}
 		if r.err != nil {
 			failed++
@@ -256,6 +285,42 @@ func (s *kafkaSink) deliverChunk(ctx context.Context, cl *kgo.Client, msgs []Mes
 	}
 	s.renew(cl, firstErr)
 	return fmt.Errorf("a chunk of %d records: %d not acknowledged, first message %s: %w", len(msgs), failed, msgs[firstFailed].ID, firstErr)
+}
+
+// kafkaChunk tracks a chunk's records until each is buffered in its
+// partition or finished.
+type kafkaChunk struct {
+	mu      sync.Mutex
+	pending map[*kgo.Record]struct{}
+	settled chan struct{} // closed once pending is empty
+}
+
+// settle takes r off the chunk's pending records; calling it again is a
+// no-op.
+func (c *kafkaChunk) settle(r *kgo.Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.pending[r]; !ok {
+		return
+	}
+	delete(c.pending, r)
+	if len(c.pending) == 0 {
+		close(c.settled)
+	}
+}
+
+// kafkaChunkKey is the context key of a record's *kafkaChunk.
+type kafkaChunkKey struct{}
+
+// kafkaPartitionedHook settles each record the client has buffered in its
+// partition (franz-go calls it under the partition's lock, once the record
+// is in a batch).
+type kafkaPartitionedHook struct{}
+
+func (kafkaPartitionedHook) OnProduceRecordPartitioned(r *kgo.Record, _ int32) {
+	if c, ok := r.Context.Value(kafkaChunkKey{}).(*kafkaChunk); ok {
+		c.settle(r)
+	}
 }
 
 // renew replaces the failed client cl with a new one and closes cl, waiting

@@ -403,3 +403,52 @@ func TestKafkaSinkChunks(t *testing.T) {
 	dups := checkKafkaRecords(t, recs, msgs)
 	t.Logf("%d failures, %d produce requests, %d records, %d duplicates", failures, requests.Hits(), len(recs), dups)
 }
+
+// TestKafkaSinkFaultWhileLearningPartitions delivers through a refused
+// produce request with a client that learns the topic's partitions only
+// once Deliver has produced and is flushing (a new sink, or one whose
+// client was replaced after a failure): the records of one partition must
+// still go as one batch, or the refusal of a first part would let the
+// rest be written ahead of it (what made TestKafkaSinkProduceErrorThenRetry
+// fail now and then, on its retries).
+func TestKafkaSinkFaultWhileLearningPartitions(t *testing.T) {
+	c := startKafka(t, 3)
+	s := openTestKafkaSink(t, c, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// Hold the client's first metadata request a while: Deliver buffers
+	// the chunk for the unknown topic and flushes before the partitions
+	// are known.
+	c.ControlKey(int16(kmsg.Metadata), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.DropControl()
+		c.SleepControl(func() { time.Sleep(200 * time.Millisecond) })
+		return nil, nil, false
+	})
+	h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "orders", Partitions: []int32{0}, Err: kerr.PolicyViolation})
+	defer h.Remove()
+
+	// Many small messages: the client takes a while to partition them.
+	msgs := make([]Message, kafkaChunkRecords)
+	for i := range msgs {
+		id := "b:" + strconv.Itoa(i)
+		msgs[i] = Message{ID: id, Key: "shop.inventory/sku-" + strconv.Itoa(i%7), Data: []byte(`"` + id + `"`)}
+	}
+	var failures int
+	for {
+		err := s.Deliver(ctx, msgs)
+		if err == nil {
+			break
+		}
+		failures++
+		if failures > 20 || ctx.Err() != nil {
+			t.Fatalf("not delivered after %d attempts: %v", failures, err)
+		}
+	}
+	if failures == 0 {
+		t.Fatal("Deliver succeeded through the fault")
+	}
+	recs := consumeKafka(t, c, kafkaRecordCount(t, c))
+	dups := checkKafkaRecords(t, recs, msgs)
+	t.Logf("%d failures, %d records, %d duplicates", failures, len(recs), dups)
+}
