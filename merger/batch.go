@@ -12,11 +12,13 @@ import (
 // runBatch runs several requests, on one or several rows of their table,
 // in one transaction: a locking read of the batch's rows in key order,
 // then the fast path when planFast can evaluate every request in Go
-// without any error, else the general path.
-func (x *executor) runBatch(ctx context.Context, batch []*waiter, deadline time.Time) attempt {
+// without any error, else the general path. With join, the requests
+// queued meanwhile on the locked rows join the batch (see join); runBatch
+// returns the batch it ran.
+func (x *executor) runBatch(ctx context.Context, batch []*waiter, deadline time.Time, join bool) ([]*waiter, attempt) {
 	b, err := x.conn(ctx, deadline)
 	if err != nil {
-		return attemptRetry
+		return batch, attemptRetry
 	}
 	rule := batch[0].req.Stmt.Rule
 	x.keys.group(batch)
@@ -62,14 +64,52 @@ func (x *executor) runBatch(ctx context.Context, batch []*waiter, deadline time.
 				x.res.errs[i] = se
 			}
 			x.finish(pathGeneral, batch, false)
-			return attemptDone
+			return batch, attemptDone
 		}
-		return attemptRetry
+		return batch, attemptRetry
+	}
+	if join {
+		batch = x.join(batch)
 	}
 	if fast && x.planBatch(batch, t, field) {
-		return x.commitFast(ctx, batch, rule)
+		return batch, x.commitFast(ctx, batch, rule)
 	}
-	return x.runGeneral(ctx, batch, rule)
+	return batch, x.runGeneral(ctx, batch, rule)
+}
+
+// join adds to batch, up to MaxBatch, the requests that queued while its
+// locking read ran and whose row it locked, in arrival order, and grows
+// x.keys and x.res with them. They arrived after every request of the
+// batch, and the batch holds their rows' locks, so running them last in it
+// is their serial order: a late arrival rides the batch in flight instead
+// of waiting for it and forming the next one. With many clients answered
+// by one batch and coming back together, this keeps them in one batch
+// instead of splitting them into two that alternate.
+func (x *executor) join(batch []*waiter) []*waiter {
+	m, n := x.m, len(batch)
+	if x.q == nil {
+		return batch
+	}
+	m.mu.Lock()
+	batch = x.q.joinLocked(batch, m.cfg.MaxBatch, x.locksRow)
+	m.queued -= len(batch) - n
+	m.mu.Unlock()
+	if len(batch) == n {
+		return batch
+	}
+	batch = batch[:n+len(m.expire(batch[n:]))]
+	x.g.add(batch[n:])
+	for _, w := range batch[n:] {
+		x.keys.of = append(x.keys.of, x.keys.idx[normKey(keyValue(&w.req))])
+	}
+	x.res.reset(len(batch))
+	return batch
+}
+
+// locksRow reports whether the batch's locking read locked w's row.
+func (x *executor) locksRow(w *waiter) bool {
+	_, ok := x.keys.idx[normKey(keyValue(&w.req))]
+	return ok
 }
 
 // planBatch evaluates the batch in Go on its locked rows (planFast into

@@ -3,7 +3,9 @@ package merger
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -16,33 +18,48 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// hotParallelism makes b.RunParallel run 256 goroutines in all.
-func hotParallelism(b *testing.B) { b.SetParallelism(max(1, 256/runtime.GOMAXPROCS(0))) }
+// hotParallelism makes b.RunParallel run n goroutines in all.
+func hotParallelism(b *testing.B, n int) { b.SetParallelism(max(1, n/runtime.GOMAXPROCS(0))) }
 
-// BenchmarkBatch measures requests through Do on one hot row from 256
-// goroutines: ns/op is the inverse of the throughput, cpu-ns/op the CPU
-// this process (merger, its MySQL client and the callers) spends per
-// request; the server's CPU is not included.
+// BenchmarkBatch measures requests through Do on one hot row from 16 and
+// 256 goroutines, each a client with its own connection id, with and
+// without gathering (Config.GatherWait): ns/op is the
+// inverse of the throughput, cpu-ns/op the CPU this process (merger, its
+// MySQL client and the callers) spends per request; the server's CPU is
+// not included. req/batch shows how the requests were merged.
 func BenchmarkBatch(b *testing.B) {
-	f := newFixture(b, "BIGINT", map[string]int64{"hot": 1 << 60}, func(c *Config) { c.hooks.executed = nil })
-	req := f.text(b, "UPDATE inv SET stock = stock - 1 WHERE sku = 'hot' AND stock >= 1", 1)
-	ctx := context.Background()
-	hotParallelism(b)
-	b.ReportAllocs()
-	cpu := cpuTime()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := f.m.Do(ctx, req); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.StopTimer()
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
-	s := f.m.Stats()
-	b.ReportMetric(float64(s.Requests)/float64(max(1, s.Batches)), "req/batch")
+	for _, bc := range []struct {
+		clients int
+		gather  time.Duration
+	}{{16, 0}, {16, DefaultConfig().GatherWait}, {256, 0}, {256, DefaultConfig().GatherWait}} {
+		b.Run(fmt.Sprintf("clients=%d/gather=%v", bc.clients, bc.gather), func(b *testing.B) {
+			f := newFixture(b, "BIGINT", map[string]int64{"hot": 1 << 60}, func(c *Config) {
+				c.hooks.executed = nil
+				c.GatherWait = bc.gather
+			})
+			req := f.text(b, "UPDATE inv SET stock = stock - 1 WHERE sku = 'hot' AND stock >= 1", 1)
+			ctx := context.Background()
+			var ids atomic.Uint32
+			hotParallelism(b, bc.clients)
+			b.ReportAllocs()
+			cpu := cpuTime()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				req := req
+				req.ConnID = ids.Add(1)
+				for pb.Next() {
+					if _, err := f.m.Do(ctx, req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			s := f.m.Stats()
+			b.ReportMetric(float64(s.Requests)/float64(max(1, s.Batches)), "req/batch")
+		})
+	}
 }
 
 // BenchmarkDirect is the baseline: the same statement as direct autocommit
@@ -56,7 +73,7 @@ func BenchmarkDirect(b *testing.B) {
 	defer db.Close()
 	db.SetMaxOpenConns(256)
 	db.SetMaxIdleConns(256)
-	hotParallelism(b)
+	hotParallelism(b, 256)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

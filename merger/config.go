@@ -82,6 +82,12 @@ type Config struct {
 	// once (holding or waiting for its lock) make it hot: their later
 	// UPDATEs of it are claims (HoldIfIdle). At least 2.
 	TxHotThreshold int
+	// GatherWait bounds how long a table's next batch waits for the
+	// clients of its last two batches to come back (see gatherer): at
+	// most this long, and at most a quarter of the last batch's duration,
+	// after its oldest request arrived. 0: a batch forms as soon as the
+	// previous one ended, from whatever queued.
+	GatherWait time.Duration
 	// hooks are fault-injection and observation points for tests.
 	hooks hooks
 }
@@ -103,6 +109,7 @@ func DefaultConfig() Config {
 		ClaimSweepAge:    5 * time.Second,
 		ClaimSweepEvery:  30 * time.Second,
 		LonePassThrough:  true,
+		GatherWait:       time.Millisecond,
 		TxHotThreshold:   4,
 		ClaimUncontended: true,
 	}
@@ -170,6 +177,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("merger: PoolSize %d < 1", c.PoolSize)
 	case c.ResolveTimeout <= 0:
 		return fmt.Errorf("merger: ResolveTimeout %v <= 0", c.ResolveTimeout)
+	case c.GatherWait < 0:
+		return fmt.Errorf("merger: GatherWait %v < 0", c.GatherWait)
 	case c.TxHotThreshold < 2:
 		return fmt.Errorf("merger: TxHotThreshold %d: want at least 2", c.TxHotThreshold)
 	case c.ClaimSweepAge < 0 || c.ClaimSweepEvery <= 0:

@@ -50,8 +50,13 @@
 // connection (Alone), or, through Do, starts a worker goroutine at once (a
 // lone request waits for nothing); while either runs, arrivals queue in
 // an explicit FIFO; when it ends, everything queued (up to MaxBatch)
-// forms the next batch, which may span many rows. The worker exits when
-// its queue is empty; one table never has two batches (or a batch and a
+// forms the next batch, which may span many rows. Two refinements keep
+// clients that come back together in one batch (gather.go): the next
+// batch waits a little (Config.GatherWait, at most a quarter of the last
+// batch's time) for the clients of the last two batches to come back,
+// and requests that queue while a batch's locking read runs join it when
+// it locked their row (executor.join). The worker exits when its queue
+// is empty (after that short wait); one table never has two batches (or a batch and a
 // statement run alone) in flight in one Merger. Queues are bounded per table (MaxQueue) and globally
 // (MaxQueueTotal): beyond, ErrQueueFull. A request
 // whose ctx ends while queued is dropped (Do returns ctx.Err(); when its

@@ -24,7 +24,9 @@ const (
 // the steps that read it.
 type executor struct {
 	m *Merger
-	b *backend // nil until needed and after the connection failed
+	b *backend    // nil until needed and after the connection failed
+	q *tableQueue // the queue of the table whose worker owns x
+	g gatherer    // when that worker's next batch forms
 
 	batch []*waiter  // the batch being executed (runTable's buffer)
 	one   [1]*waiter // a lone request of it, retried alone
@@ -116,11 +118,14 @@ func (x *executor) before(step batchStep) {
 // are independent: arrival order is kept within each row); and if that
 // failed too, one by one, so that one bad request cannot fail the others.
 //
+// The first attempt may grow the batch (see join); execute returns the
+// batch it ran.
+//
 // While the server is unreachable, requests are retried until
 // ResolveTimeout after the oldest of them arrived (not after the batch
 // started): batches queued behind one another then share that bound, and
 // no request waits for a multiple of ResolveTimeout.
-func (x *executor) execute(ctx context.Context, batch []*waiter) {
+func (x *executor) execute(ctx context.Context, batch []*waiter) []*waiter {
 	oldest := batch[0].enq
 	for _, w := range batch[1:] {
 		if w.enq.Before(oldest) {
@@ -129,18 +134,20 @@ func (x *executor) execute(ctx context.Context, batch []*waiter) {
 	}
 	deadline := oldest.Add(x.m.cfg.ResolveTimeout)
 	if len(batch) > 1 {
-		if x.runBatch(ctx, batch, deadline) == attemptDone {
-			return
+		var a attempt
+		if batch, a = x.runBatch(ctx, batch, deadline, true); a == attemptDone {
+			return batch
 		}
 		x.m.stats.retries.Add(1)
 		if x.keys.group(batch); len(x.keys.keys) > 1 {
 			x.executePerKey(ctx, batch, deadline)
-			return
+			return batch
 		}
 	}
 	for _, w := range batch {
 		x.runLone(ctx, w, deadline)
 	}
+	return batch
 }
 
 // executePerKey runs batch as one batch per row, as x.keys grouped it, rows
@@ -164,7 +171,7 @@ func (x *executor) executePerKey(ctx context.Context, batch []*waiter, deadline 
 	for j := range len(starts) - 1 {
 		sub := byKey[starts[j]:starts[j+1]]
 		if len(sub) > 1 {
-			if x.runBatch(ctx, sub, deadline) == attemptDone {
+			if _, a := x.runBatch(ctx, sub, deadline, false); a == attemptDone {
 				continue
 			}
 			x.m.stats.retries.Add(1)

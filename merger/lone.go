@@ -35,7 +35,7 @@ func (m *Merger) Alone(req Request) (done func(Outcome, error), ok bool) {
 		m.mu.Unlock()
 		return nil, false
 	}
-	q := &tableQueue{rule: req.Stmt.Rule}
+	q := newTableQueue(req.Stmt.Rule)
 	m.queues[q.rule] = q
 	m.workers.Add(1) // the statement stands for the table's worker
 	m.mu.Unlock()

@@ -73,6 +73,17 @@ type tableQueue struct {
 	rule    Rule
 	waiting []*waiter // guarded by Merger.mu; arrival order from head
 	head    int       // guarded by Merger.mu
+	// target, while the worker gathers its next batch (gather), is how
+	// many waiting requests end the wait; 0 otherwise. Guarded by
+	// Merger.mu.
+	target int
+	// gathered wakes the gathering worker once target requests wait.
+	gathered chan struct{}
+}
+
+// newTableQueue returns the empty queue of rule's table.
+func newTableQueue(rule Rule) *tableQueue {
+	return &tableQueue{rule: rule, gathered: make(chan struct{}, 1)}
 }
 
 // lenLocked is the number of requests waiting in q.
@@ -87,6 +98,29 @@ func (q *tableQueue) takeLocked(batch []*waiter, n int) []*waiter {
 	}
 	clear(q.waiting[q.head:end])
 	q.head = end
+	if q.head == len(q.waiting) {
+		q.waiting, q.head = q.waiting[:0], 0
+	}
+	return batch
+}
+
+// joinLocked moves into batch, until it holds n requests, the waiting
+// requests for which locked is true, in arrival order; the others keep
+// their order in q.
+func (q *tableQueue) joinLocked(batch []*waiter, n int, locked func(*waiter) bool) []*waiter {
+	kept := q.head
+	for i := q.head; i < len(q.waiting); i++ {
+		w := q.waiting[i]
+		if len(batch) < n && locked(w) {
+			w.state = stateBatched
+			batch = append(batch, w)
+			continue
+		}
+		q.waiting[kept] = w
+		kept++
+	}
+	clear(q.waiting[kept:])
+	q.waiting = q.waiting[:kept]
 	if q.head == len(q.waiting) {
 		q.waiting, q.head = q.waiting[:0], 0
 	}
@@ -239,12 +273,18 @@ func (m *Merger) Do(ctx context.Context, req Request) (Outcome, error) {
 		return Outcome{}, ErrQueueFull
 	}
 	if q == nil {
-		q = &tableQueue{rule: req.Stmt.Rule}
+		q = newTableQueue(req.Stmt.Rule)
 		m.queues[q.rule] = q
 		m.workers.Add(1)
 		go m.runTable(q)
 	}
 	q.waiting = append(q.waiting, w)
+	if q.target > 0 && q.lenLocked() == q.target {
+		select {
+		case q.gathered <- struct{}{}:
+		default:
+		}
+	}
 	w.state = stateQueued
 	m.queued++
 	m.mu.Unlock()
@@ -276,19 +316,24 @@ func (m *Merger) release(w *waiter) {
 }
 
 // runTable is the worker of one hot table: it forms batches from the
-// table's queue until the queue is empty, then removes the queue and
-// exits. Batches of one table thus never run at the same time in one
+// table's queue (gathering each first, see gatherer) until the queue is
+// empty, then removes the queue and exits. Batches of one table thus never run at the same time in one
 // Merger.
 func (m *Merger) runTable(q *tableQueue) {
 	defer m.workers.Done()
 	x := m.executors.Get().(*executor)
+	x.q = q
+	x.g.target, x.g.max, x.g.prev = 0, m.cfg.GatherWait, x.g.prev[:0]
 	defer func() {
+		x.q = nil
 		x.close()
 		m.executors.Put(x)
 	}()
 	for {
+		m.gather(q, &x.g)
 		m.mu.Lock()
-		batch := q.takeLocked(x.batch[:0], m.cfg.MaxBatch)
+		maxBatch := m.cfg.MaxBatch
+		batch := q.takeLocked(x.batch[:0], maxBatch)
 		x.batch = batch
 		m.queued -= len(batch)
 		if len(batch) == 0 {
@@ -299,7 +344,10 @@ func (m *Merger) runTable(q *tableQueue) {
 		m.mu.Unlock()
 		batch = m.expire(batch)
 		if len(batch) > 0 {
-			x.execute(m.life, batch)
+			began := time.Now()
+			x.g.add(batch)
+			x.batch = x.execute(m.life, batch)
+			x.g.after(time.Since(began), maxBatch)
 		}
 		clear(x.batch)
 	}

@@ -88,6 +88,10 @@ type Config struct {
 	// table on the session's own connection, without a ledger row
 	// (merger.Config.LonePassThrough); off, it runs as a batch of one.
 	LonePassThrough bool `toml:"lone_passthrough"`
+	// BatchGather bounds how long a hot table's next batch waits for the
+	// clients of its last batches to come back (merger.Config.GatherWait);
+	// 0: never.
+	BatchGather duration `toml:"batch_gather"`
 	// ClaimUncontended (default true) makes every claimable UPDATE of a
 	// transaction a claim, even on a row that is not hot (merger.Config).
 	ClaimUncontended bool `toml:"claim_uncontended"`
@@ -131,6 +135,7 @@ func DefaultConfig() Config {
 		ClaimSweepAge:     duration{m.ClaimSweepAge},
 		ClaimSweepEvery:   duration{m.ClaimSweepEvery},
 		LonePassThrough:   m.LonePassThrough,
+		BatchGather:       duration{m.GatherWait},
 		TxHotThreshold:    m.TxHotThreshold,
 		ClaimUncontended:  m.ClaimUncontended,
 		Listen:            "127.0.0.1:6033",
@@ -227,6 +232,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.BackendDeadAfter.Duration; d != 0 && d < time.Second {
 		errs = append(errs, fmt.Errorf("backend dead after %v: want 0 (the OS defaults) or at least 1s", d))
+	}
+	if d := c.BatchGather.Duration; d < 0 || d > time.Second {
+		errs = append(errs, fmt.Errorf("batch gather %v: want 0 to 1s", d))
 	}
 	if c.MaxConnections < 1 || c.MaxHandshakes < 1 || c.HandshakeBackends < 1 {
 		errs = append(errs, fmt.Errorf("max connections %d, max handshakes %d, handshake backends %d: want each at least 1", c.MaxConnections, c.MaxHandshakes, c.HandshakeBackends))

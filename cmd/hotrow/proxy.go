@@ -53,6 +53,7 @@ Flags given on the command line override the --config file.
 	maxBatch := fs.Int("max-batch", cfg.MaxBatch, "most requests merged into one transaction")
 	metaSchema := fs.String("meta-schema", cfg.MetaSchema, "database for hotrow's ledger and batch markers")
 	lonePassThrough := fs.Bool("lone-passthrough", cfg.LonePassThrough, "run a hot UPDATE with nothing queued for its table on the client's own connection, as a plain\nstatement (its order event comes from the row change); false: as a merged batch of one with a\nledger row, slower, but every grant made through hotrow has a ledger row")
+	batchGather := fs.Duration("batch-gather", cfg.BatchGather.Duration, "most a hot table's next batch waits for the clients of its last two batches to come back\n(and at most a quarter of the last batch's time): clients that send their next statement when\nanswered then share one batch instead of splitting into two that alternate, each paying a\ncommit; a table whose last batches served one client never waits. 0: a batch forms as soon as\nthe previous one ends")
 	instanceID := fs.String("instance-id", "", "`id` of this proxy instance in its batch ids, 1-48 of [A-Za-z0-9._-]: keep it stable across\nrestarts of the same instance (recovery after a crash resolves only its own batches) and unique\nacross instances in front of the same server (default: host name, process id and a random suffix)")
 	claimUncontended := fs.Bool("claim-uncontended", cfg.ClaimUncontended, "merge every hot UPDATE inside a transaction as a claim; false: on a row that is not hot\n(see --tx-hot-threshold) it runs in the client's own transaction, as directly, which is faster\nthan a claim's extra batch commit for rows nobody waits for, but holds the row's lock across\nthe client's round trips: a batch of the table that includes the row waits for that transaction")
 	txHotThreshold := fs.Int("tx-hot-threshold", cfg.TxHotThreshold, "transactions updating one row at once that make it hot: while it is (and for a second\nafter), UPDATEs of it inside transactions are claims; below, they run in the transaction")
@@ -107,6 +108,8 @@ Flags given on the command line override the --config file.
 			cfg.MetaSchema = *metaSchema
 		case "lone-passthrough":
 			cfg.LonePassThrough = *lonePassThrough
+		case "batch-gather":
+			cfg.BatchGather.Duration = *batchGather
 		case "instance-id":
 			cfg.InstanceID = *instanceID
 		case "claim-uncontended":
@@ -418,6 +421,7 @@ func mergerConfig(cfg proxy.Config) merger.Config {
 	}
 	mc.DeadAfter = cfg.BackendDeadAfter.Duration
 	mc.LonePassThrough = cfg.LonePassThrough
+	mc.GatherWait = cfg.BatchGather.Duration
 	mc.ClaimUncontended = cfg.ClaimUncontended
 	if cfg.TxHotThreshold > 0 {
 		mc.TxHotThreshold = cfg.TxHotThreshold
