@@ -15,7 +15,9 @@
 //     errors by MySQL error code, and CPU of the process in the middle (the
 //     proxy or the relay: percent of a core and µs per operation), the
 //     database server and the load generator from /proc when they are local
-//     processes,
+//     processes, and for the proxy how its merger batched (requests per
+//     batch, batches per second) from its /metrics when it has a metrics
+//     URL (the proxy child started by StartProxy does),
 //   - checks the scenario's invariant against the final table contents:
 //     for every SKU, stock = initial + the net change the clients were told
 //     about (no oversell, no lost or phantom grant), stock never negative,

@@ -137,7 +137,7 @@ func Provision(ctx context.Context, opts EnvOptions, log *slog.Logger) (_ *Env, 
 		}
 	})
 	env.ProxyProcess = p
-	env.Proxy = Target{DSN: p.DSN(cfg.User, cfg.Passwd), PID: p.PID()}
+	env.Proxy = p.Target(cfg.User, cfg.Passwd)
 	return env, nil
 }
 

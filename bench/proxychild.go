@@ -41,6 +41,9 @@ type ProxyProcess struct {
 	Addr string
 	// LogPath is the file that receives the proxy's stderr.
 	LogPath string
+	// MetricsURL serves the proxy's Prometheus metrics (--metrics-listen
+	// on another free loopback port).
+	MetricsURL string
 
 	cmd       *exec.Cmd
 	exited    chan struct{}
@@ -51,21 +54,24 @@ type ProxyProcess struct {
 // HotRule returns the rule that makes the bench's inventory table hot.
 func HotRule(database string) string { return database + ".inventory:sku_id:stock" }
 
-// StartProxy runs `Binary proxy ...` on a free loopback port and returns
-// once it accepts a login.
+// StartProxy runs `Binary proxy ...` on a free loopback port, with its
+// metrics on another, and returns once it accepts a login.
 func StartProxy(ctx context.Context, opts ProxyOptions, log *slog.Logger) (*ProxyProcess, error) {
-	port, err := localdb.FreePort()
+	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	metricsAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
 	logFile, err := os.CreateTemp("", "hotrow-proxy-*.log")
 	if err != nil {
 		return nil, err
 	}
 	defer logFile.Close()
 	args := []string{"proxy", "--listen", addr, "--backend", opts.Backend,
-		"--user", opts.User + ":" + opts.Password, "--log-level", "warn"}
+		"--user", opts.User + ":" + opts.Password, "--log-level", "warn", "--metrics-listen", metricsAddr}
 	for _, r := range opts.HotRules {
 		args = append(args, "--hot-rule", r)
 	}
@@ -78,7 +84,8 @@ func StartProxy(ctx context.Context, opts ProxyOptions, log *slog.Logger) (*Prox
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start proxy: %w", err)
 	}
-	p := &ProxyProcess{Addr: addr, LogPath: logFile.Name(), cmd: cmd, exited: make(chan struct{})}
+	p := &ProxyProcess{Addr: addr, LogPath: logFile.Name(), MetricsURL: "http://" + metricsAddr + "/metrics",
+		cmd: cmd, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.exited) }()
 	log.Info("proxy starting", "pid", cmd.Process.Pid, "addr", addr, "log", p.LogPath)
 	if err := p.waitReady(ctx, opts.User, opts.Password); err != nil {
@@ -97,6 +104,21 @@ func (p *ProxyProcess) DSN(user, password string) string {
 
 // PID returns the proxy's process id.
 func (p *ProxyProcess) PID() int { return p.cmd.Process.Pid }
+
+// Target returns the proxy side's target for user/password: its DSN, its
+// process for CPU and its metrics for batching.
+func (p *ProxyProcess) Target(user, password string) Target {
+	return Target{DSN: p.DSN(user, password), PID: p.PID(), MetricsURL: p.MetricsURL}
+}
+
+// freeLoopbackAddr returns 127.0.0.1:PORT with a port free a moment ago.
+func freeLoopbackAddr() (string, error) {
+	port, err := localdb.FreePort()
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
+}
 
 func (p *ProxyProcess) waitReady(ctx context.Context, user, password string) error {
 	deadline := time.Now().Add(30 * time.Second)

@@ -9,13 +9,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/hotrow/hotrow/internal/localdb"
 )
 
 // Relay kinds for StartRelay.
@@ -104,11 +101,10 @@ func startHAProxy(ctx context.Context, backend string, log *slog.Logger) (*Relay
 	if err != nil {
 		return nil, fmt.Errorf("haproxy relay: %w", err)
 	}
-	port, err := localdb.FreePort()
+	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	dir, err := os.MkdirTemp("", "hotrow-haproxy-*")
 	if err != nil {
 		return nil, err

@@ -18,8 +18,9 @@ import (
 // WriteTable prints the report as an aligned table: per cell one line per
 // side (direct, relay, proxy: those that ran), then ratio lines (proxy /
 // direct, relay / direct, proxy / relay: throughput, p50 added, p99), then
-// the violations if any. "hop cpu" and "hop µs/op" are the CPU of the
-// process in the middle (the proxy or the relay).
+// the batching table (writeBatching), then the violations if any. "hop
+// cpu" and "hop µs/op" are the CPU of the process in the middle (the proxy
+// or the relay).
 func WriteTable(w io.Writer, r *Report) error {
 	fmt.Fprintf(w, "server %s (sync_binlog=%d, innodb_flush_log_at_trx_commit=%d, log_bin=%d), %d CPUs, %s measured after %s warm-up\n",
 		r.Server.Version, r.Server.SyncBinlog, r.Server.FlushLogAtTrxCommit, r.Server.LogBin, r.CPUs, r.Duration, r.Warmup)
@@ -56,6 +57,9 @@ func WriteTable(w io.Writer, r *Report) error {
 	if err := writeAligned(w, rows, "lrl"); err != nil {
 		return err
 	}
+	if err := writeBatching(w, r); err != nil {
+		return err
+	}
 	for _, c := range r.Cells {
 		for _, s := range c.sideResults() {
 			for _, v := range s.Violations {
@@ -68,9 +72,30 @@ func WriteTable(w io.Writer, r *Report) error {
 	return nil
 }
 
+// writeBatching prints, per cell with a proxy side, how the proxy's merger
+// batched in the measured window, beside the proxy's throughput and its
+// ratio to direct that the batching explains. A table of its own: the main
+// one is wide enough.
+func writeBatching(w io.Writer, r *Report) error {
+	rows := [][]string{{"scenario", "clients", "proxy ops/s", "proxy/direct", "req/batch", "batches/s"}}
+	for _, c := range r.Cells {
+		if c.Proxy != nil {
+			rows = append(rows, []string{c.Scenario, strconv.Itoa(c.Clients), thousands(c.Proxy.Throughput),
+				times(c.Ratio.Throughput), batching(c.Proxy.RequestsPerBatch), batching(c.Proxy.BatchesPerSec)})
+		}
+	}
+	if len(rows) == 1 {
+		return nil
+	}
+	if _, err := fmt.Fprintln(w, "\nmerger batching on the proxy side (its /metrics over the measured window):"); err != nil {
+		return err
+	}
+	return writeAligned(w, rows, "lrrrrr")
+}
+
 // writeAligned prints rows in columns two spaces apart. align[i] is 'l'
 // or 'r' for column i; columns past align are right-aligned (numbers),
-// except the last, which is left-aligned and not padded.
+// except the last, which is left-aligned.
 func writeAligned(w io.Writer, rows [][]string, align string) error {
 	var width []int
 	for _, row := range rows {
@@ -86,9 +111,7 @@ func writeAligned(w io.Writer, rows [][]string, align string) error {
 		for i, cell := range row {
 			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(cell))
 			switch {
-			case i == len(width)-1:
-				b.WriteString(cell)
-			case i < len(align) && align[i] == 'l':
+			case i < len(align) && align[i] == 'l', i >= len(align) && i == len(width)-1:
 				b.WriteString(cell + pad + "  ")
 			default:
 				b.WriteString(pad + cell + "  ")
@@ -161,6 +184,20 @@ func micros(us float64) string {
 		return strconv.FormatFloat(us, 'f', 0, 64)
 	}
 	return strconv.FormatFloat(us, 'f', 1, 64)
+}
+
+// batching formats requests per batch or batches per second: n/a when
+// negative (not measured), - when zero.
+func batching(v float64) string {
+	switch {
+	case v < 0:
+		return "n/a"
+	case v == 0:
+		return "-"
+	case v >= 100:
+		return thousands(v)
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64)
 }
 
 // added formats a latency difference in ms with its sign: +0.12, -1.5.

@@ -12,7 +12,8 @@ import (
 func sampleSide(side string, clients int, tput, p99 float64) *SideResult {
 	s := &SideResult{Side: side, Clients: clients, Ops: int64(tput * 10), Seconds: 10, Throughput: tput,
 		Latency: Latency{P50: p99 / 4, P95: p99 / 2, P99: p99, Max: p99 * 2, Mean: p99 / 3},
-		Errors:  map[string]int64{}, Granted: int64(tput * 10), CPU: CPU{Proxy: -1, DB: 85, Bench: 40, ProxyPerOp: -1}, Check: "ok"}
+		Errors:  map[string]int64{}, Granted: int64(tput * 10), CPU: CPU{Proxy: -1, DB: 85, Bench: 40, ProxyPerOp: -1},
+		RequestsPerBatch: -1, BatchesPerSec: -1, Check: "ok"}
 	for i := 1; i <= 30; i++ {
 		t := float64(i) / 10
 		s.Timeline = append(s.Timeline, Sample{T: t, Ops: int64(tput * t), Granted: int64(tput * t)})
@@ -28,6 +29,7 @@ func sampleReport() *Report {
 		d, p := sampleSide(Direct, n, 2100, 142), sampleSide(Proxy, n, 25000+float64(n), 11.5)
 		rl := sampleSide(Relay, n, 1050, 150)
 		p.CPU.Proxy, p.CPU.ProxyPerOp = 120, 47.25
+		p.RequestsPerBatch, p.BatchesPerSec = float64(n), 25000/float64(n)
 		rl.CPU.Proxy, rl.CPU.ProxyPerOp = 30, 285.7
 		c := Cell{Scenario: "hot", Clients: n, Direct: d, Relay: rl, Proxy: p}
 		c.setRatios()
@@ -63,6 +65,12 @@ func TestWriteTable(t *testing.T) {
 		"n/a",
 		"10.50",
 		"CHECK FAILED flash-sale × 256 proxy: sku 1: oversold, stock -1",
+		"merger batching on the proxy side (its /metrics over the measured window):\n" +
+			"scenario    clients  proxy ops/s  proxy/direct  req/batch  batches/s\n" +
+			"hot               1       25,001         11.9x        1.0     25,000\n" +
+			"hot              16       25,016         11.9x       16.0      1,563\n" +
+			"hot             256       25,256         12.0x        256       97.7\n" +
+			"flash-sale      256       21,000         11.1x        n/a        n/a\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q", want)
@@ -91,6 +99,10 @@ func TestFormatting(t *testing.T) {
 		{micros(123.4), "123"},
 		{added(0.123), "+0.12"},
 		{added(-12.34), "-12.3"},
+		{batching(-1), "n/a"},
+		{batching(0), "-"},
+		{batching(15.84), "15.8"},
+		{batching(1234.5), "1,235"},
 		{formatErrors(nil), "-"},
 		{formatErrors(map[string]int64{"conn": 1, "1213": 3}), "1213:3 conn:1"},
 	}

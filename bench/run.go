@@ -58,6 +58,10 @@ type Target struct {
 	// PID is the local process in the middle whose CPU is reported for
 	// this side (the proxy, or the relay), 0 for none.
 	PID int
+	// MetricsURL is the proxy's Prometheus endpoint
+	// (http://ADDR/metrics), read for how its merger batched; empty: not
+	// measured.
+	MetricsURL string
 }
 
 // Config is one bench run.
@@ -149,10 +153,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	log := cfg.Log
 	admin, err := openAdmin(ctx, cfg.Direct.DSN, cfg.Database)
 	if err != nil {
 		return nil, err
@@ -298,6 +302,8 @@ func runSide(ctx context.Context, cfg Config, admin *sql.DB, sc *Scenario, clien
 		return nil, fmt.Errorf("warm-up ended early: %w", context.Cause(ctx))
 	}
 	res := &SideResult{Side: side, Clients: clients}
+	// Scraped outside the CPU meters: the scrape's CPU is not the window's.
+	batches := startBatches(ctx, t.MetricsURL)
 	proxyCPU, dbCPU, selfCPU := startCPU(t.PID), startCPU(cfg.DBPID), startCPU(os.Getpid())
 	start := time.Now()
 	s.measuring.Store(true)
@@ -330,6 +336,11 @@ func runSide(ctx context.Context, cfg Config, admin *sql.DB, sc *Scenario, clien
 		if res.Ops > 0 {
 			res.CPU.ProxyPerOp = float64(used) / float64(time.Microsecond) / float64(res.Ops)
 		}
+	}
+	res.RequestsPerBatch, res.BatchesPerSec, err = batches.rates(ctx, wall)
+	if err != nil {
+		// The figures are an explanation, not the measurement: n/a.
+		cfg.Log.Warn("merger batching not measured", "side", side, "err", err)
 	}
 	if res.Violations, err = sc.check(ctx, admin, s.tally); err != nil {
 		return nil, fmt.Errorf("check: %w", err)
@@ -571,6 +582,14 @@ type SideResult struct {
 	// the sale to the grant of the last unit (0: not sold out).
 	SoldOutSeconds float64 `json:"sold_out_seconds,omitempty"`
 	CPU            CPU     `json:"cpu_percent"`
+	// RequestsPerBatch and BatchesPerSec say how the proxy's merger
+	// batched in the measured window, from the proxy's /metrics
+	// (hotrow_batch_size): requests per batch on average, lone batches of
+	// one included (0 when no batch ran), and batches per second. -1: not
+	// measured (not the proxy side, a proxy the bench did not start, or a
+	// failed scrape).
+	RequestsPerBatch float64 `json:"requests_per_batch"`
+	BatchesPerSec    float64 `json:"batches_per_sec"`
 	// Check is "ok" or "FAILED"; Violations says what was wrong.
 	Check      string   `json:"check"`
 	Violations []string `json:"violations,omitempty"`

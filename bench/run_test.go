@@ -54,6 +54,9 @@ func TestRunDirectVsDirect(t *testing.T) {
 	if db.Local != nil && rep.Cells[0].Direct.CPU.DB < 0 {
 		t.Error("database CPU not measured for a local server")
 	}
+	if p := rep.Cells[0].Proxy; p.RequestsPerBatch != -1 || p.BatchesPerSec != -1 {
+		t.Errorf("batching %v req/batch, %v batches/s without a metrics URL, want n/a", p.RequestsPerBatch, p.BatchesPerSec)
+	}
 }
 
 // TestRunThroughProxy runs the suite on all three sides: direct, through
@@ -87,7 +90,7 @@ func TestRunThroughProxy(t *testing.T) {
 		}
 	})
 	cfg := shortConfig(t, db)
-	cfg.Proxy = Target{DSN: p.DSN(db.User, db.Password), PID: p.PID()}
+	cfg.Proxy = p.Target(db.User, db.Password)
 	cfg.Relay = Target{DSN: relayDSN(t, db, r.Addr), PID: r.PID()}
 	cfg.Sides, cfg.RelayName = AllSides, r.Name
 	rep := runAndCheck(t, cfg)
@@ -110,6 +113,17 @@ func TestRunThroughProxy(t *testing.T) {
 		}
 		if c.Direct.CPU.Proxy != -1 || c.Direct.CPU.ProxyPerOp != -1 {
 			t.Errorf("%s: direct side has hop CPU %+v", c.Scenario, c.Direct.CPU)
+		}
+		// Batching is read from the proxy child's /metrics; the other
+		// sides have no merger.
+		p := c.Proxy
+		if p.RequestsPerBatch < 0 || p.BatchesPerSec < 0 || c.Scenario == "hot" && (p.RequestsPerBatch < 1 || p.BatchesPerSec <= 0) {
+			t.Errorf("%s: proxy batching %v req/batch, %v batches/s", c.Scenario, p.RequestsPerBatch, p.BatchesPerSec)
+		}
+		for _, s := range []*SideResult{c.Direct, c.Relay} {
+			if s.RequestsPerBatch != -1 || s.BatchesPerSec != -1 {
+				t.Errorf("%s %s: batching %v, %v, want n/a", c.Scenario, s.Side, s.RequestsPerBatch, s.BatchesPerSec)
+			}
 		}
 	}
 }

@@ -34,10 +34,11 @@ the proxy — one side after the other, each with a warm-up, and prints
 throughput, latency percentiles, errors by MySQL code, CPU of the process in
 the middle (proxy or relay: percent of a core and µs per request), of the
 database and of the load generator (from /proc, when they are local
-processes), and the proxy/direct, relay/direct and proxy/relay ratios. Every
-side resets its tables first and checks afterwards that stock + granted =
-initial (no oversell, no lost grant); the exit status is non-zero when a
-check fails.
+processes), the proxy/direct, relay/direct and proxy/relay ratios, and how
+the proxy child's merger batched (requests per batch, batches per second,
+from its /metrics; n/a with --proxy). Every side resets its tables first
+and checks afterwards that stock + granted = initial (no oversell, no lost
+grant); the exit status is non-zero when a check fails.
 
 The relay side is what the extra hop alone costs: HAProxy (tcp mode,
 nbthread 1, a child process) when haproxy is on PATH, else a built-in Go
