@@ -245,6 +245,22 @@ func TestKafkaSinkProduceErrorThenRetry(t *testing.T) {
 	}
 }
 
+// deliverThroughFaults calls Deliver until it succeeds, at most 21 times,
+// and returns how often it failed.
+func deliverThroughFaults(ctx context.Context, t *testing.T, s *kafkaSink, msgs []Message) (failures int) {
+	t.Helper()
+	for {
+		err := s.Deliver(ctx, msgs)
+		if err == nil {
+			return failures
+		}
+		failures++
+		if failures > 20 || ctx.Err() != nil {
+			t.Fatalf("not delivered after %d attempts: %v", failures, err)
+		}
+	}
+}
+
 // kafkaRecordCount is the number of records in "orders" (sum of the
 // partitions' high watermarks).
 func kafkaRecordCount(t *testing.T, c *kfake.Cluster) int {
@@ -380,17 +396,7 @@ func TestKafkaSinkChunks(t *testing.T) {
 	h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "orders", Partitions: []int32{1}, Err: kerr.PolicyViolation, Count: 3})
 	defer h.Remove()
 
-	var failures int
-	for {
-		err := s.Deliver(ctx, msgs)
-		if err == nil {
-			break
-		}
-		failures++
-		if failures > 20 || ctx.Err() != nil {
-			t.Fatalf("not delivered after %d attempts: %v", failures, err)
-		}
-	}
+	failures := deliverThroughFaults(ctx, t, s, msgs)
 	if failures == 0 {
 		t.Error("Deliver succeeded through the faults")
 	}
@@ -434,17 +440,7 @@ func TestKafkaSinkFaultWhileLearningPartitions(t *testing.T) {
 		id := "b:" + strconv.Itoa(i)
 		msgs[i] = Message{ID: id, Key: "shop.inventory/sku-" + strconv.Itoa(i%7), Data: []byte(`"` + id + `"`)}
 	}
-	var failures int
-	for {
-		err := s.Deliver(ctx, msgs)
-		if err == nil {
-			break
-		}
-		failures++
-		if failures > 20 || ctx.Err() != nil {
-			t.Fatalf("not delivered after %d attempts: %v", failures, err)
-		}
-	}
+	failures := deliverThroughFaults(ctx, t, s, msgs)
 	if failures == 0 {
 		t.Fatal("Deliver succeeded through the fault")
 	}
