@@ -105,6 +105,64 @@ func TestSockIOConcurrent(t *testing.T) {
 	}
 }
 
+// TestSockIOAwaitReply: with awaitReply, Write returns once the peer's
+// reply is readable; a write larger than the socket buffers finishes as a
+// plain one; a read deadline ends the wait without failing the write.
+func TestSockIOAwaitReply(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		size     int
+		reply    bool
+		deadline bool
+	}{
+		{name: "small", size: 4, reply: true},
+		{name: "larger than the socket buffers", size: 16 << 20, reply: true},
+		{name: "deadline", size: 4, deadline: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			const delay = 20 * time.Millisecond
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				if _, err := io.ReadFull(c, make([]byte, tc.size)); err != nil || !tc.reply {
+					time.Sleep(time.Second)
+					return
+				}
+				time.Sleep(delay)
+				_, _ = c.Write([]byte("ok"))
+			}()
+			c, s := dialSockIO(t, ln.Addr().String())
+			start := time.Now()
+			if tc.deadline {
+				_ = c.SetReadDeadline(start.Add(delay))
+			}
+			s.awaitReply = true
+			if n, err := s.Write(make([]byte, tc.size)); n != tc.size || err != nil {
+				t.Fatalf("Write of %d bytes = %d, %v", tc.size, n, err)
+			}
+			if took := time.Since(start); took < delay {
+				t.Errorf("Write returned after %v, before the reply (%v)", took, delay)
+			}
+			b := make([]byte, 2)
+			_, err = io.ReadFull(s, b)
+			switch {
+			case tc.deadline && !errors.Is(err, os.ErrDeadlineExceeded):
+				t.Errorf("Read after the wait's deadline: %v, want a timeout", err)
+			case !tc.deadline && (err != nil || string(b) != "ok"):
+				t.Errorf("Read = %q, %v, want the reply", b, err)
+			}
+		})
+	}
+}
+
 // dialSockIO dials addr and returns the connection (closed at cleanup)
 // and its sockIO.
 func dialSockIO(t *testing.T, addr string) (net.Conn, *sockIO) {
