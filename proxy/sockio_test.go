@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -21,6 +22,9 @@ func TestSockIO(t *testing.T) {
 	defer ln.Close()
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
 	echoed := make(chan []byte, 1)
+	timedOut := make(chan struct{}) // the peer closes only after the deadline's check
+	checked := sync.OnceFunc(func() { close(timedOut) })
+	defer checked()
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -37,7 +41,7 @@ func TestSockIO(t *testing.T) {
 			got = nil
 		}
 		echoed <- got
-		time.Sleep(100 * time.Millisecond) // past the client's deadline below
+		<-timedOut
 	}()
 	c, s := dialSockIO(t, ln.Addr().String())
 
@@ -52,7 +56,9 @@ func TestSockIO(t *testing.T) {
 		t.Fatalf("Read = %q, %v", b[:n], err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-	if _, err := s.Read(b); !errors.Is(err, os.ErrDeadlineExceeded) {
+	_, err = s.Read(b)
+	checked()
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read past the deadline: %v, want a timeout", err)
 	}
 	_ = c.SetReadDeadline(noDeadline)
