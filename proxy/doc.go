@@ -38,7 +38,8 @@
 //   - packetio.go, protocol.go: packets on the wire, and the few the proxy
 //     reads or builds.
 //   - sockio.go: a TCP socket read and written with raw system calls, which
-//     spares the scheduler's syscall bookkeeping on every packet exchange.
+//     spares the scheduler's syscall bookkeeping on every packet exchange;
+//     a request to the server is written inside the wait for its reply.
 //   - errors.go, side.go: errors, and the side of the connection (client
 //     or backend) an I/O error came from.
 //   - tls.go: TLS towards clients (after their SSLRequest) and towards the

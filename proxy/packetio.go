@@ -25,6 +25,7 @@ var errSequence = errors.New("packet out of order")
 // the connection's side (*clientError or *backendError).
 type packetIO struct {
 	conn net.Conn
+	sock *sockIO // conn's socket, nil unless conn is a plain TCP connection
 	side side
 	r    *bufio.Reader
 	w    *bufio.Writer
@@ -36,13 +37,15 @@ func newPacketIO(conn net.Conn, s side) *packetIO {
 	// A plain TCP connection's socket is read and written directly
 	// (sockIO); TLS and other connections through their own methods.
 	var rw io.ReadWriter = conn
+	var sock *sockIO
 	if tc, ok := conn.(*net.TCPConn); ok {
 		if sio, err := newSockIO(tc); err == nil {
-			rw = sio
+			rw, sock = sio, sio
 		}
 	}
 	return &packetIO{
 		conn: conn,
+		sock: sock,
 		side: s,
 		r:    bufio.NewReaderSize(rw, 16<<10),
 		w:    bufio.NewWriterSize(rw, 16<<10),
@@ -161,6 +164,19 @@ func (p *packetIO) writeRaw(r rawPacket) error {
 }
 
 func (p *packetIO) flush() error { return p.side.tag(p.w.Flush()) }
+
+// flushAwaitingReply sends what is buffered, a request that gets a reply,
+// and returns once the reply can be read (sockIO.writeAwaiting), unless
+// bytes read earlier are still buffered.
+func (p *packetIO) flushAwaitingReply() error {
+	if p.sock == nil || p.r.Buffered() > 0 {
+		return p.flush()
+	}
+	p.sock.awaitReply = true
+	err := p.w.Flush()
+	p.sock.awaitReply = false
+	return p.side.tag(err)
+}
 
 // resetSeq starts a new command exchange.
 func (p *packetIO) resetSeq() { p.seq = 0 }

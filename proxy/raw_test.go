@@ -431,6 +431,31 @@ func TestRawCommands(t *testing.T) {
 	compareLines(t, logs[0], logs[1])
 }
 
+// TestRawPipelined: a client may send its next command before the answer
+// to the previous one; the second arrives while the first runs, after the
+// session's read of the first, and is answered too. (A session that waits
+// for the socket to become readable after answering, without reading
+// first, would miss it: readiness that came before a wait is forgotten.)
+func TestRawPipelined(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	p := startProxy(t, db)
+	c, _ := dialRaw(t, p.addr, db.User, db.Password, db.Name)
+	_ = c.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	c.command(comQuery("SELECT SLEEP(0.2)"))
+	time.Sleep(50 * time.Millisecond)
+	c.command(comQuery("SELECT 2"))
+	for _, q := range []string{"SELECT SLEEP(0.2)", "SELECT 2"} {
+		c.log = nil
+		if err := c.response(respResult); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if len(c.log) == 0 || c.log[0][:2] != "1:" {
+			t.Fatalf("%s: %v, want a result set", q, c.log)
+		}
+	}
+}
+
 // TestRawBadInput sends malformed, out-of-order, oversized and unknown
 // packets: each closes (or errors) that one connection only, and other
 // sessions keep working.

@@ -13,7 +13,13 @@ func (s *session) forward(pkt []byte, relay func() error) error {
 	if err := s.be.writePacket(pkt); err != nil {
 		return s.lostBackend(err)
 	}
-	if err := s.be.flush(); err != nil {
+	var err error
+	if relay == nil {
+		err = s.be.flush()
+	} else {
+		err = s.be.flushAwaitingReply()
+	}
+	if err != nil {
 		return s.lostBackend(err)
 	}
 	if relay == nil {

@@ -30,6 +30,10 @@ type sockIO struct {
 	// are bound once: a closure per call would be an allocation.
 	r, w        sockCall
 	read, write func(fd uintptr) bool
+	// awaitReply makes Write return only once the socket is readable
+	// (writeAwaiting); wrote tells writeThenWait its write is done.
+	awaitReply, wrote bool
+	writeThenWait     func(fd uintptr) bool
 }
 
 // sockCall is one Read or Write in progress.
@@ -45,7 +49,7 @@ func newSockIO(c *net.TCPConn) (*sockIO, error) {
 		return nil, err
 	}
 	s := &sockIO{conn: c, rc: rc}
-	s.read, s.write = s.readFD, s.writeFD
+	s.read, s.write, s.writeThenWait = s.readFD, s.writeFD, s.writeThenWaitFD
 	return s, nil
 }
 
@@ -92,7 +96,12 @@ func (s *sockIO) Write(b []byte) (int, error) {
 		return 0, nil
 	}
 	s.w = sockCall{buf: b}
-	err := s.rc.Write(s.write)
+	var err error
+	if s.awaitReply {
+		err = s.writeAwaiting()
+	} else {
+		err = s.rc.Write(s.write)
+	}
 	c := s.w
 	s.w.buf = nil
 	switch {
@@ -122,6 +131,36 @@ func (s *sockIO) writeFD(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// writeAwaiting writes s.w inside a wait for readability, for a request
+// whose reply comes on this socket: a read right after the write would
+// almost always find the socket empty, a system call and a trip through
+// the poller for nothing. The poller forgets readiness that came before a
+// wait begins, but the reply cannot come before its request is written,
+// so it is not missed. A write the socket's buffer cannot take at once
+// ends as a plain Write. Once written, a failed wait (closed, deadline)
+// is not the write's error: the next read meets it.
+func (s *sockIO) writeAwaiting() error {
+	s.wrote = false
+	_ = s.rc.Read(s.writeThenWait) // fails before the write too when closed: so does rc.Write
+	if s.wrote || s.w.errno != 0 {
+		return nil
+	}
+	return s.rc.Write(s.write)
+}
+
+// writeThenWaitFD writes s.w, then asks the poller to wait until the
+// socket is readable; true once it is, or when the write could not finish.
+func (s *sockIO) writeThenWaitFD(fd uintptr) bool {
+	if s.wrote {
+		return true
+	}
+	if !s.writeFD(fd) || s.w.errno != 0 {
+		return true
+	}
+	s.wrote = true
+	return false
 }
 
 // opError describes a failure as net.Conn's Read and Write do (with the

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -21,6 +22,9 @@ func TestSockIO(t *testing.T) {
 	defer ln.Close()
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
 	echoed := make(chan []byte, 1)
+	timedOut := make(chan struct{}) // the peer closes only after the deadline's check
+	checked := sync.OnceFunc(func() { close(timedOut) })
+	defer checked()
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -37,7 +41,7 @@ func TestSockIO(t *testing.T) {
 			got = nil
 		}
 		echoed <- got
-		time.Sleep(100 * time.Millisecond) // past the client's deadline below
+		<-timedOut
 	}()
 	c, s := dialSockIO(t, ln.Addr().String())
 
@@ -52,7 +56,9 @@ func TestSockIO(t *testing.T) {
 		t.Fatalf("Read = %q, %v", b[:n], err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-	if _, err := s.Read(b); !errors.Is(err, os.ErrDeadlineExceeded) {
+	_, err = s.Read(b)
+	checked()
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read past the deadline: %v, want a timeout", err)
 	}
 	_ = c.SetReadDeadline(noDeadline)
@@ -102,6 +108,64 @@ func TestSockIOConcurrent(t *testing.T) {
 	}
 	if !bytes.Equal(got, big) {
 		t.Fatal("read back something else than was written")
+	}
+}
+
+// TestSockIOAwaitReply: with awaitReply, Write returns once the peer's
+// reply is readable; a write larger than the socket buffers finishes as a
+// plain one; a read deadline ends the wait without failing the write.
+func TestSockIOAwaitReply(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		size     int
+		reply    bool
+		deadline bool
+	}{
+		{name: "small", size: 4, reply: true},
+		{name: "larger than the socket buffers", size: 16 << 20, reply: true},
+		{name: "deadline", size: 4, deadline: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			const delay = 20 * time.Millisecond
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				if _, err := io.ReadFull(c, make([]byte, tc.size)); err != nil || !tc.reply {
+					time.Sleep(time.Second)
+					return
+				}
+				time.Sleep(delay)
+				_, _ = c.Write([]byte("ok"))
+			}()
+			c, s := dialSockIO(t, ln.Addr().String())
+			start := time.Now()
+			if tc.deadline {
+				_ = c.SetReadDeadline(start.Add(delay))
+			}
+			s.awaitReply = true
+			if n, err := s.Write(make([]byte, tc.size)); n != tc.size || err != nil {
+				t.Fatalf("Write of %d bytes = %d, %v", tc.size, n, err)
+			}
+			if took := time.Since(start); took < delay {
+				t.Errorf("Write returned after %v, before the reply (%v)", took, delay)
+			}
+			b := make([]byte, 2)
+			_, err = io.ReadFull(s, b)
+			switch {
+			case tc.deadline && !errors.Is(err, os.ErrDeadlineExceeded):
+				t.Errorf("Read after the wait's deadline: %v, want a timeout", err)
+			case !tc.deadline && (err != nil || string(b) != "ok"):
+				t.Errorf("Read = %q, %v, want the reply", b, err)
+			}
+		})
 	}
 }
 
