@@ -353,11 +353,20 @@ func (m *Merger) runTable(q *tableQueue) {
 	}
 }
 
+// goneCheckAge is how long a request waits before its batch asks whether
+// its client is still there (Request.Gone, a system call per request in
+// the proxy). A client that leaves sooner is like one that disconnects
+// right after sending a statement to the server, which executes it all
+// the same: its request is applied and recorded. Dropping is for requests
+// abandoned in a long queue.
+const goneCheckAge = 20 * time.Millisecond
+
 // expire fails the requests that waited longer than QueueTimeout with
 // ErrLockWaitTimeout, as the server fails a lock wait that long, drops
 // those whose ctx ended or whose client is gone, and returns the others.
 func (m *Merger) expire(batch []*waiter) []*waiter {
-	limit := time.Now().Add(-m.cfg.QueueTimeout)
+	now := time.Now()
+	limit, goneLimit := now.Add(-m.cfg.QueueTimeout), now.Add(-goneCheckAge)
 	kept := batch[:0]
 	for _, w := range batch {
 		if err := w.ctx.Err(); err != nil {
@@ -365,7 +374,7 @@ func (m *Merger) expire(batch []*waiter) []*waiter {
 			deliver(w, Outcome{}, err)
 			continue
 		}
-		if w.req.Gone != nil && w.req.Gone() {
+		if w.req.Gone != nil && w.enq.Before(goneLimit) && w.req.Gone() {
 			m.stats.dropped.Add(1)
 			deliver(w, Outcome{}, context.Canceled)
 			continue

@@ -318,6 +318,7 @@ func TestGoneClientDropped(t *testing.T) {
 	}
 	testdb.WaitFor(t, 5*time.Second, "requests queued", func() bool { return f.m.Stats().Queued == 2 })
 	gone.Store(true)
+	time.Sleep(goneCheckAge) // younger requests are applied unasked
 	release()
 	if err := <-first; err != nil {
 		t.Fatal(err)

@@ -98,9 +98,10 @@ type Request struct {
 	// claim.go). Only Claimable statements may claim.
 	Claim *Owner
 	// Gone, when set, reports whether the client has gone away. The merger
-	// asks it when the request's batch forms and drops a request whose
-	// client is gone (Do returns context.Canceled); once in a batch, a
-	// request is applied whatever happens to its client.
+	// asks it when the request's batch forms, if the request has waited
+	// for 20 ms (goneCheckAge), and drops a request whose client is gone
+	// (Do returns context.Canceled); once in a batch, a request is applied
+	// whatever happens to its client.
 	Gone func() bool
 }
 
