@@ -20,7 +20,7 @@ import (
 // commits.
 //
 // So the next batch waits for the clients of the last two batches to come
-// back (counted by connection id), but never longer than Config.GatherWait
+// back (counted by connection id, autocommit statements only), but never longer than Config.GatherWait
 // nor a quarter of the last batch's duration after its oldest request
 // arrived: the wait costs at most that much latency and at most a quarter
 // of a batch's throughput when the clients do not come back. A table
@@ -43,10 +43,15 @@ type gatherer struct {
 	seen      map[uint32]struct{}
 }
 
-// add notes that batch runs in the current batch.
+// add notes that batch runs in the current batch. Claims do not count: a
+// claim's client first confirms and commits its transaction and begins
+// the next one, too long a way back to wait for (measured: gathering them
+// made hot-tx batches no larger).
 func (g *gatherer) add(batch []*waiter) {
 	for _, w := range batch {
-		g.cur = append(g.cur, w.req.ConnID)
+		if w.req.Claim == nil {
+			g.cur = append(g.cur, w.req.ConnID)
+		}
 	}
 }
 
