@@ -60,7 +60,8 @@
 // statement run alone) in flight in one Merger. Queues are bounded per table (MaxQueue) and globally
 // (MaxQueueTotal): beyond, ErrQueueFull. A request
 // whose ctx ends while queued is dropped (Do returns ctx.Err(); when its
-// batch forms, at the latest); one that
+// batch forms, at the latest), so is one whose client went away
+// (Request.Gone, asked once it waited 20 ms); one that
 // waited longer than QueueTimeout fails with ErrLockWaitTimeout (checked
 // when its batch forms); one already in a batch is applied and recorded.
 //
