@@ -28,6 +28,13 @@ import (
 // request still runs at once; and after a batch of several clients the
 // worker stays for that long, so that the first of them to come back
 // queues for the gathering batch instead of running alone.
+//
+// When the clients come back more slowly than that (many clients on
+// busy cores, rows spread over the table), a wait that ends short of its
+// target is mostly time the table's batches stand still: after one
+// that gathered less than three quarters of its target, the next batch
+// does not wait, after another miss the next two, and so on up to 16;
+// one that gathers its clients ends the pause.
 type gatherer struct {
 	max time.Duration // Config.GatherWait; 0: never wait
 	// target is how many requests the next batch waits for: the distinct
@@ -41,6 +48,29 @@ type gatherer struct {
 	// prev those of the batch before; seen counts distinct ids.
 	cur, prev []uint32
 	seen      map[uint32]struct{}
+	// skip is how many more batches form without waiting; backoff what
+	// skip is set to after the next miss but one.
+	skip, backoff int
+}
+
+// reset prepares g for a new worker: nothing learnt, waits of at most max.
+func (g *gatherer) reset(max time.Duration) {
+	g.target, g.max, g.skip, g.backoff = 0, max, 0, 0
+	g.cur, g.prev = g.cur[:0], g.prev[:0]
+}
+
+// maxBackoff is the most batches that form without waiting after the
+// waits fell short of their targets.
+const maxBackoff = 16
+
+// settle learns from a wait that ended with n requests queued.
+func (g *gatherer) settle(n int) {
+	if 4*n >= 3*g.target {
+		g.backoff = 0
+		return
+	}
+	g.backoff = min(max(1, 2*g.backoff), maxBackoff)
+	g.skip = g.backoff
 }
 
 // add notes that batch runs in the current batch. Claims do not count: a
@@ -75,20 +105,34 @@ func (g *gatherer) after(took time.Duration, maxBatch int) {
 
 // gather waits until q holds g.target requests, or g.wait after its
 // oldest request arrived (g.wait from now while it is empty), or the
-// merger closes. It returns at once when there is nothing to wait for.
+// merger closes. It returns at once when there is nothing to wait for,
+// or while the waits back off (settle).
 func (m *Merger) gather(q *tableQueue, g *gatherer) {
 	if g.target <= 1 || g.wait <= 0 {
+		return
+	}
+	if g.skip > 0 {
+		g.skip--
 		return
 	}
 	m.mu.Lock()
 	n := q.lenLocked()
 	if n >= g.target {
 		m.mu.Unlock()
+		g.settle(n)
 		return
 	}
-	deadline := time.Now().Add(g.wait)
+	now := time.Now()
+	deadline := now.Add(g.wait)
 	if n > 0 {
 		deadline = q.waiting[q.head].enq.Add(g.wait)
+	}
+	if !deadline.After(now) {
+		// The oldest request queued during the last batch and has
+		// waited long enough: no timer, no sleep.
+		m.mu.Unlock()
+		g.settle(n)
+		return
 	}
 	q.target = g.target
 	m.mu.Unlock()
@@ -120,6 +164,7 @@ func (m *Merger) gather(q *tableQueue, g *gatherer) {
 		m.mu.Unlock()
 		left := time.Until(deadline)
 		if n >= g.target || left <= 0 {
+			g.settle(n)
 			return
 		}
 		g.timer.Reset(left)

@@ -323,7 +323,7 @@ func (m *Merger) runTable(q *tableQueue) {
 	defer m.workers.Done()
 	x := m.executors.Get().(*executor)
 	x.q = q
-	x.g.target, x.g.max, x.g.prev = 0, m.cfg.GatherWait, x.g.prev[:0]
+	x.g.reset(m.cfg.GatherWait)
 	defer func() {
 		x.q = nil
 		x.close()
