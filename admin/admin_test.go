@@ -61,14 +61,15 @@ func TestAdminVariablesAndErrors(t *testing.T) {
 	f := newFixture(t)
 	a := admin(t, f.addr, "admin", adminPassword)
 	mustExec(t, a, "SET hotrow.max_batch = 8")
-	if l := f.m.Limits(); l.MaxBatch != 8 {
-		t.Fatalf("max_batch = %d after SET, want 8", l.MaxBatch)
+	mustExec(t, a, "SET hotrow.batch_gather_us = 250")
+	if l := f.m.Limits(); l.MaxBatch != 8 || l.GatherWait != 250*time.Microsecond {
+		t.Fatalf("max_batch = %d, batch gather %v after SET, want 8 and 250µs", l.MaxBatch, l.GatherWait)
 	}
 	vars := map[string]string{}
 	for _, r := range rows(t, a, "SHOW HOTROW VARIABLES") {
 		vars[r[0]] = r[1]
 	}
-	if vars["hotrow.max_batch"] != "8" || vars["hotrow.instance_id"] != "test" || vars["hotrow.meta_schema"] != f.meta {
+	if vars["hotrow.max_batch"] != "8" || vars["hotrow.batch_gather_us"] != "250" || vars["hotrow.instance_id"] != "test" || vars["hotrow.meta_schema"] != f.meta {
 		t.Fatalf("SHOW HOTROW VARIABLES = %v", vars)
 	}
 	status := map[string]string{}
@@ -86,6 +87,7 @@ func TestAdminVariablesAndErrors(t *testing.T) {
 		{"SET hotrow.nope = 1", 1193, "Unknown system variable 'hotrow.nope'"},
 		{"SET hotrow.max_batch = 0", 1231, "max_batch must be at least 1"},
 		{"SET hotrow.max_batch = 'many'", 1232, "want an integer"},
+		{"SET hotrow.batch_gather_us = 2000000", 1231, "batch gather must be 0 to 1s"},
 		{"SET hotrow.meta_schema = 'x'", 1238, "read only"},
 		{"DROP TABLE hot_rules", 1064, "supported: SELECT"},
 		{"LOAD MYSQL USERS TO RUNTIME", 1064, "LOAD HOT RULES TO RUNTIME"},

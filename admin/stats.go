@@ -207,6 +207,8 @@ func (s *Server) variables() []variable {
 		limit("max_batch", func(l merger.Limits) int { return l.MaxBatch }, func(l *merger.Limits, n int) { l.MaxBatch = n }),
 		limit("max_queue", func(l merger.Limits) int { return l.MaxQueue }, func(l *merger.Limits, n int) { l.MaxQueue = n }),
 		limit("max_queue_total", func(l merger.Limits) int { return l.MaxQueueTotal }, func(l *merger.Limits, n int) { l.MaxQueueTotal = n }),
+		limit("batch_gather_us", func(l merger.Limits) int { return int(l.GatherWait / time.Microsecond) },
+			func(l *merger.Limits, n int) { l.GatherWait = time.Duration(n) * time.Microsecond }),
 		{name: "meta_schema", get: func() string { return s.cfg.MetaSchema }},
 		{name: "auto_hot", get: func() string {
 			if s.det != nil && s.det.Auto() {

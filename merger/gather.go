@@ -36,7 +36,7 @@ import (
 // does not wait, after another miss the next two, and so on up to 16;
 // one that gathers its clients ends the pause.
 type gatherer struct {
-	max time.Duration // Config.GatherWait; 0: never wait
+	max time.Duration // Config.GatherWait (as the last batch formed); 0: never wait
 	// target is how many requests the next batch waits for: the distinct
 	// clients of the last two batches, at most MaxBatch.
 	target int
@@ -53,9 +53,9 @@ type gatherer struct {
 	skip, backoff int
 }
 
-// reset prepares g for a new worker: nothing learnt, waits of at most max.
-func (g *gatherer) reset(max time.Duration) {
-	g.target, g.max, g.skip, g.backoff = 0, max, 0, 0
+// reset prepares g for a new worker: nothing learnt.
+func (g *gatherer) reset() {
+	g.target, g.skip, g.backoff = 0, 0, 0
 	g.cur, g.prev = g.cur[:0], g.prev[:0]
 }
 

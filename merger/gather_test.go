@@ -15,7 +15,7 @@ import (
 // gathers enough ends the pause.
 func TestGathererBackoff(t *testing.T) {
 	var g gatherer
-	g.reset(time.Millisecond)
+	g.reset()
 	g.target = 16
 	var skips []int
 	for range 7 {

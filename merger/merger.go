@@ -323,7 +323,7 @@ func (m *Merger) runTable(q *tableQueue) {
 	defer m.workers.Done()
 	x := m.executors.Get().(*executor)
 	x.q = q
-	x.g.reset(m.cfg.GatherWait)
+	x.g.reset()
 	defer func() {
 		x.q = nil
 		x.close()
@@ -333,6 +333,7 @@ func (m *Merger) runTable(q *tableQueue) {
 		m.gather(q, &x.g)
 		m.mu.Lock()
 		maxBatch := m.cfg.MaxBatch
+		x.g.max = m.cfg.GatherWait // SetLimits may change either
 		batch := q.takeLocked(x.batch[:0], maxBatch)
 		x.batch = batch
 		m.queued -= len(batch)

@@ -280,21 +280,25 @@ func (m *Merger) ErrorCodes() map[uint16]uint64 {
 // Limits are the merger's tunable queue limits.
 type Limits struct {
 	MaxBatch, MaxQueue, MaxQueueTotal int
+	// GatherWait is Config.GatherWait, at most a second.
+	GatherWait time.Duration
 }
 
 // Limits returns the limits in force.
 func (m *Merger) Limits() Limits {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return Limits{MaxBatch: m.cfg.MaxBatch, MaxQueue: m.cfg.MaxQueue, MaxQueueTotal: m.cfg.MaxQueueTotal}
+	return Limits{MaxBatch: m.cfg.MaxBatch, MaxQueue: m.cfg.MaxQueue, MaxQueueTotal: m.cfg.MaxQueueTotal, GatherWait: m.cfg.GatherWait}
 }
 
 // SetLimits replaces the limits; the next batch forms under them and
 // requests already queued stay queued. It refuses limits Config.Validate
 // would refuse.
 func (m *Merger) SetLimits(l Limits) error {
-	c := Config{MaxBatch: l.MaxBatch, MaxQueue: l.MaxQueue, MaxQueueTotal: l.MaxQueueTotal}
+	c := Config{MaxBatch: l.MaxBatch, MaxQueue: l.MaxQueue, MaxQueueTotal: l.MaxQueueTotal, GatherWait: l.GatherWait}
 	switch {
+	case c.GatherWait < 0 || c.GatherWait > time.Second:
+		return errors.New("batch gather must be 0 to 1s")
 	case c.MaxBatch < 1:
 		return errors.New("max_batch must be at least 1")
 	case c.MaxQueue < 1:
@@ -304,7 +308,7 @@ func (m *Merger) SetLimits(l Limits) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.cfg.MaxBatch, m.cfg.MaxQueue, m.cfg.MaxQueueTotal = c.MaxBatch, c.MaxQueue, c.MaxQueueTotal
+	m.cfg.MaxBatch, m.cfg.MaxQueue, m.cfg.MaxQueueTotal, m.cfg.GatherWait = c.MaxBatch, c.MaxQueue, c.MaxQueueTotal, c.GatherWait
 	return nil
 }
 
