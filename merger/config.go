@@ -92,6 +92,10 @@ type Config struct {
 	hooks hooks
 }
 
+// MaxGatherWait bounds Config.GatherWait: a wait meant to be short next to
+// a batch's commit.
+const MaxGatherWait = time.Second
+
 // DefaultConfig returns the defaults: batches of up to 256 requests, 4,096
 // waiting requests per table and 65,536 in all, 32 backend connections.
 func DefaultConfig() Config {
@@ -177,8 +181,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("merger: PoolSize %d < 1", c.PoolSize)
 	case c.ResolveTimeout <= 0:
 		return fmt.Errorf("merger: ResolveTimeout %v <= 0", c.ResolveTimeout)
-	case c.GatherWait < 0:
-		return fmt.Errorf("merger: GatherWait %v < 0", c.GatherWait)
+	case c.GatherWait < 0 || c.GatherWait > MaxGatherWait:
+		return fmt.Errorf("merger: GatherWait %v: want 0 to %v", c.GatherWait, MaxGatherWait)
 	case c.TxHotThreshold < 2:
 		return fmt.Errorf("merger: TxHotThreshold %d: want at least 2", c.TxHotThreshold)
 	case c.ClaimSweepAge < 0 || c.ClaimSweepEvery <= 0:

@@ -78,6 +78,9 @@ func (g *gatherer) settle(n int) {
 // the next one, too long a way back to wait for (measured: gathering them
 // made hot-tx batches no larger).
 func (g *gatherer) add(batch []*waiter) {
+	if g.max <= 0 {
+		return // gathering is off: nothing to learn
+	}
 	for _, w := range batch {
 		if w.req.Claim == nil {
 			g.cur = append(g.cur, w.req.ConnID)
@@ -88,6 +91,10 @@ func (g *gatherer) add(batch []*waiter) {
 // after learns from the current batch, which took took: who the next
 // batch waits for, and for how long at most.
 func (g *gatherer) after(took time.Duration, maxBatch int) {
+	if g.max <= 0 {
+		g.reset()
+		return
+	}
 	if g.seen == nil {
 		g.seen = make(map[uint32]struct{})
 	}

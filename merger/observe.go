@@ -280,7 +280,7 @@ func (m *Merger) ErrorCodes() map[uint16]uint64 {
 // Limits are the merger's tunable queue limits.
 type Limits struct {
 	MaxBatch, MaxQueue, MaxQueueTotal int
-	// GatherWait is Config.GatherWait, at most a second.
+	// GatherWait is Config.GatherWait, at most MaxGatherWait.
 	GatherWait time.Duration
 }
 
@@ -297,8 +297,8 @@ func (m *Merger) Limits() Limits {
 func (m *Merger) SetLimits(l Limits) error {
 	c := Config{MaxBatch: l.MaxBatch, MaxQueue: l.MaxQueue, MaxQueueTotal: l.MaxQueueTotal, GatherWait: l.GatherWait}
 	switch {
-	case c.GatherWait < 0 || c.GatherWait > time.Second:
-		return errors.New("batch gather must be 0 to 1s")
+	case c.GatherWait < 0 || c.GatherWait > MaxGatherWait:
+		return fmt.Errorf("batch gather must be 0 to %v", MaxGatherWait)
 	case c.MaxBatch < 1:
 		return errors.New("max_batch must be at least 1")
 	case c.MaxQueue < 1:

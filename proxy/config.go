@@ -233,8 +233,8 @@ func (c *Config) Validate() error {
 	if d := c.BackendDeadAfter.Duration; d != 0 && d < time.Second {
 		errs = append(errs, fmt.Errorf("backend dead after %v: want 0 (the OS defaults) or at least 1s", d))
 	}
-	if d := c.BatchGather.Duration; d < 0 || d > time.Second {
-		errs = append(errs, fmt.Errorf("batch gather %v: want 0 to 1s", d))
+	if d := c.BatchGather.Duration; d < 0 || d > merger.MaxGatherWait {
+		errs = append(errs, fmt.Errorf("batch gather %v: want 0 to %v", d, merger.MaxGatherWait))
 	}
 	if c.MaxConnections < 1 || c.MaxHandshakes < 1 || c.HandshakeBackends < 1 {
 		errs = append(errs, fmt.Errorf("max connections %d, max handshakes %d, handshake backends %d: want each at least 1", c.MaxConnections, c.MaxHandshakes, c.HandshakeBackends))
