@@ -34,6 +34,7 @@ cleanup() {
 	rm -rf "$dir"
 }
 trap cleanup EXIT
+trap 'exit 1' TERM INT
 
 db_port=$(free_port)
 mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" --auth-root-authentication-method=normal \
@@ -78,11 +79,16 @@ for _ in $(seq 100); do
 	sleep 0.2
 done
 
-# run MODE THREADS PORT: prints "tps p95_ms" of one sysbench run.
+# run MODE THREADS PORT: prints "tps p95_ms" of one sysbench run; on a
+# failure, sysbench's output, and the script stops.
 run() {
-	sysbench "$lua" --mode="$1" --threads="$2" --time="$secs" --mysql-host=127.0.0.1 --mysql-port="$3" \
-		--mysql-user=sb --mysql-password=sb --mysql-db=sb --db-ps-mode=disable --percentile=95 run |
-		awk '/transactions:/ { gsub(/[(]/, "", $3); tps = $3 } /95th percentile:/ { p95 = $3 } END { print tps, p95 }'
+	if ! sysbench "$lua" --mode="$1" --threads="$2" --time="$secs" --mysql-host=127.0.0.1 --mysql-port="$3" \
+		--mysql-user=sb --mysql-password=sb --mysql-db=sb --db-ps-mode=disable --percentile=95 run >"$dir/sysbench.out" 2>&1; then
+		echo "sysbench.sh: sysbench --mode=$1 --threads=$2 on port $3 failed:" >&2
+		cat "$dir/sysbench.out" >&2
+		kill $$
+	fi
+	awk '/transactions:/ { gsub(/[(]/, "", $3); tps = $3 } /95th percentile:/ { p95 = $3 } END { print tps, p95 }' "$dir/sysbench.out"
 }
 
 printf '%-7s %7s %12s %9s %12s %9s %8s %12s %9s %8s\n' mode threads direct/s p95_ms relay/s p95_ms relay/d hotrow/s p95_ms hotrow/d
