@@ -292,7 +292,7 @@ func (s *sale) run(clients int, addr func(i int) string, midSale func(), stop <-
 // back what a dead proxy left, and a COMMIT one had sent may still land.
 func (s *sale) settle(t *testing.T) {
 	t.Helper()
-	testdb.WaitFor(t, 30*time.Second, "the dead proxy's transactions to end", func() bool {
+	testdb.WaitEvery(t, 30*time.Second, 150*time.Millisecond, "the dead proxy's transactions to end", func() bool {
 		n := -1
 		_ = s.root.QueryRow("SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id <> CONNECTION_ID()").Scan(&n)
 		return n == 0

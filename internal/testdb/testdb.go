@@ -187,12 +187,21 @@ func (d *DB) Exec(t testing.TB, stmts ...string) {
 // fails the test with what when it never becomes true.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	WaitEvery(t, timeout, 10*time.Millisecond, what, cond)
+}
+
+// WaitEvery is WaitFor polling every interval: for a cond that reads
+// information_schema.INNODB_TRX, whose cache the server refreshes only
+// when it was last read more than 100 ms ago (polled faster, it shows
+// the same transactions for ever).
+func WaitEvery(t testing.TB, timeout, interval time.Duration, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }
 
