@@ -284,4 +284,19 @@ func (s *sale) logLedgerGaps(t *testing.T, stock int) {
 	if want != -1 {
 		t.Logf("ledger: ends at stock_after %d, want 0", want+1)
 	}
+	// A row of another key or table would also be missing from the count.
+	var keys []string
+	byKey, err := s.root.Query("SELECT CONCAT(table_name, ':', key_value, ' ', COUNT(*)) FROM `"+s.meta+"`.ledger WHERE table_schema = ? GROUP BY table_name, key_value", s.db.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer byKey.Close()
+	for byKey.Next() {
+		var k string
+		if err := byKey.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	t.Logf("ledger rows by table and key: %v", keys)
 }
