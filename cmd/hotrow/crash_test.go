@@ -374,6 +374,64 @@ func (s *sale) startInstances(t *testing.T, bin string, ids ...string) []*proxyC
 	return cs
 }
 
+// logLedgerGaps logs where the ledger of row 1 does not count down one
+// unit per row from the sale's stock to left: each stock_after missing or
+// repeated, with the ledger rows around it (which batch, instance and
+// moment), and the sale's ledger rows by table and key, to find a
+// deduction that has no ledger row or a row that has no deduction.
+func (s *sale) logLedgerGaps(t *testing.T, left int) {
+	t.Helper()
+	rows, err := s.root.Query("SELECT batch_id, seq, CAST(stock_after AS SIGNED), conn_id, created_at FROM `"+s.meta+"`.ledger"+
+		" WHERE table_schema = ? AND key_value = '1' ORDER BY CAST(stock_after AS SIGNED) DESC, created_at", s.db.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	type ledgerRow struct {
+		batch, at      string
+		seq, after, by int
+	}
+	var all []ledgerRow
+	for rows.Next() {
+		var r ledgerRow
+		if err := rows.Scan(&r.batch, &r.seq, &r.after, &r.by, &r.at); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, r)
+	}
+	want, gaps := s.stock-1, 0
+	for i, r := range all {
+		if r.after != want {
+			if gaps++; gaps <= 10 {
+				lo, hi := max(i-3, 0), min(i+3, len(all))
+				t.Logf("ledger: stock_after %d where %d was next; rows around it: %+v", r.after, want, all[lo:hi])
+			}
+		}
+		want = r.after - 1
+	}
+	if gaps > 10 {
+		t.Logf("ledger: %d places in all where it does not count down by one (the first 10 above)", gaps)
+	}
+	if want != left-1 {
+		t.Logf("ledger: ends at stock_after %d, want %d", want+1, left)
+	}
+	// A row of another key or table would also be missing from the count.
+	var keys []string
+	byKey, err := s.root.Query("SELECT CONCAT(table_name, ':', key_value, ' ', COUNT(*)) FROM `"+s.meta+"`.ledger WHERE table_schema = ? GROUP BY table_name, key_value", s.db.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer byKey.Close()
+	for byKey.Next() {
+		var k string
+		if err := byKey.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	t.Logf("ledger rows by table and key: %v", keys)
+}
+
 // ledgerRows counts the ledger rows of s's row by instance and process:
 // rows[id][i] are those of the i-th process (by its first row) of instance
 // id that wrote any. A batch id is the instance id, the process's start

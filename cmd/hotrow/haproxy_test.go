@@ -190,7 +190,7 @@ func flashSaleBehindHAProxy(t *testing.T, lbBin, bin string, n int) {
 		n, clients, len(results), took.Round(time.Millisecond), ok, soldOut, failed, ledger-ok, ids[0], killedAt, upAt, ledger, rows)
 	if ok > stock || ledger != stock {
 		t.Errorf("stock %d: %d told OK, %d ledger rows; want at most the stock told OK, and all of it sold", stock, ok, ledger)
-		s.logLedgerGaps(t, stock)
+		s.logLedgerGaps(t, 0)
 	}
 	if soldOut != clients {
 		t.Errorf("%d clients told sold out, want all %d", soldOut, clients)
@@ -247,56 +247,4 @@ func (s *sale) checkMarkers(t *testing.T, ids []string) {
 	if markers == 0 || foreign > 0 || miscounted > 0 {
 		t.Errorf("%d batch markers: %d not of their instance's batch ids %v, %d whose granted count is not their ledger rows", markers, foreign, ids, miscounted)
 	}
-}
-
-// logLedgerGaps logs where the ledger of row 1 does not count down from
-// stock one unit per row: each stock_after missing or repeated, with the
-// ledger rows around it (which batch, instance and moment), to find the
-// deduction that has no ledger row or the row that has no deduction.
-func (s *sale) logLedgerGaps(t *testing.T, stock int) {
-	t.Helper()
-	rows, err := s.root.Query("SELECT batch_id, seq, CAST(stock_after AS SIGNED), conn_id, created_at FROM `"+s.meta+"`.ledger"+
-		" WHERE table_schema = ? AND key_value = '1' ORDER BY CAST(stock_after AS SIGNED) DESC, created_at", s.db.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	type ledgerRow struct {
-		batch, at      string
-		seq, after, by int
-	}
-	var all []ledgerRow
-	for rows.Next() {
-		var r ledgerRow
-		if err := rows.Scan(&r.batch, &r.seq, &r.after, &r.by, &r.at); err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, r)
-	}
-	want := stock - 1
-	for i, r := range all {
-		if r.after != want {
-			lo, hi := max(i-3, 0), min(i+3, len(all))
-			t.Logf("ledger: stock_after %d where %d was next; rows around it: %+v", r.after, want, all[lo:hi])
-		}
-		want = r.after - 1
-	}
-	if want != -1 {
-		t.Logf("ledger: ends at stock_after %d, want 0", want+1)
-	}
-	// A row of another key or table would also be missing from the count.
-	var keys []string
-	byKey, err := s.root.Query("SELECT CONCAT(table_name, ':', key_value, ' ', COUNT(*)) FROM `"+s.meta+"`.ledger WHERE table_schema = ? GROUP BY table_name, key_value", s.db.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer byKey.Close()
-	for byKey.Next() {
-		var k string
-		if err := byKey.Scan(&k); err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, k)
-	}
-	t.Logf("ledger rows by table and key: %v", keys)
 }
