@@ -107,25 +107,49 @@ func (x *executor) appendGeneral(b []byte, r Rule, batch []*waiter) []byte {
 }
 
 // appendLone appends a lone request's transaction after any USE: "START
-// TRANSACTION; the statement; its ledger row; [its claims row;] COMMIT". The ledger row is
-// an INSERT ... SELECT of the row's stock WHERE ROW_COUNT() > 0, so it
-// exists exactly when the statement matched.
+// TRANSACTION; the locking read of its row's stock into @hotrow_before;
+// the statement; its ledger row; [its claims row;] COMMIT". The ledger
+// row is an INSERT ... SELECT of the row's stock WHERE ROW_COUNT() > 0
+// (the statement matched) or the stock moved, so it exists exactly when
+// the statement matched. The second test is for a round trip whose
+// client is gone: the server still runs the rest of it, but ROW_COUNT()
+// then reads -1 (the statement's OK could not be sent), and without it a
+// committed deduction would have no ledger row
+// (TestRepeatedKillsKeepLedgerExact). A match that moved nothing then has
+// none. SUM covers a key that is not unique: every row the statement
+// changes moves the same way.
 func (x *executor) appendLone(b []byte, r *Request) []byte {
-	b = append(b, "START TRANSACTION; "...)
+	rule := r.Stmt.Rule
+	key := keyValue(r)
+	b = append(b, "START TRANSACTION; SELECT "...)
+	b = appendStockSum(b, rule)
+	b = append(b, " INTO @hotrow_before"...)
+	b = x.appendFromKey(b, rule, key)
+	b = append(b, " FOR UPDATE; "...)
 	b = x.appendStatement(b, r)
 	b = append(b, "; "...)
 	b = x.appendLedgerHead(b)
 	b = append(b, "SELECT "...)
 	b = x.appendLedgerLead(b, r, 0)
-	b = appendIdent(b, r.Stmt.Rule.Stock)
+	b = appendIdent(b, rule.Stock)
 	b = x.appendLedgerTail(b, r)
-	b = x.appendFromKey(b, r.Stmt.Rule, keyValue(r))
+	b = x.appendFromKey(b, rule, key)
+	b = append(b, " AND (ROW_COUNT() > 0 OR NOT ((SELECT "...)
+	b = appendStockSum(b, rule)
+	b = x.appendFromKey(b, rule, key)
 	// LIMIT 1: one ledger row per request even if the key is not unique.
-	b = append(b, " AND ROW_COUNT() > 0 LIMIT 1"...)
+	b = append(b, ") <=> @hotrow_before)) LIMIT 1"...)
 	if r.Claim != nil {
 		b = x.appendLoneClaim(b, r)
 	}
 	return append(b, "; COMMIT"...)
+}
+
+// appendStockSum appends "SUM(stock)".
+func appendStockSum(b []byte, r Rule) []byte {
+	b = append(b, "SUM("...)
+	b = appendIdent(b, r.Stock)
+	return append(b, ')')
 }
 
 // appendFromKey appends " FROM `schema`.`table` WHERE `key` = k".

@@ -88,13 +88,16 @@
 //   - Lone (batch of one on the merger's connection: a claim alone, a
 //     request of a failed batch run again, a batch of one formed from the
 //     queue, or every lone request with LonePassThrough off): one
-//     multi-statement round trip: START TRANSACTION; the statement (the
-//     client's text verbatim, or the prepared statement with its arguments
-//     as literals); the ledger row as INSERT ... SELECT ... WHERE
-//     ROW_COUNT() > 0; COMMIT. No marker: the ledger row (batch id, seq 0)
-//     exists exactly when the request matched, so it proves the commit of
-//     a grant, and a request that matched nothing changed nothing, whether
-//     or not its COMMIT ran.
+//     multi-statement round trip: START TRANSACTION; SELECT SUM(stock)
+//     INTO @hotrow_before ... FOR UPDATE; the statement (the client's text
+//     verbatim, or the prepared statement with its arguments as
+//     literals); the ledger row as INSERT ... SELECT ... WHERE
+//     ROW_COUNT() > 0 OR the stock's SUM moved; COMMIT. No marker: the
+//     ledger row (batch id, seq 0) exists exactly when the request
+//     matched, so it proves the commit of a grant, and a request that
+//     matched nothing changed nothing, whether or not its COMMIT ran. The
+//     stock test is for a lost connection: the server runs the rest of
+//     the round trip without its client, with ROW_COUNT() at -1.
 //   - Fast: START TRANSACTION + SELECT key, stock ... WHERE key IN (the
 //     batch's keys) ORDER BY key FOR UPDATE, which locks the rows in key
 //     order (so hotrow batches cannot deadlock one another); then

@@ -83,12 +83,12 @@ const loneAttempts = 3
 // runLone runs one request on the merger's connection (a batch of one
 // that did not run Alone: a claim, a request of a failed batch run again,
 // one taken from the queue alone, or any with LonePassThrough off) until
-// it has a final outcome: one round trip
-// of BEGIN, the statement, its ledger row (INSERT ... SELECT when
-// ROW_COUNT() > 0) and COMMIT. It writes no marker: the ledger row, which
-// exists exactly when the request matched, proves the commit of a request
-// that changed something, and one that matched nothing changed nothing,
-// so its outcome holds whether or not COMMIT ran. It retries while the
+// it has a final outcome: one round trip of BEGIN, a locking read of the
+// row's stock, the statement, its ledger row (INSERT ... SELECT when the
+// statement matched or the stock moved) and COMMIT (appendLone). It
+// writes no marker: the ledger row proves the commit of a request that
+// changed something, and one that matched nothing changed nothing, so
+// its outcome holds whether or not COMMIT ran. It retries while the
 // backend is unreachable or the transaction failed, up to the deadline
 // and until ctx ends.
 func (x *executor) runLone(ctx context.Context, w *waiter, deadline time.Time) {
@@ -138,7 +138,9 @@ func (x *executor) loneAttempt(ctx context.Context, batch []*waiter, deadline ti
 		base = 1
 	}
 	b.sql = x.appendLone(b.sql, r)
-	stmtIdx, commitIdx := base+1, base+3
+	// START TRANSACTION, the locking read, the statement, the ledger row,
+	// [the claims row,] COMMIT.
+	readIdx, stmtIdx, commitIdx := base+1, base+2, base+4
 	if r.Claim != nil {
 		commitIdx++ // the claims row
 	}
@@ -165,9 +167,11 @@ func (x *executor) loneAttempt(ctx context.Context, batch []*waiter, deadline ti
 		x.res.errs[0] = se
 		x.finish(pathLone, batch, false)
 		return attemptDone, nil
-	case se != nil && failed == stmtIdx && (!batchLevel(se) || se.Code == gomysql.ER_LOCK_WAIT_TIMEOUT):
-		// The statement's own error, as direct execution reports it; a
-		// lock wait timeout is not retried: it already waited that long.
+	case se != nil && (failed == stmtIdx || failed == readIdx) && (!batchLevel(se) || se.Code == gomysql.ER_LOCK_WAIT_TIMEOUT):
+		// The statement's own error, as direct execution reports it (the
+		// locking read before it reads and locks what it would: its errors
+		// are the statement's); a lock wait timeout is not retried: it
+		// already waited that long.
 		x.rollback()
 		x.res.errs[0] = se
 		x.finish(pathLone, batch, false)
@@ -185,14 +189,22 @@ func (x *executor) loneAttempt(ctx context.Context, batch []*waiter, deadline ti
 		return attemptDone, nil
 	}
 	// The statement matched (or its OK was lost): the ledger row of this
-	// batch exists exactly when the transaction committed a grant.
+	// batch exists when the transaction committed a grant that moved the
+	// stock (with the connection lost, ROW_COUNT() may have read -1:
+	// appendLone).
 	committed, rerr := x.resolve(ctx, oldID, true)
 	switch {
 	case rerr != nil:
 		x.res.errs[0] = ErrOutcomeUnknown
+	case !committed && len(r.Stmt.Extra) > 0 && !amountNonZero(r):
+		// No ledger row, but the statement may have committed its other
+		// assignments without moving the stock: running it again could
+		// apply them twice.
+		x.res.errs[0] = ErrOutcomeUnknown
 	case !committed:
-		// Not committed, or committed having matched nothing: either way
-		// nothing was applied, and the request runs again.
+		// Not committed, or committed having changed nothing (its stock
+		// did not move and it assigns nothing else): either way nothing
+		// was applied, and the request runs again.
 		return attemptRetry, err
 	case !gotOutcome:
 		// Committed with a grant, but the statement's OK was lost with the
@@ -210,6 +222,20 @@ func (x *executor) loneAttempt(ctx context.Context, batch []*waiter, deadline ti
 	}
 	x.finish(pathLone, batch, committed)
 	return attemptDone, nil
+}
+
+// amountNonZero reports whether r's amount is a number other than zero,
+// so that a statement that matched moved its stock.
+func amountNonZero(r *Request) bool {
+	switch v := r.Stmt.Amount.Value(r.Args).(type) {
+	case int64:
+		return v != 0
+	case uint64:
+		return v != 0
+	case float64:
+		return v != 0
+	}
+	return false
 }
 
 // failLone ends a lone request, not applied, with err.
