@@ -385,7 +385,9 @@ func TestTxUncontended(t *testing.T) {
 	}()
 	testdb.WaitFor(t, 10*time.Second, "the claim's batch to wait for the row", func() bool {
 		var n int
-		_ = direct.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'UPDATE inventory%'").Scan(&n)
+		// The batch's locking read (or a lone claim's, before its UPDATE)
+		// or its UPDATE waits.
+		_ = direct.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND (INFO LIKE 'UPDATE inventory%' OR INFO LIKE '%FOR UPDATE')").Scan(&n)
 		return n > 0
 	})
 	if err := a.Commit(); err != nil {
