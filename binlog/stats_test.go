@@ -22,9 +22,12 @@ func TestConsumerStats(t *testing.T) {
 	c.Close()
 
 	c, _ = f.start(t)
-	if s := c.Stats(); !s.Running || s.Checkpoint.File == "" || s.CheckpointSaved.IsZero() {
-		t.Fatalf("Stats after start = %+v", s)
-	}
+	// start returns once the checkpoint row is in the database; Run notes
+	// it in its statistics right after.
+	testdb.WaitFor(t, 5*time.Second, "the start position in the statistics", func() bool {
+		s := c.Stats()
+		return s.Running && s.Checkpoint.File != "" && !s.CheckpointSaved.IsZero()
+	})
 	start := c.Stats().Checkpoint
 	f.db.Exec(t, "UPDATE inv SET stock = stock - 1 WHERE sku = 'a'", "UPDATE inv SET stock = stock - 2 WHERE sku = 'a'")
 	f.waitEvents(t, 2)
