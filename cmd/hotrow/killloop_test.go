@@ -1,10 +1,8 @@
 package main
 
 import (
-	"database/sql"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 )
@@ -23,54 +21,25 @@ func TestRepeatedKillsKeepLedgerExact(t *testing.T) {
 	const stock, kills, buyersPerInstance = 1_000_000, 15, 8
 	bin := buildHotrow(t)
 	s := newSale(t, stock)
+	// Buyers 2 ms apart, on a new connection after an error (the kill, or
+	// the instance not back yet).
+	s.reconnect, s.think = true, 2*time.Millisecond
 	s.flags = []string{"--lone-passthrough=false"}
 	insts := s.startInstances(t, bin, "rk1", "rk2", "rk3")
-
-	stop := make(chan struct{})
-	var buyers sync.WaitGroup
-	for _, inst := range insts {
-		// A pool per instance: after a kill it connects again once the
-		// instance is back on its address.
-		pool, err := sql.Open("mysql", clientDSN(s.db, inst.addr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pool.Close()
-		pool.SetMaxOpenConns(buyersPerInstance)
-		for range buyersPerInstance {
-			buyers.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					_, _ = pool.Exec("UPDATE inventory SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1")
-					time.Sleep(2 * time.Millisecond)
-				}
-			})
-		}
-	}
-	ended := false
-	end := func() {
-		if !ended {
-			ended = true
-			close(stop)
-			buyers.Wait()
-		}
-	}
-	defer end()
 
 	seed := rand.Uint64()
 	rng := rand.New(rand.NewPCG(seed, seed))
 	t.Logf("seed %d", seed)
-	for k := range kills {
-		time.Sleep(time.Duration(100+rng.IntN(300)) * time.Millisecond)
-		insts[0].kill()
-		s.checkLedgerExact(t, fmt.Sprintf("after kill %d", k+1))
-		insts[0] = insts[0].restart(t)
-	}
-	end()
+	stop := make(chan struct{})
+	s.run(buyersPerInstance*len(insts), func(i int) string { return insts[i%len(insts)].addr }, func() {
+		defer close(stop)
+		for k := range kills {
+			time.Sleep(time.Duration(100+rng.IntN(300)) * time.Millisecond)
+			insts[0].kill()
+			s.checkLedgerExact(t, fmt.Sprintf("after kill %d", k+1))
+			insts[0] = insts[0].restart(t)
+		}
+	}, stop)
 	s.settle(t)
 	left := s.checkLedgerExact(t, "at the end")
 	if stock-left < 1000 {
